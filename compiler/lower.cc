@@ -1,0 +1,128 @@
+#include "compiler/lower.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+
+namespace kiln {
+namespace {
+
+// Sets constant bounds and dense row-major strides on a buffer's dimensions (logical shape).
+template <typename B>
+void ConstrainDense(B buffer, const Shape& shape) {
+  int rank = static_cast<int>(shape.size());
+  int stride = 1;
+  for (int d = 0; d < rank; ++d) {  // Halide dim d is logical axis rank-1-d
+    int extent = static_cast<int>(shape[rank - 1 - d]);
+    buffer.dim(d).set_bounds(0, extent).set_stride(stride);
+    stride *= extent;
+  }
+}
+
+std::string Sanitize(const std::string& s) {
+  std::string out = s;
+  for (char& c : out) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return out;
+}
+
+// The first non-injective producer behind a chain of reshapes/transposes/broadcasts.
+int ThroughViews(const Graph& g, int id) {
+  while (GetOpDef(g.node(id).op).pattern == Pattern::kInjective) id = g.node(id).inputs[0];
+  return id;
+}
+
+}  // namespace
+
+absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program, LowerCtx& ctx) {
+  try {
+    LoweredStep out;
+    std::map<int, Halide::Func> source_funcs;
+    for (const auto& [id, spec] : program.inputs) {
+      const Node& n = g.node(id);
+      Halide::ImageParam p(ctx.TypeOf(n.dtype), static_cast<int>(n.shape.size()),
+                           "in_" + Sanitize(spec.name));
+      ConstrainDense(p, n.shape);
+      Halide::Func f("src_" + Sanitize(spec.name));
+      std::vector<Halide::Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+      ctx.Define(f, v, ctx.At(p, v));
+      source_funcs[id] = f;
+      out.inputs.push_back(p);
+    }
+    ctx.set_graph(&g);
+    ctx.set_source_fn([&](const Node& n) -> Halide::Func {
+      auto it = source_funcs.find(n.id);
+      if (it == source_funcs.end()) {
+        throw Halide::CompileError(absl::StrCat("node '", n.name, "' (", OpName(n.op),
+                                                ") is needed but is not an argument of the step"));
+      }
+      return it->second;
+    });
+
+    std::vector<int> roots;
+    for (const auto& [id, spec] : program.outputs) roots.push_back(id);
+    std::vector<int> order = g.Reachable(roots);
+    std::map<int, Lowered> lowered;
+    for (int id : order) {
+      const Node& n = g.node(id);
+      std::vector<Halide::Func> in;
+      for (int i : n.inputs) in.push_back(lowered.at(i).f);
+      lowered[id] = GetOpDef(n.op).lower(ctx, n, in);
+    }
+
+    // Inputs of complex ops (matmul) are read many times: materialize an elementwise producer
+    // behind views instead of recomputing it inside the reduction loop.
+    std::map<int, bool> materialize;
+    for (int id : order) {
+      const Node& n = g.node(id);
+      if (GetOpDef(n.op).pattern != Pattern::kComplex) continue;
+      for (int in : n.inputs) {
+        int p = ThroughViews(g, in);
+        if (GetOpDef(g.node(p).op).pattern == Pattern::kElementwise &&
+            g.node(p).op != OpKind::kConstant) {
+          materialize[p] = true;
+        }
+      }
+    }
+    for (int id : order) {
+      const Node& n = g.node(id);
+      const OpDef& def = GetOpDef(n.op);
+      Lowered& l = lowered[id];
+      switch (def.pattern) {
+        case Pattern::kSource:
+          break;
+        case Pattern::kElementwise:
+        case Pattern::kInjective:
+          if (materialize.count(id)) ctx.ScheduleMaterialized(l.f, n.shape, 1);
+          break;
+        case Pattern::kReduction:
+        case Pattern::kComplex:
+          if (def.schedule != nullptr) {
+            def.schedule(ctx, n, l);
+          } else {
+            int64_t in_elems = NumElements(ctx.input_shape(n, 0));
+            ctx.ScheduleMaterialized(l.f, n.shape,
+                                     in_elems / std::max<int64_t>(1, NumElements(n.shape)));
+          }
+          break;
+      }
+    }
+
+    for (const auto& [id, spec] : program.outputs) {
+      const Node& n = g.node(id);
+      Halide::Func f("out_" + Sanitize(spec.name) + "_" + ArgRoleName(spec.role));
+      std::vector<Halide::Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+      ctx.Define(f, v, ctx.At(lowered.at(id).f, v));
+      ctx.ScheduleMaterialized(f, n.shape, 1);
+      ConstrainDense(f.output_buffer(), n.shape);
+      out.outputs.push_back(f);
+    }
+    out.pipeline = Halide::Pipeline(out.outputs);
+    return out;
+  } catch (const Halide::Error& e) {
+    return absl::InternalError(absl::StrCat("lowering to Halide failed: ", e.what()));
+  }
+}
+
+}  // namespace kiln

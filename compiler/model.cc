@@ -1,0 +1,177 @@
+#include "compiler/model.h"
+
+#include <cstdio>
+#include <fstream>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "base/status.h"
+#include "compiler/autodiff.h"
+#include "compiler/jit.h"
+#include "compiler/lower.h"
+#include "compiler/passes.h"
+#include "dsl/api.h"
+
+namespace kiln {
+namespace {
+
+ScalarType ScalarOf(DType t, bool float64) {
+  switch (t) {
+    case DType::kFloat: return float64 ? ScalarType::kF64 : ScalarType::kF32;
+    case DType::kInt32: return ScalarType::kI32;
+    case DType::kUInt8: return ScalarType::kU8;
+  }
+  return ScalarType::kF32;
+}
+
+ArgSpec Spec(const Node& n, ArgRole role, const std::string& name, bool float64) {
+  ArgSpec s;
+  s.name = name;
+  s.role = role;
+  s.type = ScalarOf(n.dtype, float64);
+  s.shape = n.shape;
+  s.init = n.attrs.init;
+  return s;
+}
+
+absl::Status CheckModel(const Graph& g, const ModelDef& m) {
+  if (!g.status().ok()) return g.status();
+  for (const Value& v : m.inputs) {
+    if (!v.valid() || v.node().op != OpKind::kInput) {
+      return absl::InvalidArgumentError("ModelDef.inputs must be values made by Graph::Input");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Parameters the given roots depend on, in creation order.
+std::vector<int> UsedParameters(const Graph& g, const std::vector<int>& roots) {
+  std::vector<int> out;
+  for (int id : g.Reachable(roots)) {
+    if (g.node(id).op == OpKind::kParameter) out.push_back(id);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram program,
+                                                           const CompileOptions& options) {
+  if (!g.status().ok()) return g.status();
+  KILN_ASSIGN_OR_RETURN(Halide::Target target, ToHalideTarget(options.target));
+  std::vector<int> roots;
+  for (const auto& o : program.outputs) roots.push_back(o.first);
+  RunPasses(g, roots, options.dump_graphs);
+  for (size_t i = 0; i < roots.size(); ++i) program.outputs[i].first = roots[i];
+  // Every source the outputs need must be an argument.
+  std::set<int> args;
+  for (const auto& in : program.inputs) args.insert(in.first);
+  for (int id : g.Reachable(roots)) {
+    const Node& n = g.node(id);
+    if ((n.op == OpKind::kInput || n.op == OpKind::kParameter) && !args.count(id)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", n.name, "' is needed by the step's outputs but is not one of its inputs"));
+    }
+  }
+  if (!options.dot_path.empty()) {
+    std::ofstream(options.dot_path) << g.ToDot(roots);
+  }
+  Signature sig;
+  for (const auto& in : program.inputs) sig.inputs.push_back(in.second);
+  for (const auto& out : program.outputs) sig.outputs.push_back(out.second);
+  LowerCtx ctx(options.float64 ? Halide::Float(64) : Halide::Float(32), target);
+  KILN_ASSIGN_OR_RETURN(LoweredStep lowered, LowerStep(g, program, ctx));
+  return JitCompile(std::move(lowered), std::move(sig), target);
+}
+
+absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const ModelDef& model,
+                                                             const Optimizer& optimizer,
+                                                             const CompileOptions& options) {
+  KILN_RETURN_IF_ERROR(CheckModel(g, model));
+  if (!model.loss.valid()) return absl::InvalidArgumentError("the model has no loss");
+  std::vector<int> params = UsedParameters(g, {model.loss.id()});
+  if (params.empty()) return absl::InvalidArgumentError("the loss depends on no parameter");
+  std::vector<Value> wrt;
+  for (int id : params) wrt.push_back(g.value(id));
+  KILN_ASSIGN_OR_RETURN(std::vector<Value> grads, Gradients(model.loss, wrt));
+
+  const bool f64 = options.float64;
+  StepProgram p;
+  for (const Value& v : model.inputs) {
+    p.inputs.push_back({v.id(), Spec(v.node(), ArgRole::kData, v.name(), f64)});
+  }
+  g.set_name_scope(optimizer.name() + "/");
+  std::vector<Value> hyper;
+  for (const auto& [name, def] : optimizer.Hyperparameters()) {
+    Value h = g.Input(name, {});
+    hyper.push_back(h);
+    ArgSpec s = Spec(h.node(), ArgRole::kHyper, name, f64);
+    s.init = Initializer::Constant(def);
+    p.inputs.push_back({h.id(), s});
+  }
+  std::vector<std::pair<int, ArgSpec>> states, new_params, new_states;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Node pn = g.node(params[i]);  // a copy: nodes are appended below
+    std::string pname = pn.name;
+    Shape shape = pn.shape;
+    p.inputs.push_back({params[i], Spec(pn, ArgRole::kParam, pname, f64)});
+    std::vector<Value> state;
+    const size_t first_state = states.size();
+    for (const std::string& slot : optimizer.StateSlots()) {
+      Value s = g.Input(pname + "/" + slot, shape);
+      state.push_back(s);
+      states.push_back({s.id(), Spec(s.node(), ArgRole::kState, s.name(), f64)});
+    }
+    Optimizer::Update u = optimizer.Apply(g.value(params[i]), grads[i], state, hyper);
+    if (!g.status().ok()) return g.status();
+    new_params.push_back({u.param.id(), Spec(u.param.node(), ArgRole::kNewParam, pname, f64)});
+    for (size_t k = 0; k < u.state.size(); ++k) {
+      new_states.push_back({u.state[k].id(),
+                            Spec(u.state[k].node(), ArgRole::kNewState, states[first_state + k].second.name, f64)});
+    }
+  }
+  g.set_name_scope("");
+  p.inputs.insert(p.inputs.end(), states.begin(), states.end());
+  p.outputs.push_back({model.loss.id(), Spec(model.loss.node(), ArgRole::kLoss, "loss", f64)});
+  for (const auto& [name, v] : model.metrics) {
+    if (!v.valid()) return g.status().ok() ? absl::InvalidArgumentError("invalid metric") : g.status();
+    if (!v.shape().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("metric '", name, "' must be a scalar, got ",
+                                                     ShapeString(v.shape())));
+    }
+    p.outputs.push_back({v.id(), Spec(v.node(), ArgRole::kMetric, name, f64)});
+  }
+  p.outputs.insert(p.outputs.end(), new_params.begin(), new_params.end());
+  p.outputs.insert(p.outputs.end(), new_states.begin(), new_states.end());
+  return CompileProgram(g, std::move(p), options);
+}
+
+absl::StatusOr<std::unique_ptr<Executable>> CompileEvalStep(Graph& g, const ModelDef& model,
+                                                            const CompileOptions& options) {
+  KILN_RETURN_IF_ERROR(CheckModel(g, model));
+  if (model.eval_outputs.empty()) return absl::InvalidArgumentError("the model has no eval outputs");
+  const bool f64 = options.float64;
+  StepProgram p;
+  std::vector<int> roots;
+  for (const auto& [name, v] : model.eval_outputs) {
+    if (!v.valid()) return absl::InvalidArgumentError(absl::StrCat("invalid eval output ", name));
+    if (v.shape().empty() || v.shape()[0] != model.inputs[0].shape()[0]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "eval output '", name, "' must be per example with the batch first, got ",
+          ShapeString(v.shape())));
+    }
+    roots.push_back(v.id());
+    p.outputs.push_back({v.id(), Spec(v.node(), ArgRole::kOutput, name, f64)});
+  }
+  std::set<int> needed;
+  for (int id : g.Reachable(roots)) needed.insert(id);
+  for (const Value& v : model.inputs) {
+    if (needed.count(v.id())) p.inputs.push_back({v.id(), Spec(v.node(), ArgRole::kData, v.name(), f64)});
+  }
+  for (int id : UsedParameters(g, roots)) {
+    p.inputs.push_back({id, Spec(g.node(id), ArgRole::kParam, g.node(id).name, f64)});
+  }
+  return CompileProgram(g, std::move(p), options);
+}
+
+}  // namespace kiln

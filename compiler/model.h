@@ -1,0 +1,65 @@
+// From a model definition to compiled steps: the training step (forward, loss, backward, optimizer
+// update, metrics) and the evaluation step (forward, per-example outputs), each ONE Halide pipeline.
+//
+//   kiln::ModelDef BuildSoftmax(kiln::Graph& g, int64_t batch) {
+//     kiln::ModelDef m;
+//     kiln::Value x = g.Input("image", {batch, 784});
+//     kiln::Value y = g.Input("label", {batch}, kiln::DType::kInt32);
+//     kiln::Value logits = kiln::Linear(g, "fc", 784, 10)(x);
+//     m.inputs = {x, y};
+//     m.loss = kiln::Mean(kiln::SoftmaxCrossEntropy(logits, y));
+//     m.metrics = {{"correct", kiln::AccuracyCount(logits, y)}};
+//     m.eval_outputs = {{"prediction", kiln::ArgMax(logits, 1)}};
+//     return m;
+//   }
+//   kiln::Graph g;
+//   auto step = kiln::CompileTrainStep(g, BuildSoftmax(g, 64), kiln::Sgd(0.1), {});
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "compiler/optimizer.h"
+#include "compiler/target.h"
+#include "dsl/graph.h"
+#include "runtime/executable.h"
+
+namespace kiln {
+
+struct ModelDef {
+  std::vector<Value> inputs;                               // fed per batch, in this order
+  Value loss;                                              // float scalar training objective
+  std::vector<std::pair<std::string, Value>> metrics;      // scalars reported by the train step
+  std::vector<std::pair<std::string, Value>> eval_outputs; // per-example outputs, batch first
+};
+
+struct CompileOptions {
+  TargetSpec target;
+  bool float64 = false;     // compile the float type as float64 (gradient checks, tests)
+  bool dump_graphs = false; // print the graph after each pass (text) to stderr
+  std::string dot_path;     // if set, write the final step graph as Graphviz DOT here
+};
+
+// Builds the training graph (adds gradient and update nodes to `g`), runs the passes, lowers and
+// JIT-compiles it. Errors: the graph's first shape error; autodiff errors; Halide errors (Internal).
+absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const ModelDef& model,
+                                                             const Optimizer& optimizer,
+                                                             const CompileOptions& options);
+
+// The evaluation step: inputs and parameters in, eval_outputs (and metrics) out.
+absl::StatusOr<std::unique_ptr<Executable>> CompileEvalStep(Graph& g, const ModelDef& model,
+                                                            const CompileOptions& options);
+
+// Lower-level entry used by the two above and by tests: compiles the nodes `outputs` of `g` with
+// `inputs` as arguments, in signature order.
+struct StepProgram {
+  std::vector<std::pair<int, ArgSpec>> inputs;   // node id, spec
+  std::vector<std::pair<int, ArgSpec>> outputs;  // node id, spec
+};
+absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram program,
+                                                           const CompileOptions& options);
+
+}  // namespace kiln

@@ -1,0 +1,23 @@
+#include "compiler/target.h"
+
+namespace kiln {
+
+absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
+  if (spec.device == Device::kCuda) {
+    return absl::UnimplementedError(
+        "the CUDA target has no schedules yet: compile for the CPU (--target=host)");
+  }
+  Halide::Target host = Halide::get_jit_target_from_environment();
+  if (!spec.portable) return host;
+  Halide::Target t(host.os, host.arch, host.bits);
+  if (host.arch == Halide::Target::X86) {
+    t = t.with_feature(Halide::Target::SSE41)
+            .with_feature(Halide::Target::AVX)
+            .with_feature(Halide::Target::AVX2)
+            .with_feature(Halide::Target::FMA)
+            .with_feature(Halide::Target::F16C);
+  }
+  return t;
+}
+
+}  // namespace kiln

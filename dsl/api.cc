@@ -1,0 +1,185 @@
+#include "dsl/api.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace kiln {
+namespace {
+
+Value Unary(OpKind op, Value x) {
+  if (!x.valid()) return x;
+  return x.graph()->AddNode(op, {x});
+}
+
+Value Binary(OpKind op, Value a, Value b) {
+  if (!a.valid()) return a;
+  if (!b.valid()) return b;
+  return a.graph()->AddNode(op, {a, b});
+}
+
+Value Scalar(Value like, double s) {
+  if (!like.valid()) return like;
+  return like.graph()->Constant(s);
+}
+
+// Normalizes a possibly negative axis; out-of-range axes are left for the shape rule to reject.
+int64_t NormAxis(int64_t axis, int rank) { return axis < 0 ? axis + rank : axis; }
+
+}  // namespace
+
+Value Add(Value a, Value b) { return Binary(OpKind::kAdd, a, b); }
+Value Sub(Value a, Value b) { return Binary(OpKind::kSub, a, b); }
+Value Mul(Value a, Value b) { return Binary(OpKind::kMul, a, b); }
+Value Div(Value a, Value b) { return Binary(OpKind::kDiv, a, b); }
+Value operator+(Value a, Value b) { return Add(a, b); }
+Value operator-(Value a, Value b) { return Sub(a, b); }
+Value operator*(Value a, Value b) { return Mul(a, b); }
+Value operator/(Value a, Value b) { return Div(a, b); }
+Value operator+(Value a, double s) { return Add(a, Scalar(a, s)); }
+Value operator-(Value a, double s) { return Sub(a, Scalar(a, s)); }
+Value operator*(Value a, double s) { return Mul(a, Scalar(a, s)); }
+Value operator/(Value a, double s) { return Div(a, Scalar(a, s)); }
+Value operator+(double s, Value a) { return Add(Scalar(a, s), a); }
+Value operator-(double s, Value a) { return Sub(Scalar(a, s), a); }
+Value operator*(double s, Value a) { return Mul(Scalar(a, s), a); }
+Value operator/(double s, Value a) { return Div(Scalar(a, s), a); }
+Value operator-(Value a) { return a * -1.0; }
+
+Value Relu(Value x) { return Unary(OpKind::kRelu, x); }
+Value Sigmoid(Value x) { return Unary(OpKind::kSigmoid, x); }
+Value Tanh(Value x) { return Unary(OpKind::kTanh, x); }
+Value Exp(Value x) { return Unary(OpKind::kExp, x); }
+Value Log(Value x) { return Unary(OpKind::kLog, x); }
+Value Square(Value x) { return Unary(OpKind::kSquare, x); }
+Value Sqrt(Value x) { return Unary(OpKind::kSqrt, x); }
+Value Step(Value x) { return Unary(OpKind::kStep, x); }
+Value ToFloat(Value x) { return Unary(OpKind::kToFloat, x); }
+Value Equal(Value a, Value b) { return Binary(OpKind::kEqual, a, b); }
+
+Value RoundToInt(Value x, int64_t lo, int64_t hi) {
+  if (!x.valid()) return x;
+  Attrs a;
+  a.ints = {lo, hi};
+  return x.graph()->AddNode(OpKind::kRoundToInt, {x}, a);
+}
+
+Value OneHot(Value labels, int64_t depth) {
+  if (!labels.valid()) return labels;
+  Attrs a;
+  a.ints = {depth};
+  return labels.graph()->AddNode(OpKind::kOneHot, {labels}, a);
+}
+
+Value Reshape(Value x, Shape shape) {
+  if (!x.valid()) return x;
+  Attrs a;
+  a.ints = std::move(shape);
+  return x.graph()->AddNode(OpKind::kReshape, {x}, a);
+}
+
+Value Flatten(Value x, int start_axis) {
+  if (!x.valid()) return x;
+  Shape s;
+  int64_t inner = 1;
+  for (int i = 0; i < x.rank(); ++i) {
+    if (i < start_axis) {
+      s.push_back(x.shape()[i]);
+    } else {
+      inner *= x.shape()[i];
+    }
+  }
+  s.push_back(inner);
+  return Reshape(x, s);
+}
+
+Value Transpose(Value x, std::vector<int64_t> perm) {
+  if (!x.valid()) return x;
+  if (perm.empty()) {
+    for (int i = x.rank() - 1; i >= 0; --i) perm.push_back(i);
+  }
+  for (int64_t& p : perm) p = NormAxis(p, x.rank());
+  Attrs a;
+  a.ints = std::move(perm);
+  return x.graph()->AddNode(OpKind::kTranspose, {x}, a);
+}
+
+Value BroadcastTo(Value x, Shape shape) {
+  if (!x.valid()) return x;
+  Attrs a;
+  a.ints = std::move(shape);
+  return x.graph()->AddNode(OpKind::kBroadcastTo, {x}, a);
+}
+
+namespace {
+Value Reduce(OpKind op, Value x, std::vector<int64_t> axes, bool keepdims) {
+  if (!x.valid()) return x;
+  if (axes.empty()) {
+    for (int i = 0; i < x.rank(); ++i) axes.push_back(i);
+  }
+  for (int64_t& ax : axes) ax = NormAxis(ax, x.rank());
+  Attrs a;
+  a.ints = std::move(axes);
+  a.flag = keepdims;
+  return x.graph()->AddNode(op, {x}, a);
+}
+}  // namespace
+
+Value Sum(Value x, std::vector<int64_t> axes, bool keepdims) {
+  return Reduce(OpKind::kSum, x, std::move(axes), keepdims);
+}
+
+Value Mean(Value x, std::vector<int64_t> axes, bool keepdims) {
+  if (!x.valid()) return x;
+  Value s = Sum(x, axes, keepdims);
+  if (!s.valid()) return s;
+  int64_t count = NumElements(x.shape()) / std::max<int64_t>(1, NumElements(s.shape()));
+  return s * (1.0 / static_cast<double>(count));
+}
+
+Value Max(Value x, int64_t axis, bool keepdims) {
+  return Reduce(OpKind::kMax, x, {axis}, keepdims);
+}
+
+Value ArgMax(Value x, int64_t axis) { return Reduce(OpKind::kArgMax, x, {axis}, false); }
+
+Value MatMul(Value a, Value b) { return Binary(OpKind::kMatMul, a, b); }
+
+// softmax(x) = exp(x - max x) / sum exp(x - max x): shifted by the max for stability.
+Value Softmax(Value x, int64_t axis) {
+  Value e = Exp(x - Max(x, axis, true));
+  return e / Sum(e, {axis}, true);
+}
+
+// log_softmax(x) = (x - m) - log(sum exp(x - m)), m = max x.
+Value LogSoftmax(Value x, int64_t axis) {
+  Value shifted = x - Max(x, axis, true);
+  return shifted - Log(Sum(Exp(shifted), {axis}, true));
+}
+
+Value SquareErrorCost(Value pred, Value label) { return Square(pred - label); }
+
+// -sum(log_softmax(logits) * one_hot(labels)) over the class axis; its gradient simplifies to
+// (softmax - one_hot) through the VJPs of the pieces.
+Value SoftmaxCrossEntropy(Value logits, Value labels) {
+  if (!logits.valid()) return logits;
+  return -Sum(LogSoftmax(logits, -1) * OneHot(labels, logits.shape().back()), {-1});
+}
+
+Value AccuracyCount(Value logits, Value labels) {
+  return Sum(Equal(ArgMax(logits, -1), labels));
+}
+
+Linear::Linear(Graph& g, const std::string& name, int64_t in_features, int64_t out_features,
+               Options options) {
+  weight_ = g.Parameter(absl::StrCat(name, ".weight"), {in_features, out_features},
+                        options.weight_init);
+  if (options.bias) {
+    bias_ = g.Parameter(absl::StrCat(name, ".bias"), {out_features}, options.bias_init);
+  }
+}
+
+Value Linear::operator()(Value x) const {
+  Value y = MatMul(x, weight_);
+  return bias_.valid() ? y + bias_ : y;
+}
+
+}  // namespace kiln

@@ -1,0 +1,99 @@
+// The user-facing DSL: ops, composites and layers over kiln::Value.
+//
+//   kiln::Graph g;
+//   kiln::Value x = g.Input("image", {64, 784});
+//   kiln::Value y = g.Input("label", {64}, kiln::DType::kInt32);
+//   kiln::Linear fc(g, "fc", 784, 10);
+//   kiln::Value loss = kiln::Mean(kiln::SoftmaxCrossEntropy(fc(x), y));
+//
+// Every function records a shape error on the graph (op, node name, shapes, what was expected) and
+// returns an invalid Value instead of throwing; see dsl/graph.h. Axes may be negative (from the end).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "dsl/graph.h"
+
+namespace kiln {
+
+// Elementwise arithmetic with NumPy broadcasting.
+Value Add(Value a, Value b);
+Value Sub(Value a, Value b);
+Value Mul(Value a, Value b);
+Value Div(Value a, Value b);
+Value operator+(Value a, Value b);
+Value operator-(Value a, Value b);
+Value operator*(Value a, Value b);
+Value operator/(Value a, Value b);
+// Scalar arithmetic (the scalar becomes a rank-0 constant node).
+Value operator+(Value a, double s);
+Value operator-(Value a, double s);
+Value operator*(Value a, double s);
+Value operator/(Value a, double s);
+Value operator+(double s, Value a);
+Value operator-(double s, Value a);
+Value operator*(double s, Value a);
+Value operator/(double s, Value a);
+Value operator-(Value a);
+
+// Elementwise functions.
+Value Relu(Value x);
+Value Sigmoid(Value x);
+Value Tanh(Value x);
+Value Exp(Value x);
+Value Log(Value x);
+Value Square(Value x);
+Value Sqrt(Value x);
+Value Step(Value x);                    // 1 where x > 0 else 0; not differentiable
+Value Equal(Value a, Value b);          // 1 where a == b else 0, in the inputs' dtype
+Value RoundToInt(Value x, int64_t lo, int64_t hi);  // int32 clamp(round(x), lo, hi)
+Value OneHot(Value labels, int64_t depth);          // int32 [..] -> float [.., depth]
+Value ToFloat(Value x);                             // int32 -> float
+
+// Shapes.
+Value Reshape(Value x, Shape shape);
+Value Flatten(Value x, int start_axis = 1);  // [N, a, b, ...] -> [N, a*b*...]
+Value Transpose(Value x, std::vector<int64_t> perm = {});  // default: reverse the axes
+Value BroadcastTo(Value x, Shape shape);
+
+// Reductions. Empty `axes` means all axes.
+Value Sum(Value x, std::vector<int64_t> axes = {}, bool keepdims = false);
+Value Mean(Value x, std::vector<int64_t> axes = {}, bool keepdims = false);
+Value Max(Value x, int64_t axis, bool keepdims = false);
+Value ArgMax(Value x, int64_t axis);  // int32
+
+// Linear algebra: [M, K] x [K, N] -> [M, N].
+Value MatMul(Value a, Value b);
+
+// Composites for classification and regression.
+Value Softmax(Value x, int64_t axis = -1);
+Value LogSoftmax(Value x, int64_t axis = -1);
+// (pred - label)^2 elementwise, as paddle.nn.functional.square_error_cost.
+Value SquareErrorCost(Value pred, Value label);
+// Per-example cross-entropy of logits [B, C] against int32 labels [B]: returns [B].
+Value SoftmaxCrossEntropy(Value logits, Value labels);
+// Number of rows whose argmax equals the label: int32 scalar.
+Value AccuracyCount(Value logits, Value labels);
+
+// A fully connected layer y = x W + b, W: [in, out], b: [out].
+class Linear {
+ public:
+  struct Options {
+    bool bias = true;
+    Initializer weight_init = Initializer::XavierUniform();
+    Initializer bias_init = Initializer::Zeros();
+  };
+  Linear(Graph& g, const std::string& name, int64_t in_features, int64_t out_features,
+         Options options);
+  Linear(Graph& g, const std::string& name, int64_t in_features, int64_t out_features)
+      : Linear(g, name, in_features, out_features, Options()) {}
+  Value operator()(Value x) const;
+  Value weight() const { return weight_; }
+  Value bias() const { return bias_; }
+
+ private:
+  Value weight_, bias_;
+};
+
+}  // namespace kiln

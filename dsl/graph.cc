@@ -1,0 +1,175 @@
+#include "dsl/graph.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "dsl/op_def.h"
+
+namespace kiln {
+
+const char* OpName(OpKind op) { return GetOpDef(op).name; }
+
+const Node& Value::node() const { return graph_->node(id_); }
+
+void Graph::RecordError(absl::Status s) {
+  if (status_.ok()) status_ = std::move(s);
+}
+
+Value Graph::Input(const std::string& name, Shape shape, DType dtype) {
+  for (int64_t d : shape) {
+    if (d <= 0) {
+      RecordError(absl::InvalidArgumentError(absl::StrCat(
+          "input '", name, "': every dimension must be positive, got shape ", ShapeString(shape))));
+      return Value();
+    }
+  }
+  Node n;
+  n.id = size();
+  n.op = OpKind::kInput;
+  n.shape = std::move(shape);
+  n.dtype = dtype;
+  n.name = name;
+  nodes_.push_back(n);
+  return Value(this, n.id);
+}
+
+Value Graph::Parameter(const std::string& name, Shape shape, Initializer init) {
+  for (const Node& n : nodes_) {
+    if (n.op == OpKind::kParameter && n.name == name) {
+      RecordError(absl::InvalidArgumentError(
+          absl::StrCat("parameter '", name, "' is defined twice: parameter names must be unique")));
+      return Value();
+    }
+  }
+  Value v = Input(name, std::move(shape), DType::kFloat);
+  if (!v.valid()) return v;
+  nodes_.back().op = OpKind::kParameter;
+  nodes_.back().attrs.init = init;
+  ++param_count_;
+  return v;
+}
+
+Value Graph::Constant(double value, Shape shape) {
+  Attrs a;
+  a.scalar = value;
+  a.ints = shape;
+  return AddNode(OpKind::kConstant, {}, a);
+}
+
+Value Graph::AddNode(OpKind op, const std::vector<Value>& inputs, Attrs attrs,
+                     const std::string& name) {
+  const OpDef& def = GetOpDef(op);
+  std::vector<const Node*> in;
+  for (const Value& v : inputs) {
+    if (!v.valid()) return Value();  // an earlier error was recorded already
+    if (v.graph() != this) {
+      RecordError(absl::InvalidArgumentError(
+          absl::StrCat("op ", def.name, ": input '", v.name(), "' belongs to another graph")));
+      return Value();
+    }
+    in.push_back(&nodes_[v.id()]);
+  }
+  Node n;
+  n.id = size();
+  n.op = op;
+  n.name = name.empty() ? absl::StrCat(scope_, def.name, "_", n.id) : scope_ + name;
+  if (static_cast<int>(in.size()) != def.arity) {
+    RecordError(absl::InvalidArgumentError(absl::StrCat("op ", def.name, " (node '", n.name,
+                                                        "'): expected ", def.arity,
+                                                        " inputs, got ", in.size())));
+    return Value();
+  }
+  absl::StatusOr<TypeAndShape> ts = def.infer(in, attrs);
+  if (!ts.ok()) {
+    std::vector<std::string> shapes;
+    for (const Node* x : in) {
+      shapes.push_back(absl::StrCat("'", x->name, "' ", DTypeName(x->dtype), ShapeString(x->shape)));
+    }
+    RecordError(absl::InvalidArgumentError(absl::StrCat(
+        "op ", def.name, " (node '", n.name, "'): ", ts.status().message(),
+        shapes.empty() ? "" : "; inputs: ", absl::StrJoin(shapes, ", "))));
+    return Value();
+  }
+  for (const Node* x : in) n.inputs.push_back(x->id);
+  n.dtype = ts->dtype;
+  n.shape = ts->shape;
+  n.attrs = std::move(attrs);
+  nodes_.push_back(std::move(n));
+  return Value(this, size() - 1);
+}
+
+std::vector<int> Graph::Parameters() const {
+  std::vector<int> ids;
+  for (const Node& n : nodes_) {
+    if (n.op == OpKind::kParameter) ids.push_back(n.id);
+  }
+  return ids;
+}
+
+std::vector<int> Graph::Reachable(const std::vector<int>& roots) const {
+  if (roots.empty()) {
+    std::vector<int> all(nodes_.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
+    return all;
+  }
+  std::vector<bool> seen(nodes_.size(), false);
+  std::vector<int> stack(roots.begin(), roots.end());
+  while (!stack.empty()) {
+    int id = stack.back();
+    stack.pop_back();
+    if (id < 0 || seen[id]) continue;
+    seen[id] = true;
+    for (int in : nodes_[id].inputs) stack.push_back(in);
+  }
+  std::vector<int> out;
+  for (size_t i = 0; i < seen.size(); ++i) {
+    if (seen[i]) out.push_back(static_cast<int>(i));
+  }
+  return out;
+}
+
+namespace {
+std::string AttrString(const Node& n) {
+  std::string s;
+  if (n.op == OpKind::kParameter) s = absl::StrCat(" init=", InitializerString(n.attrs.init));
+  if (n.op == OpKind::kConstant) s = absl::StrCat(" value=", n.attrs.scalar);
+  if (!n.attrs.ints.empty() && n.op != OpKind::kConstant) {
+    absl::StrAppend(&s, " ints=[", absl::StrJoin(n.attrs.ints, ","), "]");
+  }
+  if (n.attrs.flag) absl::StrAppend(&s, " keepdims");
+  return s;
+}
+}  // namespace
+
+std::string Graph::Dump(const std::vector<int>& roots) const {
+  std::string out;
+  for (int id : Reachable(roots)) {
+    const Node& n = nodes_[id];
+    std::vector<std::string> ins;
+    for (int i : n.inputs) ins.push_back(absl::StrCat("%", i));
+    absl::StrAppend(&out, "%", n.id, " ", n.name, " = ", OpName(n.op), "(",
+                    absl::StrJoin(ins, ", "), ") : ", DTypeName(n.dtype), ShapeString(n.shape),
+                    AttrString(n), "\n");
+  }
+  return out;
+}
+
+std::string Graph::ToDot(const std::vector<int>& roots) const {
+  std::string out = "digraph kiln {\n  node [shape=box, fontname=\"monospace\"];\n";
+  for (int id : Reachable(roots)) {
+    const Node& n = nodes_[id];
+    const char* color = n.op == OpKind::kParameter ? "lightblue"
+                        : n.op == OpKind::kInput   ? "lightgrey"
+                                                   : "white";
+    absl::StrAppend(&out, "  n", n.id, " [label=\"", n.name, "\\n", OpName(n.op), " ",
+                    DTypeName(n.dtype), ShapeString(n.shape), "\", style=filled, fillcolor=",
+                    color, "];\n");
+    for (int i : n.inputs) absl::StrAppend(&out, "  n", i, " -> n", n.id, ";\n");
+  }
+  out += "}\n";
+  return out;
+}
+
+}  // namespace kiln

@@ -1,0 +1,125 @@
+// The computation graph: typed nodes with static shapes, built through the functions in dsl/api.h.
+//
+//   kiln::Graph g;
+//   kiln::Value x = g.Input("x", {16, 784});
+//   kiln::Value w = g.Parameter("w", {784, 10}, kiln::Initializer::XavierUniform());
+//   kiln::Value y = kiln::MatMul(x, w);
+//   if (!g.status().ok()) ...   // first shape error: op, node name, shapes, what was expected
+//
+// Shape errors do not throw: the first one is kept on the graph and later ops on an invalid Value
+// produce invalid Values silently, so model code stays linear; compile() returns the error.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "base/types.h"
+
+namespace kiln {
+
+enum class OpKind {
+#define KILN_OP(Name, str) k##Name,
+#include "dsl/ops.def"
+#undef KILN_OP
+};
+constexpr int kNumOps = 0
+#define KILN_OP(Name, str) +1
+#include "dsl/ops.def"
+#undef KILN_OP
+    ;
+
+// Attributes of a node. Which fields an op reads is documented in its OpDef file.
+struct Attrs {
+  std::vector<int64_t> ints;     // axes, permutations, target shapes, depth, bounds
+  double scalar = 0;             // constant value
+  bool flag = false;             // keepdims
+  Initializer init;              // parameters only
+  bool operator==(const Attrs& o) const {
+    return ints == o.ints && scalar == o.scalar && flag == o.flag;
+  }
+};
+
+struct Node {
+  int id = -1;
+  OpKind op = OpKind::kConstant;
+  std::vector<int> inputs;
+  Shape shape;
+  DType dtype = DType::kFloat;
+  std::string name;
+  Attrs attrs;
+};
+
+class Graph;
+
+// A handle to a node's output. Cheap to copy. An invalid Value (`!valid()`) stands for a failed op.
+class Value {
+ public:
+  Value() = default;
+  Value(Graph* g, int id) : graph_(g), id_(id) {}
+  bool valid() const { return graph_ != nullptr && id_ >= 0; }
+  Graph* graph() const { return graph_; }
+  int id() const { return id_; }
+  const Node& node() const;
+  const Shape& shape() const { return node().shape; }
+  DType dtype() const { return node().dtype; }
+  int rank() const { return static_cast<int>(shape().size()); }
+  const std::string& name() const { return node().name; }
+
+ private:
+  Graph* graph_ = nullptr;
+  int id_ = -1;
+};
+
+class Graph {
+ public:
+  Graph() = default;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+
+  // A fed tensor (data, labels, hyperparameters such as the learning rate when rank 0).
+  Value Input(const std::string& name, Shape shape, DType dtype = DType::kFloat);
+  // A trainable tensor with its initializer. Names must be unique among parameters.
+  Value Parameter(const std::string& name, Shape shape, Initializer init);
+  // A tensor filled with one value.
+  Value Constant(double value, Shape shape = {});
+
+  // Adds a node after running its op's shape rule. On error records it (the first one is kept)
+  // and returns an invalid Value. `name` may be empty: a unique one is generated.
+  Value AddNode(OpKind op, const std::vector<Value>& inputs, Attrs attrs = {},
+                const std::string& name = "");
+
+  const absl::Status& status() const { return status_; }
+  const std::vector<Node>& nodes() const { return nodes_; }
+  const Node& node(int id) const { return nodes_[id]; }
+  int size() const { return static_cast<int>(nodes_.size()); }
+  Value value(int id) { return Value(this, id); }
+  std::vector<int> Parameters() const;  // ids of parameter nodes in creation order
+
+  // Prefix for generated node names ("grad/", "sgd/"), so dumps show which pass made a node.
+  void set_name_scope(std::string scope) { scope_ = std::move(scope); }
+  const std::string& name_scope() const { return scope_; }
+
+  // Text dump (one line per node: id, name, op, dtype, shape, inputs) of the nodes `roots`
+  // depend on (all nodes when empty), and the same as Graphviz DOT.
+  std::string Dump(const std::vector<int>& roots = {}) const;
+  std::string ToDot(const std::vector<int>& roots = {}) const;
+  // Ids reachable backwards from `roots`, in increasing (topological) order.
+  std::vector<int> Reachable(const std::vector<int>& roots) const;
+
+  // Replaces the node list (used by compiler passes that rewrite the graph).
+  std::vector<Node>& mutable_nodes() { return nodes_; }
+
+ private:
+  void RecordError(absl::Status s);
+  std::vector<Node> nodes_;
+  absl::Status status_;
+  std::string scope_;
+  int param_count_ = 0;
+};
+
+const char* OpName(OpKind op);
+
+}  // namespace kiln

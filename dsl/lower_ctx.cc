@@ -1,0 +1,84 @@
+#include <algorithm>
+#include <cctype>
+
+#include "absl/strings/str_cat.h"
+#include "dsl/op_def.h"
+
+namespace kiln {
+
+LowerCtx::LowerCtx(Halide::Type float_type, Halide::Target target)
+    : float_type_(float_type), target_(target),
+      vector_width_(std::max(1, target.natural_vector_size(float_type))) {}
+
+Halide::Type LowerCtx::TypeOf(DType t) const {
+  switch (t) {
+    case DType::kFloat: return float_type_;
+    case DType::kInt32: return Halide::Int(32);
+    case DType::kUInt8: return Halide::UInt(8);
+  }
+  return float_type_;
+}
+
+std::vector<Halide::Var> LowerCtx::Vars(int rank) const {
+  std::vector<Halide::Var> v;
+  for (int i = 0; i < rank; ++i) v.emplace_back(absl::StrCat("v", rank - 1 - i));
+  return v;
+}
+
+Halide::Expr LowerCtx::At(const Halide::Func& f, const std::vector<Halide::Expr>& logical) const {
+  std::vector<Halide::Expr> h(logical.rbegin(), logical.rend());
+  return f(h);
+}
+
+Halide::Expr LowerCtx::At(const Halide::Func& f, const std::vector<Halide::Var>& logical) const {
+  return At(f, std::vector<Halide::Expr>(logical.begin(), logical.end()));
+}
+
+void LowerCtx::Define(Halide::Func& f, const std::vector<Halide::Var>& logical,
+                      const Halide::Expr& e) const {
+  std::vector<Halide::Var> h(logical.rbegin(), logical.rend());
+  f(h) = e;
+}
+
+Halide::Expr LowerCtx::Broadcast(const Halide::Func& f, const Shape& in,
+                                 const std::vector<Halide::Var>& out) const {
+  std::vector<Halide::Expr> idx;
+  size_t offset = out.size() - in.size();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == 1) {
+      idx.push_back(0);
+    } else {
+      idx.push_back(out[offset + i]);
+    }
+  }
+  return At(f, idx);
+}
+
+Halide::Func LowerCtx::NewFunc(const Node& n, const std::string& suffix) const {
+  std::string name = absl::StrCat(n.name, suffix.empty() ? "" : "_", suffix);
+  for (char& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return Halide::Func(absl::StrCat(name, "_n", n.id));
+}
+
+void LowerCtx::ScheduleMaterialized(Halide::Func f, const Shape& shape,
+                                    int64_t work_per_element) const {
+  f.compute_root();
+  int rank = static_cast<int>(shape.size());
+  std::vector<Halide::Var> v = Vars(rank);  // logical order; v.back() is innermost
+  auto schedule = [&](Halide::Stage s) {
+    if (rank == 0) return;
+    int64_t inner = shape.back();
+    if (inner >= vector_width_) {
+      s.vectorize(v.back(), vector_width_, Halide::TailStrategy::GuardWithIf);
+    }
+    // Parallel tasks should be worth a thread wake-up (tens of microseconds).
+    int64_t work = NumElements(shape) * std::max<int64_t>(1, work_per_element);
+    if (rank >= 2 && shape.front() >= 2 && work >= (1 << 16)) s.parallel(v.front());
+  };
+  schedule(f);
+  for (int i = 0; i < f.num_update_definitions(); ++i) schedule(f.update(i));
+}
+
+}  // namespace kiln

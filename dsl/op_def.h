@@ -1,0 +1,114 @@
+// The contract every primitive op fulfils, in one OpDef per op (see dsl/ops.def for the list):
+// shape-and-type rule, VJP written in DSL ops, Halide lowering (one named Func per node) and an
+// optional CPU schedule hook. The compiler reads ops only through GetOpDef().
+//
+//   const kiln::OpDef& def = kiln::GetOpDef(kiln::OpKind::kMatMul);
+//   absl::StatusOr<kiln::TypeAndShape> ts = def.infer({&a, &b}, attrs);
+#pragma once
+
+#include <vector>
+
+#include "Halide.h"
+#include "absl/status/statusor.h"
+#include "dsl/graph.h"
+
+namespace kiln {
+
+// Fusion pattern: decides the default schedule. Elementwise/broadcast/injective Funcs are inlined
+// into their consumers; reductions and complex ops are materialized and get a real schedule.
+enum class Pattern { kSource, kElementwise, kInjective, kReduction, kComplex };
+
+struct TypeAndShape {
+  DType dtype;
+  Shape shape;
+};
+
+// Shape rule: the only place an op's output shape is computed. Errors are InvalidArgument with
+// "expected X, got Y"; the graph adds the op and node name.
+using InferFn = absl::StatusOr<TypeAndShape> (*)(const std::vector<const Node*>& in,
+                                                 const Attrs& attrs);
+
+// VJP: given the node's inputs x, its output y and the gradient dy (shape of y), the gradients of
+// each input (an invalid Value where an input gets none). Gradients may have the broadcast output
+// shape: autodiff sums them back to the input's shape centrally.
+struct VjpArgs {
+  std::vector<Value> x;
+  Value y;
+  Value dy;
+  const Attrs& attrs;
+};
+using VjpFn = std::vector<Value> (*)(const VjpArgs& a);
+
+class LowerCtx;
+
+// The Halide form of one node: `f` is the node's value; `aux` holds helper Funcs (accumulators)
+// the op's schedule hook wants to place.
+struct Lowered {
+  Halide::Func f;
+  std::vector<Halide::Func> aux;
+  std::vector<Halide::RDom> rdoms;  // reduction domains the schedule hook refers to
+};
+using LowerFn = Lowered (*)(LowerCtx& ctx, const Node& n, const std::vector<Halide::Func>& in);
+using ScheduleFn = void (*)(LowerCtx& ctx, const Node& n, Lowered& l);
+
+struct OpDef {
+  const char* name;
+  Pattern pattern;
+  int arity;             // number of inputs
+  InferFn infer;
+  VjpFn vjp;             // nullptr: not differentiable (an error if it lies on a path to a parameter)
+  LowerFn lower;
+  ScheduleFn schedule;   // nullptr: the default for the pattern
+};
+
+const OpDef& GetOpDef(OpKind op);
+
+// Lowering context. Owns the layout decision: DSL shapes are logical, outermost first; Halide's
+// dimension 0 is innermost. The physical layout is row-major, so logical axis i of a rank-r tensor
+// is Halide dimension r-1-i. Op code only ever uses logical coordinates through At()/Define().
+class LowerCtx {
+ public:
+  LowerCtx(Halide::Type float_type, Halide::Target target);
+
+  Halide::Type float_type() const { return float_type_; }
+  Halide::Type TypeOf(DType t) const;
+  const Halide::Target& target() const { return target_; }
+  int vector_width() const { return vector_width_; }  // natural lanes of the float type
+
+  // Pure variables for a rank-r output, in logical order. The Var of logical axis i is named
+  // "v<r-1-i>", i.e. after its Halide dimension: "v0" is always the innermost.
+  std::vector<Halide::Var> Vars(int rank) const;
+  // Reads f at logical coordinates.
+  Halide::Expr At(const Halide::Func& f, const std::vector<Halide::Expr>& logical) const;
+  Halide::Expr At(const Halide::Func& f, const std::vector<Halide::Var>& logical) const;
+  // Defines f at logical coordinates.
+  void Define(Halide::Func& f, const std::vector<Halide::Var>& logical, const Halide::Expr& e) const;
+  // Reads f (of shape `in`) for an output position under NumPy broadcasting (axes aligned right,
+  // size-1 and missing axes read at 0).
+  Halide::Expr Broadcast(const Halide::Func& f, const Shape& in, const std::vector<Halide::Var>& out) const;
+  // A new Func named after the node ("<name>" or "<name>_<suffix>"), made a valid Halide name.
+  Halide::Func NewFunc(const Node& n, const std::string& suffix = "") const;
+
+  // The graph being lowered, for the shapes of a node's inputs.
+  void set_graph(const Graph* g) { graph_ = g; }
+  const Shape& input_shape(const Node& n, int i) const { return graph_->node(n.inputs[i]).shape; }
+  DType input_dtype(const Node& n, int i) const { return graph_->node(n.inputs[i]).dtype; }
+
+  // Source nodes (inputs, parameters) are provided by the compiler.
+  void set_source_fn(std::function<Halide::Func(const Node&)> fn) { source_fn_ = std::move(fn); }
+  Halide::Func Source(const Node& n) const { return source_fn_(n); }
+
+  // Default schedule of a materialized Func of logical shape `shape`: vectorize the innermost
+  // dimension at the native width, parallelize the outermost when the work is big enough; the
+  // same for its update definitions (reduction variables stay inside).
+  void ScheduleMaterialized(Halide::Func f, const Shape& shape, int64_t work_per_element) const;
+
+ private:
+  Halide::Type float_type_;
+  Halide::Target target_;
+  int vector_width_;
+  std::function<Halide::Func(const Node&)> source_fn_;
+  const Graph* graph_ = nullptr;
+};
+
+}  // namespace kiln

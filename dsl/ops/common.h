@@ -1,0 +1,30 @@
+// Helpers shared by the op definition files (shape rules and lowering snippets).
+#pragma once
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "dsl/api.h"
+#include "dsl/op_def.h"
+
+namespace kiln::ops {
+
+inline absl::Status Expect(bool cond, const std::string& what) {
+  return cond ? absl::OkStatus() : absl::InvalidArgumentError(what);
+}
+
+// NumPy broadcasting of two shapes.
+absl::StatusOr<Shape> BroadcastShapes(const Shape& a, const Shape& b);
+
+// Validates reduction axes (sorted, unique, in range) and returns the output shape.
+absl::StatusOr<Shape> ReducedShape(const Shape& in, const std::vector<int64_t>& axes,
+                                   bool keepdims);
+
+// Input coordinates of a reduction: reduced axes read the RDom, the others the output's Vars.
+std::vector<Halide::Expr> ReductionIndex(const Shape& in, const std::vector<int64_t>& axes,
+                                         bool keepdims, const std::vector<Halide::Var>& out,
+                                         const Halide::RDom& r);
+// An RDom over the reduced axes (innermost reduced axis first, as Halide iterates).
+Halide::RDom ReductionDomain(const Shape& in, const std::vector<int64_t>& axes,
+                             const std::string& name);
+
+}  // namespace kiln::ops

@@ -1,0 +1,199 @@
+// Elementwise ops: broadcasting binary arithmetic, unary functions, comparisons and label helpers.
+// All are inlined into their consumers (pattern kElementwise); none needs a schedule of its own.
+#include "dsl/ops/common.h"
+
+namespace kiln {
+namespace {
+
+using Halide::Expr;
+using Halide::Func;
+using Halide::Var;
+
+absl::StatusOr<TypeAndShape> InferBinaryFloat(const std::vector<const Node*>& in, const Attrs&) {
+  for (const Node* x : in) {
+    if (x->dtype != DType::kFloat) {
+      return absl::InvalidArgumentError(absl::StrCat("expected float inputs, got ",
+                                                     DTypeName(x->dtype), " for '", x->name, "'"));
+    }
+  }
+  absl::StatusOr<Shape> s = ops::BroadcastShapes(in[0]->shape, in[1]->shape);
+  if (!s.ok()) return s.status();
+  return TypeAndShape{DType::kFloat, *s};
+}
+
+absl::StatusOr<TypeAndShape> InferUnaryFloat(const std::vector<const Node*>& in, const Attrs&) {
+  if (in[0]->dtype != DType::kFloat) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected a float input, got ", DTypeName(in[0]->dtype)));
+  }
+  return TypeAndShape{DType::kFloat, in[0]->shape};
+}
+
+template <Expr (*F)(Expr, Expr)>
+Lowered LowerBinary(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
+  Func f = ctx.NewFunc(n);
+  std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+  // The input shapes are not stored on `in`; the node's inputs are re-read through the ctx.
+  ctx.Define(f, v, F(ctx.Broadcast(in[0], ctx.input_shape(n, 0), v),
+                     ctx.Broadcast(in[1], ctx.input_shape(n, 1), v)));
+  return {f, {}};
+}
+
+template <Expr (*F)(const LowerCtx&, Expr)>
+Lowered LowerUnary(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
+  Func f = ctx.NewFunc(n);
+  std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+  ctx.Define(f, v, F(ctx, ctx.At(in[0], v)));
+  return {f, {}};
+}
+
+Expr AddE(Expr a, Expr b) { return a + b; }
+Expr SubE(Expr a, Expr b) { return a - b; }
+Expr MulE(Expr a, Expr b) { return a * b; }
+Expr DivE(Expr a, Expr b) { return a / b; }
+Expr EqualE(Expr a, Expr b) { return Halide::select(a == b, Halide::cast(a.type(), 1), Halide::cast(a.type(), 0)); }
+Expr ReluE(const LowerCtx& c, Expr x) { return Halide::max(x, Halide::cast(c.float_type(), 0)); }
+Expr SigmoidE(const LowerCtx& c, Expr x) {
+  Expr one = Halide::cast(c.float_type(), 1);
+  return one / (one + Halide::exp(-x));
+}
+Expr TanhE(const LowerCtx&, Expr x) { return Halide::tanh(x); }
+Expr ExpE(const LowerCtx&, Expr x) { return Halide::exp(x); }
+Expr LogE(const LowerCtx&, Expr x) { return Halide::log(x); }
+Expr SquareE(const LowerCtx&, Expr x) { return x * x; }
+Expr SqrtE(const LowerCtx&, Expr x) { return Halide::sqrt(x); }
+Expr StepE(const LowerCtx& c, Expr x) {
+  return Halide::select(x > 0, Halide::cast(c.float_type(), 1), Halide::cast(c.float_type(), 0));
+}
+
+// d(a+b) = (dy, dy)
+std::vector<Value> AddVjp(const VjpArgs& a) { return {a.dy, a.dy}; }
+// d(a-b) = (dy, -dy)
+std::vector<Value> SubVjp(const VjpArgs& a) { return {a.dy, -a.dy}; }
+// d(a*b) = (dy b, dy a)
+std::vector<Value> MulVjp(const VjpArgs& a) { return {a.dy * a.x[1], a.dy * a.x[0]}; }
+// d(a/b) = (dy / b, -dy a / b^2 = -dy y / b)
+std::vector<Value> DivVjp(const VjpArgs& a) {
+  return {a.dy / a.x[1], -(a.dy * a.y) / a.x[1]};
+}
+// relu'(x) = step(x)
+std::vector<Value> ReluVjp(const VjpArgs& a) { return {a.dy * Step(a.x[0])}; }
+// sigmoid' = y (1 - y)
+std::vector<Value> SigmoidVjp(const VjpArgs& a) { return {a.dy * a.y * (1.0 - a.y)}; }
+// tanh' = 1 - y^2
+std::vector<Value> TanhVjp(const VjpArgs& a) { return {a.dy * (1.0 - Square(a.y))}; }
+// exp' = y
+std::vector<Value> ExpVjp(const VjpArgs& a) { return {a.dy * a.y}; }
+// log' = 1 / x
+std::vector<Value> LogVjp(const VjpArgs& a) { return {a.dy / a.x[0]}; }
+// (x^2)' = 2x
+std::vector<Value> SquareVjp(const VjpArgs& a) { return {a.dy * (2.0 * a.x[0])}; }
+// sqrt' = 1 / (2 y)
+std::vector<Value> SqrtVjp(const VjpArgs& a) { return {a.dy * 0.5 / a.y}; }
+
+absl::StatusOr<TypeAndShape> InferEqual(const std::vector<const Node*>& in, const Attrs&) {
+  if (in[0]->dtype != in[1]->dtype) {
+    return absl::InvalidArgumentError(absl::StrCat("expected inputs of one dtype, got ",
+                                                   DTypeName(in[0]->dtype), " and ",
+                                                   DTypeName(in[1]->dtype)));
+  }
+  absl::StatusOr<Shape> s = ops::BroadcastShapes(in[0]->shape, in[1]->shape);
+  if (!s.ok()) return s.status();
+  return TypeAndShape{in[0]->dtype, *s};
+}
+
+// round_to_int: attrs.ints = {lo, hi}.
+absl::StatusOr<TypeAndShape> InferRoundToInt(const std::vector<const Node*>& in, const Attrs& at) {
+  if (in[0]->dtype != DType::kFloat) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected a float input, got ", DTypeName(in[0]->dtype)));
+  }
+  if (at.ints.size() != 2 || at.ints[0] > at.ints[1]) {
+    return absl::InvalidArgumentError("expected bounds lo <= hi");
+  }
+  return TypeAndShape{DType::kInt32, in[0]->shape};
+}
+
+Lowered LowerRoundToInt(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
+  Func f = ctx.NewFunc(n);
+  std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+  Expr r = Halide::cast<int32_t>(Halide::round(ctx.At(in[0], v)));
+  ctx.Define(f, v, Halide::clamp(r, static_cast<int>(n.attrs.ints[0]),
+                                 static_cast<int>(n.attrs.ints[1])));
+  return {f, {}};
+}
+
+// one_hot: int32 [..] -> float [.., depth], attrs.ints = {depth}; labels outside [0, depth) give
+// an all-zero row.
+absl::StatusOr<TypeAndShape> InferOneHot(const std::vector<const Node*>& in, const Attrs& at) {
+  if (in[0]->dtype != DType::kInt32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected int32 labels, got ", DTypeName(in[0]->dtype)));
+  }
+  if (at.ints.size() != 1 || at.ints[0] <= 0) {
+    return absl::InvalidArgumentError("expected a positive depth");
+  }
+  Shape s = in[0]->shape;
+  s.push_back(at.ints[0]);
+  return TypeAndShape{DType::kFloat, s};
+}
+
+Lowered LowerOneHot(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
+  Func f = ctx.NewFunc(n);
+  std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+  std::vector<Var> lead(v.begin(), v.end() - 1);
+  Expr hot = ctx.At(in[0], lead) == v.back();
+  ctx.Define(f, v, Halide::select(hot, Halide::cast(ctx.float_type(), 1),
+                                  Halide::cast(ctx.float_type(), 0)));
+  return {f, {}};
+}
+
+// to_float: int32 -> float (labels as regression targets). Integers carry no gradient.
+absl::StatusOr<TypeAndShape> InferToFloat(const std::vector<const Node*>& in, const Attrs&) {
+  if (in[0]->dtype != DType::kInt32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected an int32 input, got ", DTypeName(in[0]->dtype)));
+  }
+  return TypeAndShape{DType::kFloat, in[0]->shape};
+}
+
+Expr ToFloatE(const LowerCtx& c, Expr x) { return Halide::cast(c.float_type(), x); }
+
+}  // namespace
+
+extern const OpDef kAddOp = {"add", Pattern::kElementwise, 2, InferBinaryFloat, AddVjp,
+                             LowerBinary<AddE>, nullptr};
+extern const OpDef kSubOp = {"sub", Pattern::kElementwise, 2, InferBinaryFloat, SubVjp,
+                             LowerBinary<SubE>, nullptr};
+extern const OpDef kMulOp = {"mul", Pattern::kElementwise, 2, InferBinaryFloat, MulVjp,
+                             LowerBinary<MulE>, nullptr};
+extern const OpDef kDivOp = {"div", Pattern::kElementwise, 2, InferBinaryFloat, DivVjp,
+                             LowerBinary<DivE>, nullptr};
+extern const OpDef kReluOp = {"relu", Pattern::kElementwise, 1, InferUnaryFloat, ReluVjp,
+                              LowerUnary<ReluE>, nullptr};
+extern const OpDef kSigmoidOp = {"sigmoid", Pattern::kElementwise, 1, InferUnaryFloat,
+                                 SigmoidVjp, LowerUnary<SigmoidE>, nullptr};
+extern const OpDef kTanhOp = {"tanh", Pattern::kElementwise, 1, InferUnaryFloat, TanhVjp,
+                              LowerUnary<TanhE>, nullptr};
+extern const OpDef kExpOp = {"exp", Pattern::kElementwise, 1, InferUnaryFloat, ExpVjp,
+                             LowerUnary<ExpE>, nullptr};
+extern const OpDef kLogOp = {"log", Pattern::kElementwise, 1, InferUnaryFloat, LogVjp,
+                             LowerUnary<LogE>, nullptr};
+extern const OpDef kSquareOp = {"square", Pattern::kElementwise, 1, InferUnaryFloat, SquareVjp,
+                                LowerUnary<SquareE>, nullptr};
+extern const OpDef kSqrtOp = {"sqrt", Pattern::kElementwise, 1, InferUnaryFloat, SqrtVjp,
+                              LowerUnary<SqrtE>, nullptr};
+// A Heaviside step has no useful gradient: a path from a parameter through it is an error.
+extern const OpDef kStepOp = {"step", Pattern::kElementwise, 1, InferUnaryFloat, nullptr,
+                              LowerUnary<StepE>, nullptr};
+extern const OpDef kEqualOp = {"equal", Pattern::kElementwise, 2, InferEqual, nullptr,
+                               LowerBinary<EqualE>, nullptr};
+extern const OpDef kRoundToIntOp = {"round_to_int", Pattern::kElementwise, 1, InferRoundToInt,
+                                    nullptr, LowerRoundToInt, nullptr};
+extern const OpDef kOneHotOp = {"one_hot", Pattern::kElementwise, 1, InferOneHot, nullptr,
+                                LowerOneHot, nullptr};
+
+extern const OpDef kToFloatOp = {"to_float", Pattern::kElementwise, 1, InferToFloat, nullptr,
+                                 LowerUnary<ToFloatE>, nullptr};
+
+}  // namespace kiln

@@ -1,0 +1,87 @@
+// matmul: [M, K] x [K, N] -> [M, N], a primitive because its schedule is where the speed is.
+#include <algorithm>
+
+#include "dsl/ops/common.h"
+
+namespace kiln {
+namespace {
+
+using Halide::Func;
+using Halide::Var;
+
+absl::StatusOr<TypeAndShape> InferMatMul(const std::vector<const Node*>& in, const Attrs&) {
+  const Shape& a = in[0]->shape;
+  const Shape& b = in[1]->shape;
+  if (in[0]->dtype != DType::kFloat || in[1]->dtype != DType::kFloat) {
+    return absl::InvalidArgumentError("expected float inputs");
+  }
+  if (a.size() != 2 || b.size() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat("expected two rank-2 inputs [M, K] x [K, N], got ",
+                                                   ShapeString(a), " x ", ShapeString(b)));
+  }
+  if (a[1] != b[0]) {
+    return absl::InvalidArgumentError(absl::StrCat("inner dimensions differ: expected [M, K] x [K, N], got ",
+                                                   ShapeString(a), " x ", ShapeString(b)));
+  }
+  return TypeAndShape{DType::kFloat, {a[0], b[1]}};
+}
+
+// C = A B  =>  dA = dC B^T,  dB = A^T dC
+std::vector<Value> MatMulVjp(const VjpArgs& a) {
+  return {MatMul(a.dy, Transpose(a.x[1])), MatMul(Transpose(a.x[0]), a.dy)};
+}
+
+// acc(m, n) = sum_k A(m, k) B(k, n), computed per register tile of the output (aux[0]).
+Lowered LowerMatMul(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
+  int64_t k_extent = ctx.input_shape(n, 0)[1];
+  std::vector<Var> v = ctx.Vars(2);  // {m, n}
+  Halide::RDom k(0, static_cast<int>(k_extent), "k");
+  Func acc = ctx.NewFunc(n, "acc");
+  ctx.Define(acc, v, Halide::cast(ctx.float_type(), 0));
+  acc(v[1], v[0]) += ctx.At(in[0], {v[0], k.x}) * ctx.At(in[1], {k.x, v[1]});
+  Func f = ctx.NewFunc(n);
+  ctx.Define(f, v, ctx.At(acc, v));
+  return {f, {acc}, {k}};
+}
+
+// Register-blocked schedule: the output is split into tiles of (up to) 2 vectors along the
+// vectorized axis x up to 8 rows along the other, the accumulator tile lives at the tile with the
+// reduction k outside the unrolled tile, so each k step is a few broadcasts, loads and FMAs into
+// 8-16 vector registers. The vectorized axis is N (contiguous in B and C) when N is at least half
+// a vector, else M (a matrix-vector product such as the tutorial's 784->1 layer). Tiles run in
+// parallel over the other axis when the product is big enough to pay for a thread wake-up.
+void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
+  const int vs = ctx.vector_width();
+  const int64_t m_ext = n.shape[0], n_ext = n.shape[1];
+  const int64_t k_ext = ctx.input_shape(n, 0)[1];
+  std::vector<Var> v = ctx.Vars(2);
+  Var m = v[0], nv = v[1];
+  bool vec_n = n_ext * 2 >= vs || n_ext >= m_ext;
+  Var vd = vec_n ? nv : m, od = vec_n ? m : nv;
+  int64_t vd_ext = vec_n ? n_ext : m_ext, od_ext = vec_n ? m_ext : n_ext;
+  int tv = vd_ext >= 2 * vs ? 2 * vs : vs;
+  int to = static_cast<int>(std::min<int64_t>(od_ext, tv > vs ? 8 : 12));
+  Var vo("vo"), vi("vi"), oo("oo"), oi("oi");
+  const auto guard = Halide::TailStrategy::GuardWithIf;
+  Func f = l.f, acc = l.aux[0];
+  f.compute_root()
+      .split(vd, vo, vi, tv, guard)
+      .split(od, oo, oi, to, guard)
+      .reorder(vi, oi, vo, oo)
+      .vectorize(vi, vs, guard)
+      .unroll(oi);
+  int64_t flops = 2 * m_ext * n_ext * k_ext;
+  if (flops >= (1 << 20) && (od_ext + to - 1) / to >= 2) f.parallel(oo);
+  acc.compute_at(f, vo).vectorize(vd, vs, guard).unroll(od, to, guard);
+  acc.update()
+      .reorder(vd, od, l.rdoms[0].x)
+      .vectorize(vd, vs, guard)
+      .unroll(od, to, guard);
+}
+
+}  // namespace
+
+extern const OpDef kMatMulOp = {"matmul", Pattern::kComplex, 2, InferMatMul, MatMulVjp,
+                                LowerMatMul, ScheduleMatMul};
+
+}  // namespace kiln

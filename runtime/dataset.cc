@@ -1,0 +1,69 @@
+#include "runtime/dataset.h"
+
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+namespace kiln {
+
+uint64_t Rng::Next() {
+  uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+double Rng::Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+
+double Rng::Normal() {
+  double u1 = Uniform(), u2 = Uniform();
+  if (u1 < 1e-300) u1 = 1e-300;
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
+
+BatchFeeder::BatchFeeder(const Dataset& data, int64_t batch_size, uint64_t seed, bool shuffle,
+                         bool drop_last)
+    : data_(data), batch_(batch_size), seed_(seed), shuffle_(shuffle), drop_last_(drop_last),
+      order_(static_cast<size_t>(data.count)) {
+  std::iota(order_.begin(), order_.end(), 0);
+}
+
+void BatchFeeder::StartEpoch(int epoch) {
+  std::iota(order_.begin(), order_.end(), 0);
+  if (!shuffle_) return;
+  Rng rng(seed_ * 0x100000001B3ull + static_cast<uint64_t>(epoch) + 1);
+  for (size_t i = order_.size(); i > 1; --i) {  // Fisher-Yates
+    size_t j = static_cast<size_t>(rng.Next() % i);
+    std::swap(order_[i - 1], order_[j]);
+  }
+}
+
+int64_t BatchFeeder::num_batches() const {
+  return drop_last_ ? data_.count / batch_ : (data_.count + batch_ - 1) / batch_;
+}
+
+int64_t BatchFeeder::IndexOf(int64_t b, int64_t row) const {
+  int64_t i = b * batch_ + row;
+  return i < data_.count ? order_[static_cast<size_t>(i)] : -1;
+}
+
+int64_t BatchFeeder::Fill(int64_t b, float* images, int32_t* labels) const {
+  const int64_t n = data_.example_size();
+  int64_t real = 0;
+  for (int64_t row = 0; row < batch_; ++row) {
+    int64_t idx = IndexOf(b, row);
+    float* dst = images + row * n;
+    if (idx < 0) {
+      std::memset(dst, 0, static_cast<size_t>(n) * sizeof(float));
+      labels[row] = 0;
+      continue;
+    }
+    const uint8_t* src = data_.pixels.data() + idx * n;
+    for (int64_t k = 0; k < n; ++k) dst[k] = static_cast<float>(src[k]) * (1.0f / 255.0f);
+    labels[row] = data_.labels[static_cast<size_t>(idx)];
+    ++real;
+  }
+  return real;
+}
+
+}  // namespace kiln

@@ -1,0 +1,50 @@
+// Batches from a Dataset: a seeded shuffle per epoch, normalization to [0, 1] (pixel / 255, as the
+// tutorial does), and evaluation batches that cover every example (the last partial batch too).
+//
+//   kiln::BatchFeeder feeder(train, /*batch=*/16, /*seed=*/1);
+//   feeder.StartEpoch(epoch);                        // permutation depends on (seed, epoch) only
+//   for (int64_t b = 0; b < feeder.num_batches(); ++b) feeder.Fill(b, images, labels);
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "runtime/idx.h"
+
+namespace kiln {
+
+// Deterministic 64-bit generator (splitmix64): the same sequence on every platform and library.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t Next();
+  double Uniform();  // [0, 1)
+  double Normal();   // standard normal (Box-Muller)
+ private:
+  uint64_t state_;
+};
+
+class BatchFeeder {
+ public:
+  // shuffle=false keeps file order. drop_last=true (training) skips a final partial batch;
+  // drop_last=false (evaluation) pads it, and Fill reports how many rows are real.
+  BatchFeeder(const Dataset& data, int64_t batch_size, uint64_t seed, bool shuffle = true,
+              bool drop_last = true);
+  void StartEpoch(int epoch);
+  int64_t num_batches() const;
+  int64_t batch_size() const { return batch_; }
+  // Writes batch `b` as floats [batch, example_size] in [0, 1] and labels [batch]. Rows past the
+  // end of the data are zero. Returns the number of real rows.
+  int64_t Fill(int64_t b, float* images, int32_t* labels) const;
+  // The dataset index of row `row` of batch `b` (for reporting), or -1 for padding.
+  int64_t IndexOf(int64_t b, int64_t row) const;
+
+ private:
+  const Dataset& data_;
+  int64_t batch_;
+  uint64_t seed_;
+  bool shuffle_, drop_last_;
+  std::vector<int64_t> order_;
+};
+
+}  // namespace kiln

@@ -1,0 +1,63 @@
+// The runtime's view of a compiled step: a signature of named, typed arguments and one Run() call.
+// JIT executables (compiler/jit.h) and, later, AOT static libraries implement it; the runtime never
+// sees Halide.
+//
+//   const kiln::Signature& sig = exe.signature();
+//   KILN_RETURN_IF_ERROR(exe.Run(input_refs, output_refs));  // one call per training step
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "base/tensor.h"
+#include "base/types.h"
+
+namespace kiln {
+
+enum class ArgRole {
+  kData,      // fed per batch (images, labels)
+  kHyper,     // rank-0 runtime hyperparameter (learning rate)
+  kParam,     // trainable parameter (input: current value)
+  kState,     // optimizer state (input: current value)
+  kLoss,      // output: the scalar training loss
+  kMetric,    // output: a scalar metric (e.g. correct predictions in the batch)
+  kNewParam,  // output: the updated parameter
+  kNewState,  // output: the updated optimizer state
+  kOutput,    // output: a per-example evaluation result (prediction, per-example loss)
+};
+const char* ArgRoleName(ArgRole r);
+
+struct ArgSpec {
+  std::string name;  // parameters: the parameter's name; states: "<param>/<slot>"
+  ArgRole role;
+  ScalarType type;
+  Shape shape;
+  Initializer init;  // parameters only
+};
+
+struct Signature {
+  std::vector<ArgSpec> inputs;
+  std::vector<ArgSpec> outputs;
+  // Index of the argument with this role and name, or -1.
+  int FindInput(ArgRole role, const std::string& name) const;
+  int FindOutput(ArgRole role, const std::string& name) const;
+};
+
+class Executable {
+ public:
+  virtual ~Executable() = default;
+  virtual const Signature& signature() const = 0;
+  // Runs one step. `inputs` and `outputs` follow the signature's order, types and shapes (checked).
+  // No input may overlap an output (FailedPrecondition): the step would read what it overwrites.
+  virtual absl::Status Run(const std::vector<TensorRef>& inputs,
+                           const std::vector<TensorRef>& outputs) = 0;
+  // Seconds spent compiling this step (0 when loaded precompiled).
+  virtual double compile_seconds() const = 0;
+};
+
+// Validates refs against specs: count, type, shape, non-null, and no input/output overlap.
+absl::Status CheckArguments(const Signature& sig, const std::vector<TensorRef>& inputs,
+                            const std::vector<TensorRef>& outputs);
+
+}  // namespace kiln

@@ -1,0 +1,42 @@
+// Reader for the IDX files MNIST ships in (big-endian header, then raw bytes).
+//
+//   absl::StatusOr<kiln::Dataset> train = kiln::LoadMnist("data/mnist", kiln::MnistSplit::kTrain);
+//
+// Every problem is an error naming the file: NotFound (missing), DataLoss (wrong magic, rank,
+// truncated or oversized file, images/labels count mismatch, label out of range).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "base/types.h"
+
+namespace kiln {
+
+// Labelled uint8 examples: pixels [count, example_shape...] row-major, labels [count].
+struct Dataset {
+  int64_t count = 0;
+  Shape example_shape;  // e.g. {28, 28}
+  std::vector<uint8_t> pixels;
+  std::vector<int32_t> labels;
+  int64_t example_size() const { return NumElements(example_shape); }
+};
+
+struct IdxArray {
+  Shape shape;                // dims from the header
+  std::vector<uint8_t> data;  // unsigned-byte payload
+};
+
+// Reads an unsigned-byte IDX file of the expected rank (3 for images, 1 for labels).
+absl::StatusOr<IdxArray> ReadIdx(const std::string& path, int expected_rank);
+
+// Reads images + labels and checks they agree and labels are in [0, num_classes).
+absl::StatusOr<Dataset> LoadIdxPair(const std::string& images_path, const std::string& labels_path,
+                                    int num_classes = 10);
+
+enum class MnistSplit { kTrain, kTest };
+absl::StatusOr<Dataset> LoadMnist(const std::string& dir, MnistSplit split);
+
+}  // namespace kiln

@@ -1,0 +1,31 @@
+// Image files for prediction: PNG or JPEG in, grayscale, resized with antialiasing, normalized
+// like the training data (pixel / 255, or 1 - pixel / 255 for dark digits on a light background,
+// as the tutorial does for its photographed digit).
+//
+//   absl::StatusOr<std::vector<float>> x = kiln::LoadDigitImage("digit.png", 28, 28, false);
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace kiln {
+
+struct GrayImage {
+  int width = 0, height = 0;
+  std::vector<uint8_t> pixels;  // row-major
+};
+
+// Reads a PNG or JPEG (recognized by its signature) and converts it to 8-bit grayscale.
+absl::StatusOr<GrayImage> ReadGrayImage(const std::string& path);
+// Writes 8-bit grayscale PNG.
+absl::Status WriteGrayPng(const std::string& path, const GrayImage& image);
+// Resizes with a triangle filter whose support widens with the downscale factor (antialiasing).
+GrayImage ResizeGray(const GrayImage& in, int width, int height);
+// Read, resize to width x height, normalize to [0, 1], optionally invert.
+absl::StatusOr<std::vector<float>> LoadDigitImage(const std::string& path, int width, int height,
+                                                  bool invert);
+
+}  // namespace kiln

@@ -1,0 +1,337 @@
+#include "runtime/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "base/status.h"
+#include "runtime/dataset.h"
+#include "runtime/init.h"
+#include "runtime/progress.h"
+#include "runtime/safetensors.h"
+
+namespace kiln {
+namespace {
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+double ScalarValue(const Tensor& t) {
+  switch (t.type()) {
+    case ScalarType::kF32: return t.data<float>()[0];
+    case ScalarType::kF64: return t.data<double>()[0];
+    case ScalarType::kI32: return t.data<int32_t>()[0];
+    case ScalarType::kU8: return t.data<uint8_t>()[0];
+  }
+  return 0;
+}
+
+void SetScalar(Tensor& t, double v) {
+  if (t.type() == ScalarType::kF64) {
+    t.data<double>()[0] = v;
+  } else {
+    t.data<float>()[0] = static_cast<float>(v);
+  }
+}
+
+// Buffers for the per-batch data inputs of a step: the image tensor and the label tensor,
+// recognized by dtype (float images, int32 labels).
+struct DataBuffers {
+  std::vector<Tensor> tensors;
+  Tensor* images = nullptr;
+  Tensor* labels = nullptr;
+};
+
+absl::Status MakeDataBuffers(const Signature& sig, const Dataset& data, DataBuffers& d) {
+  for (const ArgSpec& a : sig.inputs) {
+    if (a.role == ArgRole::kData) d.tensors.emplace_back(a.type, a.shape);
+  }
+  for (Tensor& t : d.tensors) {
+    if (t.type() == ScalarType::kI32 && d.labels == nullptr) d.labels = &t;
+    if (t.type() == ScalarType::kF32 && d.images == nullptr) d.images = &t;
+  }
+  if (d.images == nullptr) {
+    return absl::InvalidArgumentError("the step has no float32 data input for the images");
+  }
+  const Shape& s = d.images->shape();
+  if (s.empty() || NumElements(s) != s[0] * data.example_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the step's image input has shape ", ShapeString(s), ", expected [batch, ...] with ",
+        data.example_size(), " values per example (data examples are ",
+        ShapeString(data.example_shape), ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Trainer::Trainer(Executable* train, Executable* eval) : train_(train), eval_(eval) {}
+
+Trainer::Slot* Trainer::FindSlot(const std::string& name) {
+  for (Slot& s : slots_) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+const Trainer::Slot* Trainer::FindSlot(const std::string& name) const {
+  return const_cast<Trainer*>(this)->FindSlot(name);
+}
+
+absl::Status Trainer::Initialize(uint64_t seed) {
+  slots_.clear();
+  current_ = 0;
+  Executable* source = train_ ? train_ : eval_;
+  if (source == nullptr) return absl::FailedPreconditionError("Trainer has no step");
+  for (const ArgSpec& a : source->signature().inputs) {
+    if (a.role != ArgRole::kParam && a.role != ArgRole::kState) continue;
+    Slot s;
+    s.name = a.name;
+    s.role = a.role;
+    s.buf[0] = Tensor(a.type, a.shape);
+    s.buf[1] = Tensor(a.type, a.shape);
+    if (a.role == ArgRole::kParam) {
+      KILN_RETURN_IF_ERROR(InitializeTensor(a.name, a.init, seed, s.buf[0]));
+    }
+    slots_.push_back(std::move(s));
+  }
+  // The evaluation step must read the same parameters.
+  if (eval_ != nullptr && train_ != nullptr) {
+    for (const ArgSpec& a : eval_->signature().inputs) {
+      if (a.role != ArgRole::kParam) continue;
+      const Slot* s = FindSlot(a.name);
+      if (s == nullptr || s->buf[0].shape() != a.shape) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "evaluation step parameter '", a.name, "' ", ShapeString(a.shape),
+            " does not match the training step's parameters"));
+      }
+    }
+  }
+  initialized_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig& config) {
+  if (!initialized_) return absl::FailedPreconditionError("call Initialize() before Train()");
+  if (train_ == nullptr) return absl::FailedPreconditionError("Trainer has no training step");
+  const Signature& sig = train_->signature();
+  DataBuffers d;
+  KILN_RETURN_IF_ERROR(MakeDataBuffers(sig, data, d));
+  if (d.labels == nullptr) return absl::InvalidArgumentError("the step has no int32 label input");
+  const int64_t batch = d.images->shape()[0];
+
+  // Hyperparameters: the step's defaults, overridden by the config.
+  std::vector<Tensor> hyper;
+  for (const ArgSpec& a : sig.inputs) {
+    if (a.role != ArgRole::kHyper) continue;
+    hyper.emplace_back(a.type, a.shape);
+    auto it = config.hyper.find(a.name);
+    SetScalar(hyper.back(), it != config.hyper.end() ? it->second : a.init.a);
+  }
+  for (const auto& [name, v] : config.hyper) {
+    if (sig.FindInput(ArgRole::kHyper, name) < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("the optimizer has no hyperparameter '", name, "'"));
+    }
+  }
+  std::vector<Tensor> scalars;  // loss and metrics
+  for (const ArgSpec& a : sig.outputs) {
+    if (a.role == ArgRole::kLoss || a.role == ArgRole::kMetric) scalars.emplace_back(a.type, a.shape);
+  }
+
+  // Argument lists for the two parities of the double-buffered state.
+  std::vector<TensorRef> in[2], out[2];
+  for (int parity = 0; parity < 2; ++parity) {
+    size_t data_i = 0, hyper_i = 0, scalar_i = 0;
+    for (const ArgSpec& a : sig.inputs) {
+      switch (a.role) {
+        case ArgRole::kData: in[parity].push_back(d.tensors[data_i++].ref()); break;
+        case ArgRole::kHyper: in[parity].push_back(hyper[hyper_i++].ref()); break;
+        default: {
+          Slot* s = FindSlot(a.name);
+          if (s == nullptr) return absl::InternalError(absl::StrCat("no buffer for '", a.name, "'"));
+          in[parity].push_back(s->buf[parity].ref());
+        }
+      }
+    }
+    for (const ArgSpec& a : sig.outputs) {
+      if (a.role == ArgRole::kLoss || a.role == ArgRole::kMetric) {
+        out[parity].push_back(scalars[scalar_i++].ref());
+      } else {
+        Slot* s = FindSlot(a.name);
+        if (s == nullptr) return absl::InternalError(absl::StrCat("no buffer for '", a.name, "'"));
+        out[parity].push_back(s->buf[1 - parity].ref());
+      }
+    }
+  }
+
+  BatchFeeder feeder(data, batch, config.seed, config.shuffle, /*drop_last=*/true);
+  TrainStats stats;
+  for (const ArgSpec& a : sig.outputs) {
+    if (a.role == ArgRole::kMetric) stats.metric_totals[a.name] = 0;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  for (int epoch = 0; epoch < config.epochs; ++epoch) {
+    feeder.StartEpoch(epoch);
+    Progress progress(absl::StrCat("epoch ", epoch + 1, "/", config.epochs), feeder.num_batches(),
+                      batch, config.progress);
+    double loss_sum = 0;
+    int64_t b = 0;
+    for (; b < feeder.num_batches(); ++b) {
+      if (config.max_steps >= 0 && stats.steps >= config.max_steps) break;
+      feeder.Fill(b, d.images->data<float>(), d.labels->data<int32_t>());
+      KILN_RETURN_IF_ERROR(train_->Run(in[current_], out[current_]));
+      current_ = 1 - current_;
+      double loss = ScalarValue(scalars[0]);
+      loss_sum += loss;
+      size_t si = 1;
+      for (const ArgSpec& a : sig.outputs) {
+        if (a.role == ArgRole::kMetric) stats.metric_totals[a.name] += ScalarValue(scalars[si++]);
+      }
+      if (config.log_every > 0 && b % config.log_every == 0) {
+        stats.logged.push_back({epoch, b, loss});
+        std::printf("epoch_id: %d, batch_id: %lld, loss is: %.6f\n", epoch,
+                    static_cast<long long>(b), loss);
+        std::fflush(stdout);
+      }
+      ++stats.steps;
+      stats.images += batch;
+      progress.Update(b + 1);
+    }
+    progress.Finish();
+    stats.epoch_mean_loss.push_back(b > 0 ? loss_sum / static_cast<double>(b) : 0);
+    if (config.max_steps >= 0 && stats.steps >= config.max_steps) break;
+  }
+  stats.seconds = Seconds(t0);
+  return stats;
+}
+
+absl::StatusOr<EvalResult> Trainer::Evaluate(const Dataset& data) {
+  if (!initialized_) return absl::FailedPreconditionError("call Initialize() before Evaluate()");
+  if (eval_ == nullptr) return absl::FailedPreconditionError("Trainer has no evaluation step");
+  const Signature& sig = eval_->signature();
+  DataBuffers d;
+  KILN_RETURN_IF_ERROR(MakeDataBuffers(sig, data, d));
+  const int64_t batch = d.images->shape()[0];
+  int pred_index = sig.FindOutput(ArgRole::kOutput, "prediction");
+  if (pred_index < 0 || sig.outputs[pred_index].type != ScalarType::kI32) {
+    return absl::InvalidArgumentError("the evaluation step has no int32 output named 'prediction'");
+  }
+  std::vector<Tensor> outputs;
+  std::vector<TensorRef> in, out;
+  KILN_RETURN_IF_ERROR(BindEval(d.tensors, outputs, in, out));
+  std::vector<int32_t> scratch_labels(static_cast<size_t>(batch));
+
+  EvalResult r;
+  int classes = 1;
+  for (int32_t l : data.labels) classes = std::max(classes, l + 1);
+  r.confusion.assign(static_cast<size_t>(classes), std::vector<int64_t>(static_cast<size_t>(classes), 0));
+  BatchFeeder feeder(data, batch, 0, /*shuffle=*/false, /*drop_last=*/false);
+  auto t0 = std::chrono::steady_clock::now();
+  int32_t* labels = d.labels ? d.labels->data<int32_t>() : scratch_labels.data();
+  for (int64_t b = 0; b < feeder.num_batches(); ++b) {
+    int64_t real = feeder.Fill(b, d.images->data<float>(), labels);
+    KILN_RETURN_IF_ERROR(eval_->Run(in, out));
+    const int32_t* pred = outputs[pred_index].data<int32_t>();
+    for (int64_t row = 0; row < real; ++row) {
+      int32_t truth = labels[row];
+      int32_t p = pred[row];
+      ++r.count;
+      if (p == truth) ++r.correct;
+      if (p >= 0 && p < classes) ++r.confusion[truth][p];
+    }
+  }
+  r.seconds = Seconds(t0);
+  return r;
+}
+
+absl::Status Trainer::BindEval(std::vector<Tensor>& data, std::vector<Tensor>& outputs,
+                               std::vector<TensorRef>& in, std::vector<TensorRef>& out) const {
+  const Signature& sig = eval_->signature();
+  for (const ArgSpec& a : sig.outputs) outputs.emplace_back(a.type, a.shape);
+  size_t data_i = 0;
+  for (const ArgSpec& a : sig.inputs) {
+    if (a.role == ArgRole::kData) {
+      in.push_back(data[data_i++].ref());
+    } else {
+      const Slot* s = FindSlot(a.name);
+      if (s == nullptr) return absl::InternalError(absl::StrCat("no buffer for '", a.name, "'"));
+      in.push_back(s->buf[current_].ref());
+    }
+  }
+  for (Tensor& t : outputs) out.push_back(t.ref());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int32_t> Trainer::Predict(const std::vector<float>& example) {
+  Dataset one;
+  one.count = 1;
+  one.example_shape = {static_cast<int64_t>(example.size())};
+  one.labels = {0};
+  if (eval_ == nullptr) return absl::FailedPreconditionError("Trainer has no evaluation step");
+  const Signature& sig = eval_->signature();
+  DataBuffers d;
+  one.pixels.resize(example.size());
+  KILN_RETURN_IF_ERROR(MakeDataBuffers(sig, one, d));
+  std::copy(example.begin(), example.end(), d.images->data<float>());
+  std::vector<Tensor> outputs;
+  std::vector<TensorRef> in, out;
+  KILN_RETURN_IF_ERROR(BindEval(d.tensors, outputs, in, out));
+  KILN_RETURN_IF_ERROR(eval_->Run(in, out));
+  return outputs[sig.FindOutput(ArgRole::kOutput, "prediction")].data<int32_t>()[0];
+}
+
+absl::Status Trainer::Save(const std::string& path,
+                           const std::map<std::string, std::string>& metadata) const {
+  if (!initialized_) return absl::FailedPreconditionError("nothing to save: not initialized");
+  std::vector<std::pair<std::string, const Tensor*>> tensors;
+  for (const Slot& s : slots_) tensors.push_back({s.name, &s.buf[current_]});
+  std::map<std::string, std::string> meta = metadata;
+  meta["format"] = "kiln-checkpoint-1";
+  return SaveSafetensors(path, tensors, meta);
+}
+
+absl::Status Trainer::Load(const std::string& path) {
+  if (!initialized_) return absl::FailedPreconditionError("call Initialize() before Load()");
+  KILN_ASSIGN_OR_RETURN(SafetensorsFile f, LoadSafetensors(path));
+  for (Slot& s : slots_) {
+    if (s.role != ArgRole::kParam) continue;
+    const Tensor* t = f.Find(s.name);
+    const Tensor& dst = s.buf[current_];
+    if (t == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": parameter '", s.name,
+                                                     "' is missing from the checkpoint"));
+    }
+    if (t->shape() != dst.shape() || t->type() != dst.type()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": parameter '", s.name, "' expected ", ScalarTypeName(dst.type()),
+          ShapeString(dst.shape()), ", got ", ScalarTypeName(t->type()), ShapeString(t->shape())));
+    }
+  }
+  for (Slot& s : slots_) {
+    const Tensor* t = f.Find(s.name);
+    if (t == nullptr) continue;  // optimizer state may be absent (e.g. a different optimizer)
+    if (t->shape() != s.buf[current_].shape() || t->type() != s.buf[current_].type()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": state '", s.name, "' has the wrong shape"));
+    }
+    std::memcpy(s.buf[current_].raw(), t->raw(), static_cast<size_t>(t->bytes()));
+  }
+  return absl::OkStatus();
+}
+
+const Tensor& Trainer::parameter(const std::string& name) const {
+  const Slot* s = FindSlot(name);
+  KILN_CHECK(s != nullptr);
+  return s->buf[current_];
+}
+
+std::vector<std::string> Trainer::parameter_names() const {
+  std::vector<std::string> out;
+  for (const Slot& s : slots_) {
+    if (s.role == ArgRole::kParam) out.push_back(s.name);
+  }
+  return out;
+}
+
+}  // namespace kiln

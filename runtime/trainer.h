@@ -1,0 +1,100 @@
+// The training loop over compiled steps: owns parameters and optimizer state (double-buffered,
+// swapped every step so no step reads a buffer it writes), feeds batches, logs the loss,
+// evaluates on a whole test set, saves and loads checkpoints.
+//
+//   kiln::Trainer trainer(train_step.get(), eval_step.get());
+//   KILN_RETURN_IF_ERROR(trainer.Initialize(/*seed=*/1));
+//   absl::StatusOr<kiln::TrainStats> stats = trainer.Train(train_data, config);
+//   absl::StatusOr<kiln::EvalResult> eval = trainer.Evaluate(test_data);
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "base/tensor.h"
+#include "runtime/executable.h"
+#include "runtime/idx.h"
+
+namespace kiln {
+
+struct TrainConfig {
+  int epochs = 1;
+  uint64_t seed = 1;                       // shuffling (and initialization, via Initialize)
+  bool shuffle = true;
+  int64_t log_every = 1000;                // print the loss every N batches (0: never)
+  std::map<std::string, double> hyper;     // overrides of the optimizer's defaults, e.g. {"lr", 0.1}
+  bool progress = true;                    // progress bar on a terminal (plain lines otherwise)
+  int64_t max_steps = -1;                  // stop after this many steps in total (tests)
+};
+
+struct LossPoint {
+  int epoch;
+  int64_t batch;
+  double loss;
+};
+
+struct TrainStats {
+  std::vector<LossPoint> logged;            // the tutorial's loss list (every log_every batches)
+  std::vector<double> epoch_mean_loss;
+  std::map<std::string, double> metric_totals;  // summed over all steps (e.g. "correct")
+  int64_t steps = 0;
+  int64_t images = 0;
+  double seconds = 0;                       // wall time inside the step loop
+  double images_per_second() const { return seconds > 0 ? images / seconds : 0; }
+};
+
+struct EvalResult {
+  int64_t count = 0;
+  int64_t correct = 0;
+  double accuracy() const { return count ? static_cast<double>(correct) / count : 0; }
+  std::vector<std::vector<int64_t>> confusion;  // [true label][prediction]
+  double seconds = 0;
+};
+
+class Trainer {
+ public:
+  // `eval` may be null (no evaluation). Both must name their parameters alike.
+  Trainer(Executable* train, Executable* eval);
+
+  // Allocates and initializes parameters (seeded by name) and zeroes optimizer state.
+  absl::Status Initialize(uint64_t seed);
+  absl::StatusOr<TrainStats> Train(const Dataset& data, const TrainConfig& config);
+  // Evaluates every example (the last partial batch included) through the eval step's
+  // "prediction" output (int32 [batch]).
+  absl::StatusOr<EvalResult> Evaluate(const Dataset& data);
+  // Classifies one normalized example (example_size floats).
+  absl::StatusOr<int32_t> Predict(const std::vector<float>& example);
+
+  // Parameters (and optimizer state, as "<param>/<slot>") in safetensors, atomically.
+  absl::Status Save(const std::string& path,
+                    const std::map<std::string, std::string>& metadata = {}) const;
+  // Loads a checkpoint written by Save: every parameter must be present with its shape and dtype.
+  absl::Status Load(const std::string& path);
+
+  const Tensor& parameter(const std::string& name) const;
+  std::vector<std::string> parameter_names() const;
+
+ private:
+  struct Slot {
+    std::string name;
+    ArgRole role;   // kParam or kState
+    Tensor buf[2];
+  };
+  Slot* FindSlot(const std::string& name);
+  // Argument lists of the evaluation step over `data` buffers, fresh `outputs` and current params.
+  absl::Status BindEval(std::vector<Tensor>& data, std::vector<Tensor>& outputs,
+                        std::vector<TensorRef>& in, std::vector<TensorRef>& out) const;
+  const Slot* FindSlot(const std::string& name) const;
+
+  Executable* train_;
+  Executable* eval_;
+  std::vector<Slot> slots_;
+  int current_ = 0;  // which buffer of each slot holds the current values
+  bool initialized_ = false;
+};
+
+}  // namespace kiln
