@@ -20,7 +20,8 @@ Value Unbroadcast(Value g, Shape shape) {
   return s.shape() == shape ? s : Reshape(s, shape);
 }
 
-absl::StatusOr<std::vector<Value>> Gradients(Value loss, const std::vector<Value>& wrt) {
+absl::StatusOr<std::vector<Value>> Gradients(Value loss, const std::vector<Value>& wrt,
+                                             const VjpOverrides* overrides) {
   if (!loss.valid()) return absl::InvalidArgumentError("loss is not a valid value");
   Graph& g = *loss.graph();
   if (!g.status().ok()) return g.status();
@@ -60,7 +61,9 @@ absl::StatusOr<std::vector<Value>> Gradients(Value loss, const std::vector<Value
     bool needs = false;
     for (int in : node.inputs) needs |= from_wrt[in];
     if (!needs) continue;
-    if (def.vjp == nullptr) {
+    VjpFn vjp = def.vjp;
+    if (overrides != nullptr && overrides->count(node.op)) vjp = overrides->at(node.op);
+    if (vjp == nullptr) {
       error = absl::UnimplementedError(absl::StrCat(
           "op ", def.name, " (node '", node.name,
           "') has no gradient, but lies on a path from a parameter to the loss '", loss.name(),
@@ -70,7 +73,7 @@ absl::StatusOr<std::vector<Value>> Gradients(Value loss, const std::vector<Value
     std::vector<Value> x;
     for (int in : node.inputs) x.push_back(g.value(in));
     VjpArgs args{x, g.value(i), it->second, node.attrs};
-    std::vector<Value> dx = def.vjp(args);
+    std::vector<Value> dx = vjp(args);
     for (size_t k = 0; k < node.inputs.size(); ++k) {
       int in = node.inputs[k];
       if (!from_wrt[in] || k >= dx.size() || !dx[k].valid()) continue;

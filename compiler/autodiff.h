@@ -8,14 +8,20 @@
 // node when an op without a VJP lies on a path from a parameter to the loss.
 #pragma once
 
+#include <map>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "dsl/graph.h"
+#include "dsl/op_def.h"
 
 namespace kiln {
 
-absl::StatusOr<std::vector<Value>> Gradients(Value loss, const std::vector<Value>& wrt);
+// Replacement VJPs by op, for tests that prove the gradient checker catches a wrong rule.
+using VjpOverrides = std::map<OpKind, VjpFn>;
+
+absl::StatusOr<std::vector<Value>> Gradients(Value loss, const std::vector<Value>& wrt,
+                                             const VjpOverrides* overrides = nullptr);
 
 // Sums `g` over the axes that broadcasting added or stretched so it takes `shape`.
 Value Unbroadcast(Value g, Shape shape);

@@ -35,7 +35,8 @@ int ThroughViews(const Graph& g, int id) {
 
 }  // namespace
 
-absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program, LowerCtx& ctx) {
+absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program, LowerCtx& ctx,
+                                      bool plain) {
   try {
     LoweredStep out;
     std::map<int, Halide::Func> source_funcs;
@@ -89,6 +90,11 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
       const Node& n = g.node(id);
       const OpDef& def = GetOpDef(n.op);
       Lowered& l = lowered[id];
+      if (plain) {
+        if (def.pattern != Pattern::kSource) l.f.compute_root();
+        for (Halide::Func& a : l.aux) a.compute_root();
+        continue;
+      }
       switch (def.pattern) {
         case Pattern::kSource:
           break;
@@ -114,7 +120,7 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
       Halide::Func f("out_" + Sanitize(spec.name) + "_" + ArgRoleName(spec.role));
       std::vector<Halide::Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
       ctx.Define(f, v, ctx.At(lowered.at(id).f, v));
-      ctx.ScheduleMaterialized(f, n.shape, 1);
+      if (!plain) ctx.ScheduleMaterialized(f, n.shape, 1);
       ConstrainDense(f.output_buffer(), n.shape);
       out.outputs.push_back(f);
     }

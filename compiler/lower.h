@@ -21,6 +21,9 @@ struct LoweredStep {
 };
 
 // Throws nothing: Halide errors come back as Internal.
-absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program, LowerCtx& ctx);
+// With `plain`, every Func is compute_root with no further schedule (the reference the hand
+// schedules are tested against).
+absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program, LowerCtx& ctx,
+                                      bool plain = false);
 
 }  // namespace kiln

@@ -80,7 +80,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram
   for (const auto& in : program.inputs) sig.inputs.push_back(in.second);
   for (const auto& out : program.outputs) sig.outputs.push_back(out.second);
   LowerCtx ctx(options.float64 ? Halide::Float(64) : Halide::Float(32), target);
-  KILN_ASSIGN_OR_RETURN(LoweredStep lowered, LowerStep(g, program, ctx));
+  KILN_ASSIGN_OR_RETURN(LoweredStep lowered, LowerStep(g, program, ctx, options.plain_schedule));
   return JitCompile(std::move(lowered), std::move(sig), target);
 }
 

@@ -40,6 +40,7 @@ struct CompileOptions {
   TargetSpec target;
   bool float64 = false;     // compile the float type as float64 (gradient checks, tests)
   bool dump_graphs = false; // print the graph after each pass (text) to stderr
+  bool plain_schedule = false;  // every Func compute_root, no op schedules (a yardstick in tests)
   std::string dot_path;     // if set, write the final step graph as Graphviz DOT here
 };
 

@@ -21,7 +21,7 @@ Halide::Type LowerCtx::TypeOf(DType t) const {
 
 std::vector<Halide::Var> LowerCtx::Vars(int rank) const {
   std::vector<Halide::Var> v;
-  for (int i = 0; i < rank; ++i) v.emplace_back(absl::StrCat("v", rank - 1 - i));
+  for (int i = 0; i < rank; ++i) v.emplace_back(absl::StrCat("d", rank - 1 - i));
   return v;
 }
 

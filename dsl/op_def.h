@@ -76,7 +76,8 @@ class LowerCtx {
   int vector_width() const { return vector_width_; }  // natural lanes of the float type
 
   // Pure variables for a rank-r output, in logical order. The Var of logical axis i is named
-  // "v<r-1-i>", i.e. after its Halide dimension: "v0" is always the innermost.
+  // "d<r-1-i>", i.e. after its Halide dimension: "d0" is always the innermost. (Halide names its
+  // own anonymous Vars "v<N>", so those names must not be used.)
   std::vector<Halide::Var> Vars(int rank) const;
   // Reads f at logical coordinates.
   Halide::Expr At(const Halide::Func& f, const std::vector<Halide::Expr>& logical) const;

@@ -1,0 +1,20 @@
+// The MNIST models of the tutorial, shared by the examples and the end-to-end tests.
+//
+//   kiln::Graph g;
+//   kiln::ModelDef m = kiln::examples::MnistSoftmax(g, /*batch=*/64);
+#pragma once
+
+#include <cstdint>
+
+#include "compiler/model.h"
+
+namespace kiln::examples {
+
+// The tutorial's regression: Linear(784 -> 1) predicting the digit value, square error cost.
+// Evaluation rounds the output to a digit (the tutorial's homework).
+ModelDef MnistLinear(Graph& g, int64_t batch);
+
+// Softmax regression: Linear(784 -> 10), softmax cross-entropy on int32 labels.
+ModelDef MnistSoftmax(Graph& g, int64_t batch);
+
+}  // namespace kiln::examples

@@ -1,0 +1,344 @@
+// Autodiff, passes, step compilation and the trainer over compiled steps (small synthetic data).
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "compiler/autodiff.h"
+#include "compiler/model.h"
+#include "compiler/passes.h"
+#include "dsl/api.h"
+#include "gtest/gtest.h"
+#include "runtime/safetensors.h"
+#include "runtime/dataset.h"
+#include "runtime/trainer.h"
+
+namespace kiln {
+namespace {
+
+TEST(AutodiffTest, NonDifferentiablePathToAParameterIsUnimplementedNamingTheNode) {
+  Graph g;
+  Value x = g.Input("x", {4});
+  Value w = g.Parameter("w", {4}, Initializer::Zeros());
+  Value loss = Sum(Step(w) * x);
+  auto grads = Gradients(loss, {w});
+  ASSERT_EQ(grads.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(grads.status().message().find("op step (node 'step_"), std::string::npos)
+      << grads.status();
+}
+
+TEST(AutodiffTest, LossMustBeAFloatScalar) {
+  Graph g;
+  Value w = g.Parameter("w", {4}, Initializer::Zeros());
+  auto grads = Gradients(Relu(w), {w});
+  ASSERT_EQ(grads.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(grads.status().message().find("must be a float scalar, got float[4]"),
+            std::string::npos)
+      << grads.status();
+}
+
+TEST(AutodiffTest, ParameterThatDoesNotAffectTheLossIsAnError) {
+  Graph g;
+  Value w = g.Parameter("w", {4}, Initializer::Zeros());
+  Value unused = g.Parameter("unused", {4}, Initializer::Zeros());
+  auto grads = Gradients(Sum(w), {w, unused});
+  ASSERT_FALSE(grads.ok());
+  EXPECT_NE(grads.status().message().find("'unused' does not affect the loss"), std::string::npos);
+}
+
+TEST(AutodiffTest, GradientsOfBroadcastInputsTakeTheInputShape) {
+  Graph g;
+  Value x = g.Input("x", {5, 3});
+  Value b = g.Parameter("b", {3}, Initializer::Zeros());
+  Value c = g.Parameter("c", {5, 1}, Initializer::Zeros());
+  Value s = g.Parameter("s", {}, Initializer::Zeros());
+  auto grads = Gradients(Sum((x + b) * c * s), {b, c, s});
+  ASSERT_TRUE(grads.ok()) << grads.status();
+  EXPECT_EQ((*grads)[0].shape(), (Shape{3}));
+  EXPECT_EQ((*grads)[1].shape(), (Shape{5, 1}));
+  EXPECT_EQ((*grads)[2].shape(), (Shape{}));
+}
+
+TEST(PassesTest, CseMergesIdenticalNodesAndRedirectsRoots) {
+  Graph g;
+  Value x = g.Input("x", {3});
+  Value a = Exp(x);
+  Value b = Exp(x);
+  Value y = a + b;
+  std::vector<int> roots = {y.id(), b.id()};
+  EXPECT_EQ(EliminateCommonSubexpressions(g, roots), 1);
+  EXPECT_EQ(g.node(y.id()).inputs, (std::vector<int>{a.id(), a.id()}));
+  EXPECT_EQ(roots[1], a.id());
+}
+
+TEST(PassesTest, FoldsConstantArithmetic) {
+  Graph g;
+  Value x = g.Input("x", {3});
+  Value k = g.Constant(2.0) * g.Constant(3.0) + 1.0;
+  Value y = x * k;
+  std::vector<int> roots = {y.id()};
+  EXPECT_GE(FoldConstants(g, roots), 2);
+  const Node& folded = g.node(k.id());
+  EXPECT_EQ(folded.op, OpKind::kConstant);
+  EXPECT_EQ(folded.attrs.scalar, 7.0);
+  EXPECT_GT(CountDeadNodes(g, roots), 0);
+}
+
+// A linear regression small enough to differentiate by hand.
+ModelDef TinyRegression(Graph& g, int64_t batch) {
+  Value x = g.Input("x", {batch, 3});
+  Value t = g.Input("t", {batch}, DType::kInt32);
+  Linear fc(g, "fc", 3, 1, {true, Initializer::Constant(0.5), Initializer::Constant(0.25)});
+  Value pred = fc(x);
+  ModelDef m;
+  m.inputs = {x, t};
+  m.loss = Mean(SquareErrorCost(pred, Reshape(ToFloat(t), {batch, 1})));
+  m.eval_outputs = {{"prediction", RoundToInt(Reshape(pred, {batch}), 0, 9)}};
+  return m;
+}
+
+TEST(CompileTest, TrainStepSignatureListsArgumentsByRole) {
+  Graph g;
+  auto step = CompileTrainStep(g, TinyRegression(g, 4), Sgd(0.1), {});
+  ASSERT_TRUE(step.ok()) << step.status();
+  const Signature& sig = (*step)->signature();
+  ASSERT_EQ(sig.inputs.size(), 5u);
+  EXPECT_EQ(sig.inputs[0].name, "x");
+  EXPECT_EQ(sig.inputs[1].type, ScalarType::kI32);
+  EXPECT_EQ(sig.inputs[2].role, ArgRole::kHyper);
+  EXPECT_EQ(sig.inputs[2].name, "lr");
+  EXPECT_EQ(sig.inputs[2].init.a, 0.1);
+  EXPECT_EQ(sig.inputs[3].name, "fc.weight");
+  EXPECT_EQ(sig.inputs[3].role, ArgRole::kParam);
+  ASSERT_EQ(sig.outputs.size(), 3u);
+  EXPECT_EQ(sig.outputs[0].role, ArgRole::kLoss);
+  EXPECT_EQ(sig.outputs[1].role, ArgRole::kNewParam);
+  EXPECT_EQ(sig.outputs[1].name, "fc.weight");
+  EXPECT_EQ(sig.outputs[1].shape, (Shape{3, 1}));
+  EXPECT_GT((*step)->compile_seconds(), 0);
+}
+
+TEST(CompileTest, OneSgdStepMatchesTheUpdateComputedByHand) {
+  Graph g;
+  CompileOptions o;
+  o.float64 = true;
+  auto step = CompileTrainStep(g, TinyRegression(g, 2), Sgd(0.1), o);
+  ASSERT_TRUE(step.ok()) << step.status();
+  Tensor x(ScalarType::kF64, {2, 3}), t(ScalarType::kI32, {2}), lr(ScalarType::kF64, {});
+  Tensor w(ScalarType::kF64, {3, 1}), b(ScalarType::kF64, {1});
+  Tensor loss(ScalarType::kF64, {}), w2(ScalarType::kF64, {3, 1}), b2(ScalarType::kF64, {1});
+  double xs[6] = {1, 2, 3, -1, 0.5, 2};
+  std::memcpy(x.raw(), xs, sizeof(xs));
+  t.data<int32_t>()[0] = 4;
+  t.data<int32_t>()[1] = 1;
+  lr.data<double>()[0] = 0.1;
+  double wv[3] = {0.5, -0.25, 1.0};
+  std::memcpy(w.raw(), wv, sizeof(wv));
+  b.data<double>()[0] = 0.25;
+  ASSERT_TRUE((*step)->Run({x.ref(), t.ref(), lr.ref(), w.ref(), b.ref()},
+                           {loss.ref(), w2.ref(), b2.ref()}).ok());
+  // By hand: r_i = x_i . w + b - t_i; loss = mean r^2; dw = 2/B sum r_i x_i; db = 2/B sum r_i.
+  double r[2], want_loss = 0, dw[3] = {0, 0, 0}, db = 0;
+  for (int i = 0; i < 2; ++i) {
+    r[i] = xs[3 * i] * wv[0] + xs[3 * i + 1] * wv[1] + xs[3 * i + 2] * wv[2] + 0.25 -
+           t.data<int32_t>()[i];
+    want_loss += r[i] * r[i] / 2;
+    for (int k = 0; k < 3; ++k) dw[k] += r[i] * xs[3 * i + k];
+    db += r[i];
+  }
+  EXPECT_NEAR(loss.data<double>()[0], want_loss, 1e-12);
+  for (int k = 0; k < 3; ++k) EXPECT_NEAR(w2.data<double>()[k], wv[k] - 0.1 * dw[k], 1e-12);
+  EXPECT_NEAR(b2.data<double>()[0], 0.25 - 0.1 * db, 1e-12);
+}
+
+TEST(CompileTest, RunRejectsAnInputThatAliasesAnOutput) {
+  Graph g;
+  auto step = CompileTrainStep(g, TinyRegression(g, 2), Sgd(0.1), {});
+  ASSERT_TRUE(step.ok()) << step.status();
+  Tensor x(ScalarType::kF32, {2, 3}), t(ScalarType::kI32, {2}), lr(ScalarType::kF32, {});
+  Tensor w(ScalarType::kF32, {3, 1}), b(ScalarType::kF32, {1}), loss(ScalarType::kF32, {});
+  Tensor b2(ScalarType::kF32, {1});
+  absl::Status s = (*step)->Run({x.ref(), t.ref(), lr.ref(), w.ref(), b.ref()},
+                                {loss.ref(), w.ref(), b2.ref()});
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("input 'fc.weight' overlaps output 'fc.weight'"), std::string::npos)
+      << s;
+  Tensor wrong(ScalarType::kF32, {3, 2});
+  s = (*step)->Run({x.ref(), t.ref(), lr.ref(), wrong.ref(), b.ref()},
+                   {loss.ref(), w.ref(), b2.ref()});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("expected F32[3, 1], got F32[3, 2]"), std::string::npos) << s;
+}
+
+TEST(CompileTest, ShapeErrorsComeBackFromCompile) {
+  Graph g;
+  ModelDef m = TinyRegression(g, 2);
+  m.loss = m.loss + Sum(g.Input("bad", {3, 2}) + g.Input("worse", {4}));
+  auto step = CompileTrainStep(g, m, Sgd(0.1), {});
+  ASSERT_EQ(step.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(step.status().message().find("do not broadcast"), std::string::npos) << step.status();
+}
+
+TEST(CompileTest, CudaTargetIsUnimplementedForNow) {
+  Graph g;
+  CompileOptions o;
+  o.target.device = Device::kCuda;
+  auto step = CompileTrainStep(g, TinyRegression(g, 2), Sgd(0.1), o);
+  EXPECT_EQ(step.status().code(), absl::StatusCode::kUnimplemented);
+}
+
+TEST(CompileTest, PortableTargetCompilesAndRuns) {
+  Graph g;
+  CompileOptions o;
+  o.target.portable = true;
+  auto step = CompileEvalStep(g, TinyRegression(g, 3), o);
+  ASSERT_TRUE(step.ok()) << step.status();
+}
+
+// Synthetic, learnable data: the label is the index of the brightest of 4 pixel blocks.
+Dataset Synthetic(int64_t count, uint64_t seed) {
+  Dataset d;
+  d.count = count;
+  d.example_shape = {2, 8};
+  Rng rng(seed);
+  for (int64_t i = 0; i < count; ++i) {
+    int label = static_cast<int>(rng.Next() % 4);
+    for (int p = 0; p < 16; ++p) {
+      d.pixels.push_back(static_cast<uint8_t>(p / 4 == label ? 200 + rng.Next() % 55 : rng.Next() % 120));
+    }
+    d.labels.push_back(label);
+  }
+  return d;
+}
+
+ModelDef TinyClassifier(Graph& g, int64_t batch) {
+  Value x = g.Input("x", {batch, 16});
+  Value y = g.Input("y", {batch}, DType::kInt32);
+  Value logits = Linear(g, "fc", 16, 4)(x);
+  ModelDef m;
+  m.inputs = {x, y};
+  m.loss = Mean(SoftmaxCrossEntropy(logits, y));
+  m.metrics = {{"correct", AccuracyCount(logits, y)}};
+  m.eval_outputs = {{"prediction", ArgMax(logits, 1)}};
+  return m;
+}
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  // Compiled once for the suite; a compile error fails every test.
+  static void SetUpTestSuite() {
+    train_graph_ = new Graph;
+    eval_graph_ = new Graph;
+    auto train = CompileTrainStep(*train_graph_, TinyClassifier(*train_graph_, 8), Sgd(0.5), {});
+    auto eval = CompileEvalStep(*eval_graph_, TinyClassifier(*eval_graph_, 7), {});
+    status_ = new absl::Status(train.ok() ? eval.status() : train.status());
+    if (status_->ok()) {
+      train_ = train->release();
+      eval_ = eval->release();
+    }
+  }
+  void SetUp() override { ASSERT_TRUE(status_->ok()) << *status_; }
+  static Graph *train_graph_, *eval_graph_;
+  static Executable *train_, *eval_;
+  static absl::Status* status_;
+};
+Graph* TrainerTest::train_graph_;
+Graph* TrainerTest::eval_graph_;
+Executable* TrainerTest::train_;
+Executable* TrainerTest::eval_;
+absl::Status* TrainerTest::status_;
+
+TEST_F(TrainerTest, LearnsAndEvaluatesEveryExampleIncludingThePartialBatch) {
+  Dataset train = Synthetic(400, 1), test = Synthetic(103, 2);
+  Trainer t(train_, eval_);
+  ASSERT_TRUE(t.Initialize(3).ok());
+  TrainConfig c;
+  c.epochs = 5;
+  c.log_every = 0;
+  c.progress = false;
+  auto stats = t.Train(train, c);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->steps, 5 * 50);
+  EXPECT_LT(stats->epoch_mean_loss.back(), stats->epoch_mean_loss.front());
+  auto eval = t.Evaluate(test);
+  ASSERT_TRUE(eval.ok()) << eval.status();
+  EXPECT_EQ(eval->count, 103);
+  EXPECT_GT(eval->accuracy(), 0.9);
+  int64_t total = 0;
+  for (const auto& row : eval->confusion) for (int64_t v : row) total += v;
+  EXPECT_EQ(total, 103);
+}
+
+TEST_F(TrainerTest, SameSeedGivesBitwiseIdenticalParameters) {
+  Dataset train = Synthetic(200, 4);
+  std::vector<Tensor> results;
+  for (int run = 0; run < 2; ++run) {
+    Trainer t(train_, eval_);
+    ASSERT_TRUE(t.Initialize(11).ok());
+    TrainConfig c;
+    c.epochs = 2;
+    c.seed = 11;
+    c.log_every = 0;
+    c.progress = false;
+    ASSERT_TRUE(t.Train(train, c).ok());
+    results.push_back(t.parameter("fc.weight"));
+  }
+  EXPECT_EQ(std::memcmp(results[0].raw(), results[1].raw(), results[0].bytes()), 0);
+}
+
+TEST_F(TrainerTest, SaveAndLoadRestoreParameters) {
+  Dataset train = Synthetic(80, 5);
+  Trainer a(train_, eval_);
+  ASSERT_TRUE(a.Initialize(1).ok());
+  TrainConfig c;
+  c.log_every = 0;
+  c.progress = false;
+  ASSERT_TRUE(a.Train(train, c).ok());
+  std::string path = ::testing::TempDir() + "/trainer_test.safetensors";
+  ASSERT_TRUE(a.Save(path, {{"note", "test"}}).ok());
+  Trainer b(train_, eval_);
+  ASSERT_TRUE(b.Initialize(2).ok());
+  ASSERT_TRUE(b.Load(path).ok());
+  const Tensor& wa = a.parameter("fc.weight");
+  const Tensor& wb = b.parameter("fc.weight");
+  EXPECT_EQ(std::memcmp(wa.raw(), wb.raw(), wa.bytes()), 0);
+  auto f = LoadSafetensors(path);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->metadata.at("note"), "test");
+}
+
+TEST_F(TrainerTest, LoadRefusesACheckpointOfAnotherModelNamingTheTensor) {
+  Tensor w(ScalarType::kF32, {16, 5}), bias(ScalarType::kF32, {4});
+  std::string path = ::testing::TempDir() + "/other_model.safetensors";
+  ASSERT_TRUE(SaveSafetensors(path, {{"fc.weight", &w}, {"fc.bias", &bias}}).ok());
+  Trainer t(train_, eval_);
+  ASSERT_TRUE(t.Initialize(1).ok());
+  absl::Status s = t.Load(path);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("parameter 'fc.weight' expected F32[16, 4], got F32[16, 5]"),
+            std::string::npos)
+      << s;
+  Tensor only_bias(ScalarType::kF32, {4});
+  ASSERT_TRUE(SaveSafetensors(path, {{"fc.bias", &only_bias}}).ok());
+  s = t.Load(path);
+  EXPECT_NE(s.message().find("parameter 'fc.weight' is missing"), std::string::npos) << s;
+}
+
+TEST_F(TrainerTest, RejectsUnknownHyperparameterAndMismatchedData) {
+  Trainer t(train_, eval_);
+  ASSERT_TRUE(t.Initialize(1).ok());
+  TrainConfig c;
+  c.hyper["momentum"] = 0.9;
+  c.progress = false;
+  auto st = t.Train(Synthetic(16, 1), c);
+  EXPECT_EQ(st.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.status().message().find("no hyperparameter 'momentum'"), std::string::npos);
+  Dataset wrong = Synthetic(16, 1);
+  wrong.example_shape = {4, 8};
+  wrong.pixels.resize(16 * 32);
+  st = t.Train(wrong, TrainConfig());
+  EXPECT_NE(st.status().message().find("values per example"), std::string::npos) << st.status();
+}
+
+}  // namespace
+}  // namespace kiln

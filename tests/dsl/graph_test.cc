@@ -1,0 +1,110 @@
+#include "dsl/graph.h"
+
+#include "dsl/api.h"
+#include "gtest/gtest.h"
+
+namespace kiln {
+namespace {
+
+TEST(GraphTest, InfersShapesAndNamesNodes) {
+  Graph g;
+  Value x = g.Input("image", {16, 784});
+  Linear fc(g, "fc", 784, 10);
+  Value y = fc(x);
+  ASSERT_TRUE(g.status().ok()) << g.status();
+  EXPECT_EQ(y.shape(), (Shape{16, 10}));
+  EXPECT_EQ(fc.weight().name(), "fc.weight");
+  EXPECT_EQ(fc.bias().name(), "fc.bias");
+  EXPECT_EQ(g.Parameters().size(), 2u);
+}
+
+TEST(GraphTest, RecordsFirstShapeErrorWithOpNodeNameAndShapes) {
+  Graph g;
+  Value x = g.Input("image", {16, 784});
+  Value w = g.Parameter("w", {100, 10}, Initializer::Zeros());
+  Value y = MatMul(x, w);
+  EXPECT_FALSE(y.valid());
+  Value z = Relu(y) + 1.0;  // later ops on the failed value add no new error
+  EXPECT_FALSE(z.valid());
+  ASSERT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument);
+  std::string msg(g.status().message());
+  EXPECT_NE(msg.find("op matmul"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("node 'matmul_"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[16, 784] x [100, 10]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'image' float[16, 784]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("expected [M, K] x [K, N]"), std::string::npos) << msg;
+}
+
+TEST(GraphTest, RejectsDuplicateParameterNames) {
+  Graph g;
+  g.Parameter("w", {2}, Initializer::Zeros());
+  Value w2 = g.Parameter("w", {2}, Initializer::Zeros());
+  EXPECT_FALSE(w2.valid());
+  EXPECT_NE(g.status().message().find("parameter 'w' is defined twice"), std::string::npos);
+}
+
+TEST(GraphTest, RejectsNonPositiveInputDimensions) {
+  Graph g;
+  EXPECT_FALSE(g.Input("x", {4, 0}).valid());
+  EXPECT_NE(g.status().message().find("input 'x'"), std::string::npos) << g.status();
+}
+
+TEST(GraphTest, RejectsValuesFromAnotherGraph) {
+  Graph a, b;
+  Value x = a.Input("x", {3});
+  Value y = b.Input("y", {3});
+  EXPECT_FALSE((x + y).valid());
+  EXPECT_NE(a.status().message().find("belongs to another graph"), std::string::npos)
+      << a.status();
+}
+
+TEST(GraphTest, NegativeAxesCountFromTheEnd) {
+  Graph g;
+  Value x = g.Input("x", {2, 3, 4});
+  EXPECT_EQ(Sum(x, {-1}).shape(), (Shape{2, 3}));
+  EXPECT_EQ(Max(x, -2, true).shape(), (Shape{2, 1, 4}));
+  EXPECT_EQ(Transpose(x).shape(), (Shape{4, 3, 2}));
+  EXPECT_EQ(Flatten(x).shape(), (Shape{2, 12}));
+}
+
+TEST(GraphTest, DumpsTextAndDot) {
+  Graph g;
+  Value x = g.Input("x", {4, 3});
+  Value w = g.Parameter("w", {3, 2}, Initializer::XavierUniform());
+  Value y = Relu(MatMul(x, w));
+  std::string text = g.Dump({y.id()});
+  EXPECT_NE(text.find("%0 x = input() : float[4, 3]"), std::string::npos) << text;
+  EXPECT_NE(text.find("w = parameter() : float[3, 2] init=xavier_uniform"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("= relu(%2) : float[4, 2]"), std::string::npos) << text;
+  std::string dot = g.ToDot({y.id()});
+  EXPECT_EQ(dot.rfind("digraph kiln {", 0), 0u);
+  EXPECT_NE(dot.find("n0 -> n2;"), std::string::npos) << dot;
+  EXPECT_NE(dot.find("n1 -> n2;"), std::string::npos) << dot;
+  EXPECT_NE(dot.find("n2 -> n3;"), std::string::npos) << dot;
+}
+
+TEST(GraphTest, ReachableSkipsDeadNodes) {
+  Graph g;
+  Value x = g.Input("x", {3});
+  Value dead = Exp(x);
+  Value y = Relu(x);
+  std::vector<int> r = g.Reachable({y.id()});
+  EXPECT_EQ(r, (std::vector<int>{x.id(), y.id()}));
+  EXPECT_TRUE(dead.valid());
+}
+
+TEST(GraphTest, SoftmaxCrossEntropyChecksLabelShape) {
+  Graph g;
+  Value logits = g.Input("logits", {8, 10});
+  Value labels = g.Input("labels", {8}, DType::kInt32);
+  EXPECT_EQ(SoftmaxCrossEntropy(logits, labels).shape(), (Shape{8}));
+  EXPECT_EQ(AccuracyCount(logits, labels).shape(), (Shape{}));
+  EXPECT_EQ(AccuracyCount(logits, labels).dtype(), DType::kInt32);
+  Value bad_labels = g.Input("bad", {8}, DType::kFloat);
+  EXPECT_FALSE(SoftmaxCrossEntropy(logits, bad_labels).valid());
+  EXPECT_NE(g.status().message().find("expected int32 labels"), std::string::npos) << g.status();
+}
+
+}  // namespace
+}  // namespace kiln

@@ -1,0 +1,64 @@
+// The op test harness: one table entry per case checks, end to end,
+//   - the shape rule (output dtype and shape against the naive reference) and its error case,
+//   - the forward pass against a naive float64 loop (compiled in float64 and float32),
+//   - the hand schedule against a plain all-compute_root schedule (float32),
+//   - the VJP by finite differences along random directions in float64.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "compiler/autodiff.h"
+#include "dsl/api.h"
+#include "gtest/gtest.h"
+
+namespace kiln::testing {
+
+// A dense float64 array for naive references (row-major, outermost first).
+struct Nd {
+  Shape shape;
+  std::vector<double> v;
+  static Nd Zeros(Shape s);
+  int64_t Offset(const std::vector<int64_t>& idx) const;
+  double& operator[](const std::vector<int64_t>& idx) { return v[Offset(idx)]; }
+  double operator[](const std::vector<int64_t>& idx) const { return v[Offset(idx)]; }
+};
+// Calls fn for every index of `shape` in row-major order.
+void ForEachIndex(const Shape& shape, const std::function<void(const std::vector<int64_t>&)>& fn);
+Nd Map(const Nd& x, const std::function<double(double)>& f);
+Nd Zip(const Nd& a, const Nd& b, const std::function<double(double, double)>& f);  // broadcasting
+Nd ReduceRef(const Nd& x, std::vector<int64_t> axes, bool keepdims, double init,
+             const std::function<double(double, double)>& f);
+Nd MatMulRef(const Nd& a, const Nd& b);
+
+struct InputSpec {
+  Shape shape;
+  DType dtype = DType::kFloat;
+  double lo = -1, hi = 1;  // float values uniform in [lo, hi); int32 values uniform in [lo, hi)
+  bool parameter = false;  // create with Graph::Parameter instead of Graph::Input
+};
+
+struct OpCase {
+  std::string name;
+  std::vector<OpKind> covers;   // primitives this case exercises (the coverage test reads this)
+  std::vector<InputSpec> inputs;
+  std::function<Value(const std::vector<Value>&)> build;
+  std::function<Nd(const std::vector<Nd>&)> reference;
+  // Why the gradient is not checked (non-differentiable op); empty means it is checked.
+  std::string no_gradient;
+  // Shape-rule error: builds a bad graph; the first error must contain `error`.
+  std::function<Value(Graph&)> bad;
+  std::string error;
+};
+
+const std::vector<OpCase>& AllOpCases();
+inline void PrintTo(const OpCase& c, std::ostream* os) { *os << c.name; }
+
+::testing::AssertionResult CheckShapeRule(const OpCase& c);
+::testing::AssertionResult CheckForward(const OpCase& c);
+::testing::AssertionResult CheckScheduleMatchesPlain(const OpCase& c);
+// With `overrides`, the gradient graph is built with replaced VJPs (mutation testing).
+::testing::AssertionResult CheckGradient(const OpCase& c, const VjpOverrides* overrides = nullptr);
+
+}  // namespace kiln::testing
