@@ -35,6 +35,10 @@ absl::StatusOr<std::vector<Value>> Gradients(Value loss, const std::vector<Value
   std::vector<bool> from_wrt(n, false), to_loss(n, false);
   for (const Value& w : wrt) {
     if (!w.valid()) return absl::InvalidArgumentError("gradient requested for an invalid value");
+    if (w.dtype() != DType::kFloat) {
+      return absl::InvalidArgumentError(absl::StrCat("gradient requested for '", w.name(), "' of dtype ",
+                                                     DTypeName(w.dtype()), ": only float values have gradients"));
+    }
     if (w.id() < n) from_wrt[w.id()] = true;
   }
   for (int i = 0; i < n; ++i) {

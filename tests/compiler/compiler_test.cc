@@ -46,6 +46,14 @@ TEST(AutodiffTest, ParameterThatDoesNotAffectTheLossIsAnError) {
   EXPECT_NE(grads.status().message().find("'unused' does not affect the loss"), std::string::npos);
 }
 
+TEST(AutodiffTest, IntegerValuesHaveNoGradient) {
+  Graph g;
+  Value labels = g.Input("labels", {4}, DType::kInt32);
+  auto grads = Gradients(Sum(ToFloat(labels)), {labels});
+  ASSERT_EQ(grads.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(grads.status().message().find("'labels' of dtype int32"), std::string::npos);
+}
+
 TEST(AutodiffTest, GradientsOfBroadcastInputsTakeTheInputShape) {
   Graph g;
   Value x = g.Input("x", {5, 3});
