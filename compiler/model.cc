@@ -81,6 +81,14 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram
   for (const auto& out : program.outputs) sig.outputs.push_back(out.second);
   LowerCtx ctx(options.float64 ? Halide::Float(64) : Halide::Float(32), target);
   KILN_ASSIGN_OR_RETURN(LoweredStep lowered, LowerStep(g, program, ctx, options.plain_schedule));
+  if (!options.stmt_path.empty()) {
+    try {
+      lowered.pipeline.compile_to_lowered_stmt(options.stmt_path, lowered.pipeline.infer_arguments(),
+                                               Halide::Text, target);
+    } catch (const Halide::Error& e) {
+      return absl::InternalError(absl::StrCat("writing the loop nest failed: ", e.what()));
+    }
+  }
   return JitCompile(std::move(lowered), std::move(sig), target);
 }
 

@@ -42,6 +42,7 @@ struct CompileOptions {
   bool dump_graphs = false; // print the graph after each pass (text) to stderr
   bool plain_schedule = false;  // every Func compute_root, no op schedules (a yardstick in tests)
   std::string dot_path;     // if set, write the final step graph as Graphviz DOT here
+  std::string stmt_path;    // if set, write Halide's lowered loop nest (text) here
 };
 
 // Builds the training graph (adds gradient and update nodes to `g`), runs the passes, lowers and

@@ -6,6 +6,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "runtime/image.h"
@@ -21,12 +23,16 @@ ABSL_FLAG(double, lr, 0.001, "learning rate (a runtime input of the step)");
 ABSL_FLAG(uint64_t, seed, 1, "seed for initialization and shuffling");
 ABSL_FLAG(int64_t, log_every, 1000, "print the loss every N batches");
 ABSL_FLAG(double, min_accuracy, 0, "exit with status 1 if the test accuracy is below this");
-ABSL_FLAG(std::string, save, "", "save the trained parameters here (safetensors); empty: skip");
+ABSL_FLAG(std::string, save, "", "save the trained parameters here (safetensors); empty: skip "
+          "(default: <example>.safetensors)");
 ABSL_FLAG(std::string, load, "", "load parameters from this checkpoint before training");
 ABSL_FLAG(std::string, predict, "", "PNG or JPEG image of one digit to classify");
 ABSL_FLAG(bool, invert, false, "invert the --predict image (dark digit on a light background)");
-ABSL_FLAG(std::string, plot, "", "write the loss curve to <plot>.csv and <plot>.svg; empty: skip");
-ABSL_FLAG(std::string, dot, "", "write the training step graph as Graphviz DOT to this file");
+ABSL_FLAG(std::string, plot, "", "write the loss curve to <plot>.csv and <plot>.svg; empty: skip "
+          "(default: <example>_loss)");
+ABSL_FLAG(std::string, dot, "", "write the forward and training graphs as Graphviz DOT to "
+          "<dot>_forward.dot and <dot>_train.dot");
+ABSL_FLAG(std::string, stmt, "", "write the training step's Halide loop nest (text) to this file");
 ABSL_FLAG(bool, dump_graph, false, "print the training graph after each compiler pass");
 ABSL_FLAG(bool, progress, true, "show a progress bar (plain lines when not a terminal)");
 
@@ -69,6 +75,14 @@ int RunExample(int argc, char** argv, const Example& e) {
   absl::SetFlag(&FLAGS_batch_size, e.batch_size);
   absl::SetFlag(&FLAGS_lr, e.lr);
   absl::SetFlag(&FLAGS_log_every, e.log_every);
+  absl::SetFlag(&FLAGS_save, e.name + ".safetensors");
+  absl::SetFlag(&FLAGS_plot, e.name + "_loss");
+  absl::SetFlag(&FLAGS_predict, e.predict);
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "example_main");
+  };
+  absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(absl::StrCat(e.description, "\nUsage: ", e.name, " [flags]"));
   absl::ParseCommandLine(argc, argv);
 
@@ -88,13 +102,26 @@ int RunExample(int argc, char** argv, const Example& e) {
   }
   CompileOptions options;
   options.dump_graphs = absl::GetFlag(FLAGS_dump_graph);
-  options.dot_path = absl::GetFlag(FLAGS_dot);
+  options.stmt_path = absl::GetFlag(FLAGS_stmt);
   std::unique_ptr<Optimizer> optimizer = e.optimizer(absl::GetFlag(FLAGS_lr));
   Graph train_graph, eval_graph;
+  ModelDef model = e.build(train_graph, batch);
+  const std::string dot = absl::GetFlag(FLAGS_dot);
+  if (!dot.empty()) {
+    std::vector<int> roots = {model.loss.id()};
+    for (const auto& [name, v] : model.metrics) roots.push_back(v.id());
+    if (!train_graph.status().ok()) return Fail(train_graph.status());
+    std::FILE* f = std::fopen((dot + "_forward.dot").c_str(), "w");
+    if (f == nullptr) return Fail(absl::NotFoundError(dot + "_forward.dot: cannot open"));
+    std::fputs(train_graph.ToDot(roots).c_str(), f);
+    std::fclose(f);
+    options.dot_path = dot + "_train.dot";
+  }
   absl::StatusOr<std::unique_ptr<Executable>> train_step =
-      CompileTrainStep(train_graph, e.build(train_graph, batch), *optimizer, options);
+      CompileTrainStep(train_graph, model, *optimizer, options);
   if (!train_step.ok()) return Fail(train_step.status());
   options.dot_path.clear();
+  options.stmt_path.clear();
   absl::StatusOr<std::unique_ptr<Executable>> eval_step =
       CompileEvalStep(eval_graph, e.build(eval_graph, eval_batch), options);
   if (!eval_step.ok()) return Fail(eval_step.status());

@@ -31,6 +31,7 @@ struct Example {
   int64_t batch_size;
   double lr;
   int64_t log_every;
+  std::string predict = "";  // default --predict image ("" for none)
 };
 
 // Returns the process exit code: 0 on success, 1 on any error or when the test accuracy is

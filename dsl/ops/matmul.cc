@@ -44,23 +44,34 @@ Lowered LowerMatMul(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   return {f, {acc}, {k}};
 }
 
-// Register-blocked schedule: the output is split into tiles of (up to) 2 vectors along the
-// vectorized axis x up to 8 rows along the other, the accumulator tile lives at the tile with the
-// reduction k outside the unrolled tile, so each k step is a few broadcasts, loads and FMAs into
-// 8-16 vector registers. The vectorized axis is N (contiguous in B and C) when N is at least half
-// a vector, else M (a matrix-vector product such as the tutorial's 784->1 layer). Tiles run in
-// parallel over the other axis when the product is big enough to pay for a thread wake-up.
+// Register-blocked schedule: the output is split into tiles of tv lanes along the vectorized axis
+// x `to` rows along the other; the accumulator tile lives at the tile with the reduction k outside
+// the unrolled tile, so each k step is a few broadcasts, loads and FMAs into up to 16 vector
+// registers. The vectorized axis is N (contiguous in B and C) unless N is tiny next to M (a
+// matrix-vector product such as the tutorial's 784->1 layer). Axes no wider than two vectors are
+// vectorized whole (10 logits are one 10-lane vector, not a guarded 16-lane one: guarded tails
+// were measured 5x slower on the softmax step), and the row count is a divisor of the extent where
+// one exists, so no tile needs a guard. Tiles run in parallel when the product pays for a thread
+// wake-up.
 void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
   const int vs = ctx.vector_width();
   const int64_t m_ext = n.shape[0], n_ext = n.shape[1];
   const int64_t k_ext = ctx.input_shape(n, 0)[1];
   std::vector<Var> v = ctx.Vars(2);
   Var m = v[0], nv = v[1];
-  bool vec_n = n_ext * 2 >= vs || n_ext >= m_ext;
+  bool vec_n = n_ext * 4 >= vs || n_ext >= m_ext;
   Var vd = vec_n ? nv : m, od = vec_n ? m : nv;
   int64_t vd_ext = vec_n ? n_ext : m_ext, od_ext = vec_n ? m_ext : n_ext;
-  int tv = vd_ext >= 2 * vs ? 2 * vs : vs;
-  int to = static_cast<int>(std::min<int64_t>(od_ext, tv > vs ? 8 : 12));
+  int tv = static_cast<int>(vd_ext <= 2 * vs ? vd_ext : 2 * vs);
+  int vectors = (tv + vs - 1) / vs;
+  int budget = static_cast<int>(std::min<int64_t>(od_ext, 16 / vectors));
+  int to = budget;
+  for (int t = budget; t >= 4; --t) {
+    if (od_ext % t == 0) {
+      to = t;
+      break;
+    }
+  }
   Var vo("vo"), vi("vi"), oo("oo"), oi("oi");
   const auto guard = Halide::TailStrategy::GuardWithIf;
   Func f = l.f, acc = l.aux[0];
@@ -68,14 +79,14 @@ void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
       .split(vd, vo, vi, tv, guard)
       .split(od, oo, oi, to, guard)
       .reorder(vi, oi, vo, oo)
-      .vectorize(vi, vs, guard)
+      .vectorize(vi, std::min(tv, vs), guard)
       .unroll(oi);
   int64_t flops = 2 * m_ext * n_ext * k_ext;
   if (flops >= (1 << 20) && (od_ext + to - 1) / to >= 2) f.parallel(oo);
-  acc.compute_at(f, vo).vectorize(vd, vs, guard).unroll(od, to, guard);
+  acc.compute_at(f, vo).vectorize(vd, std::min(tv, vs), guard).unroll(od, to, guard);
   acc.update()
       .reorder(vd, od, l.rdoms[0].x)
-      .vectorize(vd, vs, guard)
+      .vectorize(vd, std::min(tv, vs), guard)
       .unroll(od, to, guard);
 }
 
