@@ -18,10 +18,10 @@
 #define KILN_CONCAT_(a, b) KILN_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function when `expr` (an absl::Status) is not OK.
-#define KILN_RETURN_IF_ERROR(expr)                 \
-  do {                                             \
-    ::absl::Status kiln_status_ = (expr);          \
-    if (!kiln_status_.ok()) return kiln_status_;   \
+#define KILN_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::absl::Status kiln_status_ = (expr);        \
+    if (!kiln_status_.ok()) return kiln_status_; \
   } while (0)
 
 // `lhs` = value of a StatusOr expression, or returns its error.
@@ -33,10 +33,10 @@
   lhs = std::move(tmp).value()
 
 // Internal invariant (a Kiln bug if it fails, never a user mistake): prints and aborts.
-#define KILN_CHECK(cond)                                                           \
-  do {                                                                             \
-    if (!(cond)) {                                                                 \
+#define KILN_CHECK(cond)                                                                 \
+  do {                                                                                   \
+    if (!(cond)) {                                                                       \
       std::fprintf(stderr, "%s:%d: KILN_CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                \
-    }                                                                              \
+      std::abort();                                                                      \
+    }                                                                                    \
   } while (0)

@@ -4,10 +4,14 @@ namespace kiln {
 
 const char* ScalarTypeName(ScalarType t) {
   switch (t) {
-    case ScalarType::kF32: return "F32";
-    case ScalarType::kF64: return "F64";
-    case ScalarType::kI32: return "I32";
-    case ScalarType::kU8: return "U8";
+    case ScalarType::kF32:
+      return "F32";
+    case ScalarType::kF64:
+      return "F64";
+    case ScalarType::kI32:
+      return "I32";
+    case ScalarType::kU8:
+      return "U8";
   }
   return "?";
 }

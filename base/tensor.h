@@ -20,10 +20,14 @@ enum class ScalarType { kF32, kF64, kI32, kU8 };
 
 inline int ScalarSize(ScalarType t) {
   switch (t) {
-    case ScalarType::kF32: return 4;
-    case ScalarType::kF64: return 8;
-    case ScalarType::kI32: return 4;
-    case ScalarType::kU8: return 1;
+    case ScalarType::kF32:
+      return 4;
+    case ScalarType::kF64:
+      return 8;
+    case ScalarType::kI32:
+      return 4;
+    case ScalarType::kU8:
+      return 1;
   }
   return 0;
 }
@@ -51,8 +55,12 @@ class Tensor {
   const Shape& shape() const { return shape_; }
   int64_t size() const { return NumElements(shape_); }
   int64_t bytes() const { return size() * ScalarSize(type_); }
-  template <typename T> T* data() { return static_cast<T*>(static_cast<void*>(data_.get())); }
-  template <typename T> const T* data() const {
+  template <typename T>
+  T* data() {
+    return static_cast<T*>(static_cast<void*>(data_.get()));
+  }
+  template <typename T>
+  const T* data() const {
     return static_cast<const T*>(static_cast<const void*>(data_.get()));
   }
   void* raw() { return data_.get(); }
@@ -61,7 +69,9 @@ class Tensor {
   TensorRef ref() const { return {const_cast<unsigned char*>(data_.get()), type_, shape_}; }
 
  private:
-  struct Free { void operator()(unsigned char* p) const { std::free(p); } };
+  struct Free {
+    void operator()(unsigned char* p) const { std::free(p); }
+  };
   ScalarType type_ = ScalarType::kF32;
   Shape shape_;
   std::unique_ptr<unsigned char[], Free> data_;

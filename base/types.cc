@@ -9,9 +9,12 @@ std::string ShapeString(const Shape& s) { return absl::StrCat("[", absl::StrJoin
 
 const char* DTypeName(DType t) {
   switch (t) {
-    case DType::kFloat: return "float";
-    case DType::kInt32: return "int32";
-    case DType::kUInt8: return "uint8";
+    case DType::kFloat:
+      return "float";
+    case DType::kInt32:
+      return "int32";
+    case DType::kUInt8:
+      return "uint8";
   }
   return "?";
 }
@@ -19,14 +22,22 @@ const char* DTypeName(DType t) {
 std::string InitializerString(const Initializer& init) {
   using K = Initializer::Kind;
   switch (init.kind) {
-    case K::kZeros: return "zeros";
-    case K::kConstant: return absl::StrCat("constant(", init.a, ")");
-    case K::kUniform: return absl::StrCat("uniform(", init.a, ", ", init.b, ")");
-    case K::kNormal: return absl::StrCat("normal(", init.a, ", ", init.b, ")");
-    case K::kXavierUniform: return "xavier_uniform";
-    case K::kXavierNormal: return "xavier_normal";
-    case K::kKaimingUniform: return "kaiming_uniform";
-    case K::kKaimingNormal: return "kaiming_normal";
+    case K::kZeros:
+      return "zeros";
+    case K::kConstant:
+      return absl::StrCat("constant(", init.a, ")");
+    case K::kUniform:
+      return absl::StrCat("uniform(", init.a, ", ", init.b, ")");
+    case K::kNormal:
+      return absl::StrCat("normal(", init.a, ", ", init.b, ")");
+    case K::kXavierUniform:
+      return "xavier_uniform";
+    case K::kXavierNormal:
+      return "xavier_normal";
+    case K::kKaimingUniform:
+      return "kaiming_uniform";
+    case K::kKaimingNormal:
+      return "kaiming_normal";
   }
   return "?";
 }

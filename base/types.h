@@ -22,13 +22,21 @@ inline int64_t NumElements(const Shape& s) {
   return n;
 }
 
-std::string ShapeString(const Shape& s);    // "[16, 784]"
-const char* DTypeName(DType t);             // "float", "int32", "uint8"
+std::string ShapeString(const Shape& s);  // "[16, 784]"
+const char* DTypeName(DType t);           // "float", "int32", "uint8"
 
 // How a parameter is initialized. Filled by the runtime (seeded), described by the DSL.
 struct Initializer {
-  enum class Kind { kZeros, kConstant, kUniform, kNormal, kXavierUniform, kXavierNormal,
-                    kKaimingUniform, kKaimingNormal };
+  enum class Kind {
+    kZeros,
+    kConstant,
+    kUniform,
+    kNormal,
+    kXavierUniform,
+    kXavierNormal,
+    kKaimingUniform,
+    kKaimingNormal
+  };
   Kind kind = Kind::kZeros;
   double a = 0;  // constant value; uniform low; normal mean; gain for Xavier/Kaiming (0 = default)
   double b = 0;  // uniform high; normal stddev

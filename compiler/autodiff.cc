@@ -14,7 +14,8 @@ Value Unbroadcast(Value g, Shape shape) {
   size_t offset = gs.size() - shape.size();
   std::vector<int64_t> axes;
   for (size_t i = 0; i < gs.size(); ++i) {
-    if (i < offset || (shape[i - offset] == 1 && gs[i] != 1)) axes.push_back(static_cast<int64_t>(i));
+    if (i < offset || (shape[i - offset] == 1 && gs[i] != 1))
+      axes.push_back(static_cast<int64_t>(i));
   }
   Value s = axes.empty() ? g : Sum(g, axes, false);
   return s.shape() == shape ? s : Reshape(s, shape);
@@ -36,8 +37,9 @@ absl::StatusOr<std::vector<Value>> Gradients(Value loss, const std::vector<Value
   for (const Value& w : wrt) {
     if (!w.valid()) return absl::InvalidArgumentError("gradient requested for an invalid value");
     if (w.dtype() != DType::kFloat) {
-      return absl::InvalidArgumentError(absl::StrCat("gradient requested for '", w.name(), "' of dtype ",
-                                                     DTypeName(w.dtype()), ": only float values have gradients"));
+      return absl::InvalidArgumentError(absl::StrCat("gradient requested for '", w.name(),
+                                                     "' of dtype ", DTypeName(w.dtype()),
+                                                     ": only float values have gradients"));
     }
     if (w.id() < n) from_wrt[w.id()] = true;
   }
@@ -68,10 +70,10 @@ absl::StatusOr<std::vector<Value>> Gradients(Value loss, const std::vector<Value
     VjpFn vjp = def.vjp;
     if (overrides != nullptr && overrides->count(node.op)) vjp = overrides->at(node.op);
     if (vjp == nullptr) {
-      error = absl::UnimplementedError(absl::StrCat(
-          "op ", def.name, " (node '", node.name,
-          "') has no gradient, but lies on a path from a parameter to the loss '", loss.name(),
-          "'"));
+      error = absl::UnimplementedError(
+          absl::StrCat("op ", def.name, " (node '", node.name,
+                       "') has no gradient, but lies on a path from a parameter to the loss '",
+                       loss.name(), "'"));
       break;
     }
     std::vector<Value> x;
@@ -93,15 +95,15 @@ absl::StatusOr<std::vector<Value>> Gradients(Value loss, const std::vector<Value
   g.set_name_scope(old_scope);
   if (!error.ok()) return error;
   if (!g.status().ok()) {
-    return absl::InternalError(absl::StrCat("building the backward graph failed: ",
-                                            g.status().message()));
+    return absl::InternalError(
+        absl::StrCat("building the backward graph failed: ", g.status().message()));
   }
   std::vector<Value> out;
   for (const Value& w : wrt) {
     auto it = grad.find(w.id());
     if (it == grad.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "'", w.name(), "' does not affect the loss '", loss.name(), "': it has no gradient"));
+      return absl::InvalidArgumentError(absl::StrCat("'", w.name(), "' does not affect the loss '",
+                                                     loss.name(), "': it has no gradient"));
     }
     out.push_back(it->second);
   }

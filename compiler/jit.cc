@@ -9,10 +9,14 @@ namespace {
 
 halide_type_t HalideTypeOf(ScalarType t) {
   switch (t) {
-    case ScalarType::kF32: return halide_type_of<float>();
-    case ScalarType::kF64: return halide_type_of<double>();
-    case ScalarType::kI32: return halide_type_of<int32_t>();
-    case ScalarType::kU8: return halide_type_of<uint8_t>();
+    case ScalarType::kF32:
+      return halide_type_of<float>();
+    case ScalarType::kF64:
+      return halide_type_of<double>();
+    case ScalarType::kI32:
+      return halide_type_of<int32_t>();
+    case ScalarType::kU8:
+      return halide_type_of<uint8_t>();
   }
   return halide_type_of<float>();
 }
@@ -31,8 +35,7 @@ class BufferCache {
       dims.push_back({0, static_cast<int32_t>(r.shape[d]), stride, 0});
       stride *= static_cast<int>(r.shape[d]);
     }
-    Halide::Buffer<> buf(HalideTypeOf(r.type), r.data, static_cast<int>(dims.size()),
-                         dims.data());
+    Halide::Buffer<> buf(HalideTypeOf(r.type), r.data, static_cast<int>(dims.size()), dims.data());
     if (entries_.size() >= 4) entries_.erase(entries_.begin());
     entries_.emplace_back(r.data, buf);
     return buf;
@@ -45,8 +48,11 @@ class BufferCache {
 class JitExecutable : public Executable {
  public:
   JitExecutable(LoweredStep step, Signature sig, double compile_s)
-      : step_(std::move(step)), sig_(std::move(sig)), compile_s_(compile_s),
-        in_cache_(sig_.inputs.size()), out_cache_(sig_.outputs.size()) {}
+      : step_(std::move(step)),
+        sig_(std::move(sig)),
+        compile_s_(compile_s),
+        in_cache_(sig_.inputs.size()),
+        out_cache_(sig_.outputs.size()) {}
 
   const Signature& signature() const override { return sig_; }
   double compile_seconds() const override { return compile_s_; }

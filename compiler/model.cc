@@ -17,9 +17,12 @@ namespace {
 
 ScalarType ScalarOf(DType t, bool float64) {
   switch (t) {
-    case DType::kFloat: return float64 ? ScalarType::kF64 : ScalarType::kF32;
-    case DType::kInt32: return ScalarType::kI32;
-    case DType::kUInt8: return ScalarType::kU8;
+    case DType::kFloat:
+      return float64 ? ScalarType::kF64 : ScalarType::kF32;
+    case DType::kInt32:
+      return ScalarType::kI32;
+    case DType::kUInt8:
+      return ScalarType::kU8;
   }
   return ScalarType::kF32;
 }
@@ -83,8 +86,8 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram
   KILN_ASSIGN_OR_RETURN(LoweredStep lowered, LowerStep(g, program, ctx, options.plain_schedule));
   if (!options.stmt_path.empty()) {
     try {
-      lowered.pipeline.compile_to_lowered_stmt(options.stmt_path, lowered.pipeline.infer_arguments(),
-                                               Halide::Text, target);
+      lowered.pipeline.compile_to_lowered_stmt(
+          options.stmt_path, lowered.pipeline.infer_arguments(), Halide::Text, target);
     } catch (const Halide::Error& e) {
       return absl::InternalError(absl::StrCat("writing the loop nest failed: ", e.what()));
     }
@@ -134,18 +137,19 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const Mod
     if (!g.status().ok()) return g.status();
     new_params.push_back({u.param.id(), Spec(u.param.node(), ArgRole::kNewParam, pname, f64)});
     for (size_t k = 0; k < u.state.size(); ++k) {
-      new_states.push_back({u.state[k].id(),
-                            Spec(u.state[k].node(), ArgRole::kNewState, states[first_state + k].second.name, f64)});
+      new_states.push_back({u.state[k].id(), Spec(u.state[k].node(), ArgRole::kNewState,
+                                                  states[first_state + k].second.name, f64)});
     }
   }
   g.set_name_scope("");
   p.inputs.insert(p.inputs.end(), states.begin(), states.end());
   p.outputs.push_back({model.loss.id(), Spec(model.loss.node(), ArgRole::kLoss, "loss", f64)});
   for (const auto& [name, v] : model.metrics) {
-    if (!v.valid()) return g.status().ok() ? absl::InvalidArgumentError("invalid metric") : g.status();
+    if (!v.valid())
+      return g.status().ok() ? absl::InvalidArgumentError("invalid metric") : g.status();
     if (!v.shape().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("metric '", name, "' must be a scalar, got ",
-                                                     ShapeString(v.shape())));
+      return absl::InvalidArgumentError(
+          absl::StrCat("metric '", name, "' must be a scalar, got ", ShapeString(v.shape())));
     }
     p.outputs.push_back({v.id(), Spec(v.node(), ArgRole::kMetric, name, f64)});
   }
@@ -157,16 +161,17 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const Mod
 absl::StatusOr<std::unique_ptr<Executable>> CompileEvalStep(Graph& g, const ModelDef& model,
                                                             const CompileOptions& options) {
   KILN_RETURN_IF_ERROR(CheckModel(g, model));
-  if (model.eval_outputs.empty()) return absl::InvalidArgumentError("the model has no eval outputs");
+  if (model.eval_outputs.empty())
+    return absl::InvalidArgumentError("the model has no eval outputs");
   const bool f64 = options.float64;
   StepProgram p;
   std::vector<int> roots;
   for (const auto& [name, v] : model.eval_outputs) {
     if (!v.valid()) return absl::InvalidArgumentError(absl::StrCat("invalid eval output ", name));
     if (v.shape().empty() || v.shape()[0] != model.inputs[0].shape()[0]) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "eval output '", name, "' must be per example with the batch first, got ",
-          ShapeString(v.shape())));
+      return absl::InvalidArgumentError(
+          absl::StrCat("eval output '", name, "' must be per example with the batch first, got ",
+                       ShapeString(v.shape())));
     }
     roots.push_back(v.id());
     p.outputs.push_back({v.id(), Spec(v.node(), ArgRole::kOutput, name, f64)});
@@ -174,7 +179,8 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileEvalStep(Graph& g, const Mode
   std::set<int> needed;
   for (int id : g.Reachable(roots)) needed.insert(id);
   for (const Value& v : model.inputs) {
-    if (needed.count(v.id())) p.inputs.push_back({v.id(), Spec(v.node(), ArgRole::kData, v.name(), f64)});
+    if (needed.count(v.id()))
+      p.inputs.push_back({v.id(), Spec(v.node(), ArgRole::kData, v.name(), f64)});
   }
   for (int id : UsedParameters(g, roots)) {
     p.inputs.push_back({id, Spec(g.node(id), ArgRole::kParam, g.node(id).name, f64)});

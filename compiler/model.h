@@ -1,5 +1,6 @@
 // From a model definition to compiled steps: the training step (forward, loss, backward, optimizer
-// update, metrics) and the evaluation step (forward, per-example outputs), each ONE Halide pipeline.
+// update, metrics) and the evaluation step (forward, per-example outputs), each ONE Halide
+// pipeline.
 //
 //   kiln::ModelDef BuildSoftmax(kiln::Graph& g, int64_t batch) {
 //     kiln::ModelDef m;
@@ -30,23 +31,24 @@
 namespace kiln {
 
 struct ModelDef {
-  std::vector<Value> inputs;                               // fed per batch, in this order
-  Value loss;                                              // float scalar training objective
-  std::vector<std::pair<std::string, Value>> metrics;      // scalars reported by the train step
-  std::vector<std::pair<std::string, Value>> eval_outputs; // per-example outputs, batch first
+  std::vector<Value> inputs;                                // fed per batch, in this order
+  Value loss;                                               // float scalar training objective
+  std::vector<std::pair<std::string, Value>> metrics;       // scalars reported by the train step
+  std::vector<std::pair<std::string, Value>> eval_outputs;  // per-example outputs, batch first
 };
 
 struct CompileOptions {
   TargetSpec target;
-  bool float64 = false;     // compile the float type as float64 (gradient checks, tests)
-  bool dump_graphs = false; // print the graph after each pass (text) to stderr
+  bool float64 = false;         // compile the float type as float64 (gradient checks, tests)
+  bool dump_graphs = false;     // print the graph after each pass (text) to stderr
   bool plain_schedule = false;  // every Func compute_root, no op schedules (a yardstick in tests)
-  std::string dot_path;     // if set, write the final step graph as Graphviz DOT here
-  std::string stmt_path;    // if set, write Halide's lowered loop nest (text) here
+  std::string dot_path;         // if set, write the final step graph as Graphviz DOT here
+  std::string stmt_path;        // if set, write Halide's lowered loop nest (text) here
 };
 
 // Builds the training graph (adds gradient and update nodes to `g`), runs the passes, lowers and
-// JIT-compiles it. Errors: the graph's first shape error; autodiff errors; Halide errors (Internal).
+// JIT-compiles it. Errors: the graph's first shape error; autodiff errors; Halide errors
+// (Internal).
 absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const ModelDef& model,
                                                              const Optimizer& optimizer,
                                                              const CompileOptions& options);

@@ -13,19 +13,40 @@ namespace {
 // Value of a foldable op on constant inputs; false if the op is not folded.
 bool Evaluate(OpKind op, const std::vector<double>& x, double* out) {
   switch (op) {
-    case OpKind::kAdd: *out = x[0] + x[1]; return true;
-    case OpKind::kSub: *out = x[0] - x[1]; return true;
-    case OpKind::kMul: *out = x[0] * x[1]; return true;
-    case OpKind::kDiv: *out = x[0] / x[1]; return true;
-    case OpKind::kRelu: *out = x[0] > 0 ? x[0] : 0; return true;
-    case OpKind::kExp: *out = std::exp(x[0]); return true;
-    case OpKind::kLog: *out = std::log(x[0]); return true;
-    case OpKind::kSquare: *out = x[0] * x[0]; return true;
-    case OpKind::kSqrt: *out = std::sqrt(x[0]); return true;
+    case OpKind::kAdd:
+      *out = x[0] + x[1];
+      return true;
+    case OpKind::kSub:
+      *out = x[0] - x[1];
+      return true;
+    case OpKind::kMul:
+      *out = x[0] * x[1];
+      return true;
+    case OpKind::kDiv:
+      *out = x[0] / x[1];
+      return true;
+    case OpKind::kRelu:
+      *out = x[0] > 0 ? x[0] : 0;
+      return true;
+    case OpKind::kExp:
+      *out = std::exp(x[0]);
+      return true;
+    case OpKind::kLog:
+      *out = std::log(x[0]);
+      return true;
+    case OpKind::kSquare:
+      *out = x[0] * x[0];
+      return true;
+    case OpKind::kSqrt:
+      *out = std::sqrt(x[0]);
+      return true;
     case OpKind::kReshape:
     case OpKind::kBroadcastTo:
-    case OpKind::kTranspose: *out = x[0]; return true;
-    default: return false;
+    case OpKind::kTranspose:
+      *out = x[0];
+      return true;
+    default:
+      return false;
   }
 }
 

@@ -164,14 +164,12 @@ Value SoftmaxCrossEntropy(Value logits, Value labels) {
   return -Sum(LogSoftmax(logits, -1) * OneHot(labels, logits.shape().back()), {-1});
 }
 
-Value AccuracyCount(Value logits, Value labels) {
-  return Sum(Equal(ArgMax(logits, -1), labels));
-}
+Value AccuracyCount(Value logits, Value labels) { return Sum(Equal(ArgMax(logits, -1), labels)); }
 
 Linear::Linear(Graph& g, const std::string& name, int64_t in_features, int64_t out_features,
                Options options) {
-  weight_ = g.Parameter(absl::StrCat(name, ".weight"), {in_features, out_features},
-                        options.weight_init);
+  weight_ =
+      g.Parameter(absl::StrCat(name, ".weight"), {in_features, out_features}, options.weight_init);
   if (options.bias) {
     bias_ = g.Parameter(absl::StrCat(name, ".bias"), {out_features}, options.bias_init);
   }

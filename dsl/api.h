@@ -7,7 +7,8 @@
 //   kiln::Value loss = kiln::Mean(kiln::SoftmaxCrossEntropy(fc(x), y));
 //
 // Every function records a shape error on the graph (op, node name, shapes, what was expected) and
-// returns an invalid Value instead of throwing; see dsl/graph.h. Axes may be negative (from the end).
+// returns an invalid Value instead of throwing; see dsl/graph.h. Axes may be negative (from the
+// end).
 #pragma once
 
 #include <string>
@@ -45,15 +46,15 @@ Value Exp(Value x);
 Value Log(Value x);
 Value Square(Value x);
 Value Sqrt(Value x);
-Value Step(Value x);                    // 1 where x > 0 else 0; not differentiable
-Value Equal(Value a, Value b);          // 1 where a == b else 0, in the inputs' dtype
+Value Step(Value x);                                // 1 where x > 0 else 0; not differentiable
+Value Equal(Value a, Value b);                      // 1 where a == b else 0, in the inputs' dtype
 Value RoundToInt(Value x, int64_t lo, int64_t hi);  // int32 clamp(round(x), lo, hi)
 Value OneHot(Value labels, int64_t depth);          // int32 [..] -> float [.., depth]
 Value ToFloat(Value x);                             // int32 -> float
 
 // Shapes.
 Value Reshape(Value x, Shape shape);
-Value Flatten(Value x, int start_axis = 1);  // [N, a, b, ...] -> [N, a*b*...]
+Value Flatten(Value x, int start_axis = 1);                // [N, a, b, ...] -> [N, a*b*...]
 Value Transpose(Value x, std::vector<int64_t> perm = {});  // default: reverse the axes
 Value BroadcastTo(Value x, Shape shape);
 

@@ -77,19 +77,20 @@ Value Graph::AddNode(OpKind op, const std::vector<Value>& inputs, Attrs attrs,
   n.name = name.empty() ? absl::StrCat(scope_, def.name, "_", n.id) : scope_ + name;
   if (static_cast<int>(in.size()) != def.arity) {
     RecordError(absl::InvalidArgumentError(absl::StrCat("op ", def.name, " (node '", n.name,
-                                                        "'): expected ", def.arity,
-                                                        " inputs, got ", in.size())));
+                                                        "'): expected ", def.arity, " inputs, got ",
+                                                        in.size())));
     return Value();
   }
   absl::StatusOr<TypeAndShape> ts = def.infer(in, attrs);
   if (!ts.ok()) {
     std::vector<std::string> shapes;
     for (const Node* x : in) {
-      shapes.push_back(absl::StrCat("'", x->name, "' ", DTypeName(x->dtype), ShapeString(x->shape)));
+      shapes.push_back(
+          absl::StrCat("'", x->name, "' ", DTypeName(x->dtype), ShapeString(x->shape)));
     }
-    RecordError(absl::InvalidArgumentError(absl::StrCat(
-        "op ", def.name, " (node '", n.name, "'): ", ts.status().message(),
-        shapes.empty() ? "" : "; inputs: ", absl::StrJoin(shapes, ", "))));
+    RecordError(absl::InvalidArgumentError(
+        absl::StrCat("op ", def.name, " (node '", n.name, "'): ", ts.status().message(),
+                     shapes.empty() ? "" : "; inputs: ", absl::StrJoin(shapes, ", "))));
     return Value();
   }
   for (const Node* x : in) n.inputs.push_back(x->id);
@@ -164,8 +165,8 @@ std::string Graph::ToDot(const std::vector<int>& roots) const {
                         : n.op == OpKind::kInput   ? "lightgrey"
                                                    : "white";
     absl::StrAppend(&out, "  n", n.id, " [label=\"", n.name, "\\n", OpName(n.op), " ",
-                    DTypeName(n.dtype), ShapeString(n.shape), "\", style=filled, fillcolor=",
-                    color, "];\n");
+                    DTypeName(n.dtype), ShapeString(n.shape), "\", style=filled, fillcolor=", color,
+                    "];\n");
     for (int i : n.inputs) absl::StrAppend(&out, "  n", i, " -> n", n.id, ";\n");
   }
   out += "}\n";

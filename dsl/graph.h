@@ -33,10 +33,10 @@ constexpr int kNumOps = 0
 
 // Attributes of a node. Which fields an op reads is documented in its OpDef file.
 struct Attrs {
-  std::vector<int64_t> ints;     // axes, permutations, target shapes, depth, bounds
-  double scalar = 0;             // constant value
-  bool flag = false;             // keepdims
-  Initializer init;              // parameters only
+  std::vector<int64_t> ints;  // axes, permutations, target shapes, depth, bounds
+  double scalar = 0;          // constant value
+  bool flag = false;          // keepdims
+  Initializer init;           // parameters only
   bool operator==(const Attrs& o) const {
     return ints == o.ints && scalar == o.scalar && flag == o.flag;
   }

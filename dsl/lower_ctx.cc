@@ -7,14 +7,18 @@
 namespace kiln {
 
 LowerCtx::LowerCtx(Halide::Type float_type, Halide::Target target)
-    : float_type_(float_type), target_(target),
+    : float_type_(float_type),
+      target_(target),
       vector_width_(std::max(1, target.natural_vector_size(float_type))) {}
 
 Halide::Type LowerCtx::TypeOf(DType t) const {
   switch (t) {
-    case DType::kFloat: return float_type_;
-    case DType::kInt32: return Halide::Int(32);
-    case DType::kUInt8: return Halide::UInt(8);
+    case DType::kFloat:
+      return float_type_;
+    case DType::kInt32:
+      return Halide::Int(32);
+    case DType::kUInt8:
+      return Halide::UInt(8);
   }
   return float_type_;
 }

@@ -54,11 +54,11 @@ using ScheduleFn = void (*)(LowerCtx& ctx, const Node& n, Lowered& l);
 struct OpDef {
   const char* name;
   Pattern pattern;
-  int arity;             // number of inputs
+  int arity;  // number of inputs
   InferFn infer;
-  VjpFn vjp;             // nullptr: not differentiable (an error if it lies on a path to a parameter)
+  VjpFn vjp;  // nullptr: not differentiable (an error if it lies on a path to a parameter)
   LowerFn lower;
-  ScheduleFn schedule;   // nullptr: the default for the pattern
+  ScheduleFn schedule;  // nullptr: the default for the pattern
 };
 
 const OpDef& GetOpDef(OpKind op);
@@ -83,10 +83,12 @@ class LowerCtx {
   Halide::Expr At(const Halide::Func& f, const std::vector<Halide::Expr>& logical) const;
   Halide::Expr At(const Halide::Func& f, const std::vector<Halide::Var>& logical) const;
   // Defines f at logical coordinates.
-  void Define(Halide::Func& f, const std::vector<Halide::Var>& logical, const Halide::Expr& e) const;
+  void Define(Halide::Func& f, const std::vector<Halide::Var>& logical,
+              const Halide::Expr& e) const;
   // Reads f (of shape `in`) for an output position under NumPy broadcasting (axes aligned right,
   // size-1 and missing axes read at 0).
-  Halide::Expr Broadcast(const Halide::Func& f, const Shape& in, const std::vector<Halide::Var>& out) const;
+  Halide::Expr Broadcast(const Halide::Func& f, const Shape& in,
+                         const std::vector<Halide::Var>& out) const;
   // A new Func named after the node ("<name>" or "<name>_<suffix>"), made a valid Halide name.
   Halide::Func NewFunc(const Node& n, const std::string& suffix = "") const;
 

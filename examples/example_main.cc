@@ -10,8 +10,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "runtime/image.h"
 #include "runtime/idx.h"
+#include "runtime/image.h"
 #include "runtime/plot.h"
 #include "runtime/trainer.h"
 
@@ -23,14 +23,17 @@ ABSL_FLAG(double, lr, 0.001, "learning rate (a runtime input of the step)");
 ABSL_FLAG(uint64_t, seed, 1, "seed for initialization and shuffling");
 ABSL_FLAG(int64_t, log_every, 1000, "print the loss every N batches");
 ABSL_FLAG(double, min_accuracy, 0, "exit with status 1 if the test accuracy is below this");
-ABSL_FLAG(std::string, save, "", "save the trained parameters here (safetensors); empty: skip "
+ABSL_FLAG(std::string, save, "",
+          "save the trained parameters here (safetensors); empty: skip "
           "(default: <example>.safetensors)");
 ABSL_FLAG(std::string, load, "", "load parameters from this checkpoint before training");
 ABSL_FLAG(std::string, predict, "", "PNG or JPEG image of one digit to classify");
 ABSL_FLAG(bool, invert, false, "invert the --predict image (dark digit on a light background)");
-ABSL_FLAG(std::string, plot, "", "write the loss curve to <plot>.csv and <plot>.svg; empty: skip "
+ABSL_FLAG(std::string, plot, "",
+          "write the loss curve to <plot>.csv and <plot>.svg; empty: skip "
           "(default: <example>_loss)");
-ABSL_FLAG(std::string, dot, "", "write the forward and training graphs as Graphviz DOT to "
+ABSL_FLAG(std::string, dot, "",
+          "write the forward and training graphs as Graphviz DOT to "
           "<dot>_forward.dot and <dot>_train.dot");
 ABSL_FLAG(std::string, stmt, "", "write the training step's Halide loop nest (text) to this file");
 ABSL_FLAG(bool, dump_graph, false, "print the training graph after each compiler pass");
@@ -41,7 +44,8 @@ namespace {
 
 void ShowSample(const Dataset& d) {
   std::printf("first training image (label %d), %lldx%lld:\n", d.labels[0],
-              static_cast<long long>(d.example_shape[0]), static_cast<long long>(d.example_shape[1]));
+              static_cast<long long>(d.example_shape[0]),
+              static_cast<long long>(d.example_shape[1]));
   const char* ramp = " .:-=+*#%@";
   for (int64_t y = 0; y < d.example_shape[0]; ++y) {
     std::string line;
@@ -92,7 +96,8 @@ int RunExample(int argc, char** argv, const Example& e) {
   absl::StatusOr<Dataset> test = LoadMnist(dir, MnistSplit::kTest);
   if (!test.ok()) return Fail(test.status());
   std::printf("MNIST: %lld training and %lld test images from %s\n",
-              static_cast<long long>(train->count), static_cast<long long>(test->count), dir.c_str());
+              static_cast<long long>(train->count), static_cast<long long>(test->count),
+              dir.c_str());
   ShowSample(*train);
 
   const int64_t batch = absl::GetFlag(FLAGS_batch_size);
@@ -126,9 +131,10 @@ int RunExample(int argc, char** argv, const Example& e) {
       CompileEvalStep(eval_graph, e.build(eval_graph, eval_batch), options);
   if (!eval_step.ok()) return Fail(eval_step.status());
   double compile_s = (*train_step)->compile_seconds();
-  std::printf("compiled: training step (batch %lld) in %.2f s, evaluation step (batch %lld) in %.2f s\n",
-              static_cast<long long>(batch), compile_s, static_cast<long long>(eval_batch),
-              (*eval_step)->compile_seconds());
+  std::printf(
+      "compiled: training step (batch %lld) in %.2f s, evaluation step (batch %lld) in %.2f s\n",
+      static_cast<long long>(batch), compile_s, static_cast<long long>(eval_batch),
+      (*eval_step)->compile_seconds());
 
   Trainer trainer(train_step->get(), eval_step->get());
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
@@ -163,21 +169,22 @@ int RunExample(int argc, char** argv, const Example& e) {
   }
   if (!absl::GetFlag(FLAGS_plot).empty() && !stats.logged.empty()) {
     Curve curve;
-    for (size_t i = 0; i < stats.logged.size(); ++i) curve.push_back({static_cast<double>(i), stats.logged[i].loss});
+    for (size_t i = 0; i < stats.logged.size(); ++i)
+      curve.push_back({static_cast<double>(i), stats.logged[i].loss});
     const std::string base = absl::GetFlag(FLAGS_plot);
     absl::Status s = WriteCurveCsv(base + ".csv", "index", "loss", curve);
     if (s.ok()) {
-      s = WriteCurveSvg(base + ".svg", absl::StrCat(e.name, ": train loss every ", config.log_every,
-                                                    " batches"),
+      s = WriteCurveSvg(base + ".svg",
+                        absl::StrCat(e.name, ": train loss every ", config.log_every, " batches"),
                         "log point", "loss", curve);
     }
     if (!s.ok()) return Fail(s);
     std::printf("wrote loss curve to %s.csv and %s.svg\n", base.c_str(), base.c_str());
   }
   if (!absl::GetFlag(FLAGS_predict).empty()) {
-    absl::StatusOr<std::vector<float>> x = LoadDigitImage(
-        absl::GetFlag(FLAGS_predict), static_cast<int>(train->example_shape[1]),
-        static_cast<int>(train->example_shape[0]), absl::GetFlag(FLAGS_invert));
+    absl::StatusOr<std::vector<float>> x =
+        LoadDigitImage(absl::GetFlag(FLAGS_predict), static_cast<int>(train->example_shape[1]),
+                       static_cast<int>(train->example_shape[0]), absl::GetFlag(FLAGS_invert));
     if (!x.ok()) return Fail(x.status());
     absl::StatusOr<int32_t> p = trainer.Predict(*x);
     if (!p.ok()) return Fail(p.status());
@@ -189,8 +196,9 @@ int RunExample(int argc, char** argv, const Example& e) {
   std::printf("test accuracy: %lld / %lld = %.4f (%.0f images/s)\n",
               static_cast<long long>(eval->correct), static_cast<long long>(eval->count),
               eval->accuracy(), eval->count / std::max(1e-9, eval->seconds));
-  std::printf("RESULT example=%s epochs=%d test_accuracy=%.4f train_images_per_s=%.0f compile_s=%.2f\n",
-              e.name.c_str(), config.epochs, eval->accuracy(), stats.images_per_second(), compile_s);
+  std::printf(
+      "RESULT example=%s epochs=%d test_accuracy=%.4f train_images_per_s=%.0f compile_s=%.2f\n",
+      e.name.c_str(), config.epochs, eval->accuracy(), stats.images_per_second(), compile_s);
   const double min_acc = absl::GetFlag(FLAGS_min_accuracy);
   if (eval->accuracy() < min_acc) {
     std::fprintf(stderr, "error: test accuracy %.4f is below --min_accuracy %.4f\n",

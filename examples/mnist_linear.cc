@@ -11,7 +11,10 @@ int main(int argc, char** argv) {
       "The tutorial's linear regression on MNIST: Linear(784->1), square error, SGD.",
       kiln::examples::MnistLinear,
       [](double lr) { return std::make_unique<kiln::Sgd>(lr); },
-      /*epochs=*/10, /*batch_size=*/16, /*lr=*/0.001, /*log_every=*/1000,
+      /*epochs=*/10,
+      /*batch_size=*/16,
+      /*lr=*/0.001,
+      /*log_every=*/1000,
       /*predict=*/KILN_SOURCE_DIR "/examples/data/digit_7.png"};
   return kiln::examples::RunExample(argc, argv, e);
 }

@@ -8,6 +8,9 @@ int main(int argc, char** argv) {
       "Softmax regression on MNIST: Linear(784->10), softmax cross-entropy, SGD.",
       kiln::examples::MnistSoftmax,
       [](double lr) { return std::make_unique<kiln::Sgd>(lr); },
-      /*epochs=*/10, /*batch_size=*/64, /*lr=*/0.2, /*log_every=*/200};
+      /*epochs=*/10,
+      /*batch_size=*/64,
+      /*lr=*/0.2,
+      /*log_every=*/200};
   return kiln::examples::RunExample(argc, argv, e);
 }

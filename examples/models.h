@@ -17,4 +17,7 @@ ModelDef MnistLinear(Graph& g, int64_t batch);
 // Softmax regression: Linear(784 -> 10), softmax cross-entropy on int32 labels.
 ModelDef MnistSoftmax(Graph& g, int64_t batch);
 
+// Multilayer perceptron: Linear(784 -> 128), ReLU, Linear(128 -> 10), softmax cross-entropy.
+ModelDef MnistMlp(Graph& g, int64_t batch);
+
 }  // namespace kiln::examples

@@ -23,7 +23,11 @@ double Rng::Normal() {
 
 BatchFeeder::BatchFeeder(const Dataset& data, int64_t batch_size, uint64_t seed, bool shuffle,
                          bool drop_last)
-    : data_(data), batch_(batch_size), seed_(seed), shuffle_(shuffle), drop_last_(drop_last),
+    : data_(data),
+      batch_(batch_size),
+      seed_(seed),
+      shuffle_(shuffle),
+      drop_last_(drop_last),
       order_(static_cast<size_t>(data.count)) {
   std::iota(order_.begin(), order_.end(), 0);
 }

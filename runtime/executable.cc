@@ -8,15 +8,24 @@ namespace kiln {
 
 const char* ArgRoleName(ArgRole r) {
   switch (r) {
-    case ArgRole::kData: return "data";
-    case ArgRole::kHyper: return "hyper";
-    case ArgRole::kParam: return "param";
-    case ArgRole::kState: return "state";
-    case ArgRole::kLoss: return "loss";
-    case ArgRole::kMetric: return "metric";
-    case ArgRole::kNewParam: return "new_param";
-    case ArgRole::kNewState: return "new_state";
-    case ArgRole::kOutput: return "output";
+    case ArgRole::kData:
+      return "data";
+    case ArgRole::kHyper:
+      return "hyper";
+    case ArgRole::kParam:
+      return "param";
+    case ArgRole::kState:
+      return "state";
+    case ArgRole::kLoss:
+      return "loss";
+    case ArgRole::kMetric:
+      return "metric";
+    case ArgRole::kNewParam:
+      return "new_param";
+    case ArgRole::kNewState:
+      return "new_state";
+    case ArgRole::kOutput:
+      return "output";
   }
   return "?";
 }
@@ -32,17 +41,17 @@ int Find(const std::vector<ArgSpec>& v, ArgRole role, const std::string& name) {
 absl::Status CheckList(const std::vector<ArgSpec>& specs, const std::vector<TensorRef>& refs,
                        const char* what) {
   if (specs.size() != refs.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("expected ", specs.size(), " ", what,
-                                                   " buffers, got ", refs.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected ", specs.size(), " ", what, " buffers, got ", refs.size()));
   }
   for (size_t i = 0; i < specs.size(); ++i) {
     const ArgSpec& s = specs[i];
     const TensorRef& r = refs[i];
     if (r.data == nullptr || r.type != s.type || r.shape != s.shape) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, " '", s.name, "' (", ArgRoleName(s.role), "): expected ", ScalarTypeName(s.type),
-          ShapeString(s.shape), ", got ", r.data ? "" : "null ", ScalarTypeName(r.type),
-          ShapeString(r.shape)));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " '", s.name, "' (", ArgRoleName(s.role), "): expected ",
+                       ScalarTypeName(s.type), ShapeString(s.shape), ", got ",
+                       r.data ? "" : "null ", ScalarTypeName(r.type), ShapeString(r.shape)));
     }
   }
   return absl::OkStatus();

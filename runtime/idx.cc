@@ -31,8 +31,8 @@ absl::StatusOr<IdxArray> ReadIdx(const std::string& path, int expected_rank) {
         absl::Hex(magic[2], absl::kZeroPad2), " ", absl::Hex(magic[3], absl::kZeroPad2)));
   }
   if (magic[3] != expected_rank) {
-    return absl::DataLossError(absl::StrCat(path, ": expected rank ", expected_rank,
-                                            ", got rank ", static_cast<int>(magic[3])));
+    return absl::DataLossError(absl::StrCat(path, ": expected rank ", expected_rank, ", got rank ",
+                                            static_cast<int>(magic[3])));
   }
   IdxArray out;
   int64_t count = 1;
@@ -43,8 +43,8 @@ absl::StatusOr<IdxArray> ReadIdx(const std::string& path, int expected_rank) {
     }
     int64_t dim = (int64_t{b[0]} << 24) | (int64_t{b[1]} << 16) | (int64_t{b[2]} << 8) | b[3];
     if (dim <= 0) {
-      return absl::DataLossError(absl::StrCat(path, ": dimension ", d, " is ", dim,
-                                              ", expected a positive size"));
+      return absl::DataLossError(
+          absl::StrCat(path, ": dimension ", d, " is ", dim, ", expected a positive size"));
     }
     count *= dim;  // at most 3 dims of < 2^32 each: checked against the file size below
     if (count > file_size) {
@@ -56,9 +56,8 @@ absl::StatusOr<IdxArray> ReadIdx(const std::string& path, int expected_rank) {
   int64_t header = 4 + 4 * int64_t{expected_rank};
   if (file_size - header != count) {
     return absl::DataLossError(absl::StrCat(
-        path, file_size - header < count ? ": truncated" : ": trailing bytes",
-        ": header dims ", ShapeString(out.shape), " need ", count, " data bytes, file has ",
-        file_size - header));
+        path, file_size - header < count ? ": truncated" : ": trailing bytes", ": header dims ",
+        ShapeString(out.shape), " need ", count, " data bytes, file has ", file_size - header));
   }
   out.data.resize(static_cast<size_t>(count));
   if (std::fread(out.data.data(), 1, out.data.size(), f.get()) != out.data.size()) {
@@ -75,8 +74,8 @@ absl::StatusOr<Dataset> LoadIdxPair(const std::string& images_path, const std::s
   if (!labels.ok()) return labels.status();
   if (images->shape[0] != labels->shape[0]) {
     return absl::DataLossError(absl::StrCat("count mismatch: ", images_path, " has ",
-                                            images->shape[0], " images but ", labels_path,
-                                            " has ", labels->shape[0], " labels"));
+                                            images->shape[0], " images but ", labels_path, " has ",
+                                            labels->shape[0], " labels"));
   }
   Dataset d;
   d.count = images->shape[0];

@@ -25,8 +25,8 @@ absl::StatusOr<GrayImage> ReadPng(const std::string& path) {
   }
   if (img.width == 0 || img.height == 0 || img.width > 16384 || img.height > 16384) {
     png_image_free(&img);
-    return absl::InvalidArgumentError(absl::StrCat(path, ": image size ", img.width, "x",
-                                                   img.height, " outside 1..16384"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": image size ", img.width, "x", img.height, " outside 1..16384"));
   }
   img.format = PNG_FORMAT_GRAY;
   GrayImage out;
@@ -143,7 +143,8 @@ GrayImage ResizeGray(const GrayImage& in, int width, int height) {
                tmp.data() + static_cast<size_t>(y) * width, width, 1);
   }
   std::vector<float> dst(static_cast<size_t>(height) * width);
-  for (int x = 0; x < width; ++x) Resample1D(tmp.data() + x, in.height, width, dst.data() + x, height, width);
+  for (int x = 0; x < width; ++x)
+    Resample1D(tmp.data() + x, in.height, width, dst.data() + x, height, width);
   GrayImage out;
   out.width = width;
   out.height = height;
@@ -158,8 +159,8 @@ absl::StatusOr<std::vector<float>> LoadDigitImage(const std::string& path, int w
                                                   bool invert) {
   absl::StatusOr<GrayImage> img = ReadGrayImage(path);
   if (!img.ok()) return img.status();
-  GrayImage small = (img->width == width && img->height == height) ? *img
-                                                                   : ResizeGray(*img, width, height);
+  GrayImage small =
+      (img->width == width && img->height == height) ? *img : ResizeGray(*img, width, height);
   std::vector<float> out(small.pixels.size());
   for (size_t i = 0; i < out.size(); ++i) {
     float v = small.pixels[i] / 255.0f;

@@ -45,20 +45,26 @@ absl::Status InitializeTensor(const std::string& name, const Initializer& init, 
   auto sample = [&]() -> double {
     double gain = init.a == 0 ? 1.0 : init.a;
     switch (init.kind) {
-      case K::kZeros: return 0;
-      case K::kConstant: return init.a;
-      case K::kUniform: return init.a + (init.b - init.a) * rng.Uniform();
-      case K::kNormal: return init.a + init.b * rng.Normal();
+      case K::kZeros:
+        return 0;
+      case K::kConstant:
+        return init.a;
+      case K::kUniform:
+        return init.a + (init.b - init.a) * rng.Uniform();
+      case K::kNormal:
+        return init.a + init.b * rng.Normal();
       case K::kXavierUniform: {
         double limit = gain * std::sqrt(6.0 / (fan_in + fan_out));
         return (2 * rng.Uniform() - 1) * limit;
       }
-      case K::kXavierNormal: return gain * std::sqrt(2.0 / (fan_in + fan_out)) * rng.Normal();
+      case K::kXavierNormal:
+        return gain * std::sqrt(2.0 / (fan_in + fan_out)) * rng.Normal();
       case K::kKaimingUniform: {
         double limit = std::sqrt(6.0 / fan_in);  // gain sqrt(2) for ReLU: sqrt(2) * sqrt(3/fan_in)
         return (2 * rng.Uniform() - 1) * limit;
       }
-      case K::kKaimingNormal: return std::sqrt(2.0 / fan_in) * rng.Normal();
+      case K::kKaimingNormal:
+        return std::sqrt(2.0 / fan_in) * rng.Normal();
     }
     return 0;
   };

@@ -22,10 +22,14 @@ absl::Status WriteFile(const std::string& path, const std::string& text) {
 std::string Escape(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else out += c;
+    if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '&')
+      out += "&amp;";
+    else
+      out += c;
   }
   return out;
 }
@@ -63,27 +67,31 @@ absl::Status WriteCurveSvg(const std::string& path, const std::string& title,
   std::string svg = absl::StrFormat(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
       "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
-      "fill=\"white\"/>\n<text x=\"%g\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">%s</text>\n",
+      "fill=\"white\"/>\n<text x=\"%g\" y=\"24\" text-anchor=\"middle\" "
+      "font-size=\"16\">%s</text>\n",
       W, H, W / 2, Escape(title));
-  absl::StrAppend(&svg, absl::StrFormat(
-      "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n"
-      "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n",
-      L, H - B, W - R, H - B, L, T, L, H - B));
+  absl::StrAppend(
+      &svg, absl::StrFormat("<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n"
+                            "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n",
+                            L, H - B, W - R, H - B, L, T, L, H - B));
   for (int i = 0; i <= 5; ++i) {
     double yv = y0 + (y1 - y0) * i / 5, xv = x0 + (x1 - x0) * i / 5;
-    absl::StrAppend(&svg, absl::StrFormat(
-        "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#ddd\"/>"
-        "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">%.3g</text>\n"
-        "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%.4g</text>\n",
-        L, py(yv), W - R, py(yv), L - 6, py(yv) + 4, yv, px(xv), H - B + 18, xv));
+    absl::StrAppend(
+        &svg,
+        absl::StrFormat("<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#ddd\"/>"
+                        "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">%.3g</text>\n"
+                        "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%.4g</text>\n",
+                        L, py(yv), W - R, py(yv), L - 6, py(yv) + 4, yv, px(xv), H - B + 18, xv));
   }
-  absl::StrAppend(&svg, absl::StrFormat(
-      "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\" font-size=\"14\">%s</text>\n"
-      "<text x=\"16\" y=\"%g\" text-anchor=\"middle\" font-size=\"14\" "
-      "transform=\"rotate(-90 16 %g)\">%s</text>\n<polyline fill=\"none\" stroke=\"#e4007f\" "
-      "stroke-width=\"2\" points=\"",
-      (W + L - R) / 2, H - 12, Escape(x_label), (H - B + T) / 2, (H - B + T) / 2,
-      Escape(y_label)));
+  absl::StrAppend(
+      &svg,
+      absl::StrFormat(
+          "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\" font-size=\"14\">%s</text>\n"
+          "<text x=\"16\" y=\"%g\" text-anchor=\"middle\" font-size=\"14\" "
+          "transform=\"rotate(-90 16 %g)\">%s</text>\n<polyline fill=\"none\" stroke=\"#e4007f\" "
+          "stroke-width=\"2\" points=\"",
+          (W + L - R) / 2, H - 12, Escape(x_label), (H - B + T) / 2, (H - B + T) / 2,
+          Escape(y_label)));
   for (const auto& [x, y] : points) {
     if (std::isfinite(y)) absl::StrAppend(&svg, absl::StrFormat("%.1f,%.1f ", px(x), py(y)));
   }

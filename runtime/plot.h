@@ -1,7 +1,8 @@
 // Loss curves a person can open: CSV (step, loss) and an SVG line chart.
 //
 //   KILN_RETURN_IF_ERROR(kiln::WriteCurveCsv("loss.csv", {"index", "loss"}, points));
-//   KILN_RETURN_IF_ERROR(kiln::WriteCurveSvg("loss.svg", "Train loss", "iteration", "loss", points));
+//   KILN_RETURN_IF_ERROR(kiln::WriteCurveSvg("loss.svg", "Train loss", "iteration", "loss",
+//   points));
 #pragma once
 
 #include <string>

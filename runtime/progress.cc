@@ -7,8 +7,13 @@
 namespace kiln {
 
 Progress::Progress(std::string label, int64_t total, int64_t items_per_unit, bool enabled)
-    : label_(std::move(label)), total_(total), per_unit_(items_per_unit), enabled_(enabled),
-      tty_(::isatty(STDERR_FILENO) == 1), start_(std::chrono::steady_clock::now()), last_(start_) {}
+    : label_(std::move(label)),
+      total_(total),
+      per_unit_(items_per_unit),
+      enabled_(enabled),
+      tty_(::isatty(STDERR_FILENO) == 1),
+      start_(std::chrono::steady_clock::now()),
+      last_(start_) {}
 
 void Progress::Update(int64_t done) {
   if (!enabled_) return;
@@ -38,9 +43,8 @@ void Progress::Print(int64_t done, bool final) {
     const int width = 30;
     int filled = static_cast<int>(width * done / (total_ ? total_ : 1));
     std::fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld %.0f img/s ETA %.1fs%s", label_.c_str(), filled,
-                 "##############################", width - filled, "",
-                 static_cast<long long>(done), static_cast<long long>(total_), rate, eta,
-                 final ? "\n" : "");
+                 "##############################", width - filled, "", static_cast<long long>(done),
+                 static_cast<long long>(total_), rate, eta, final ? "\n" : "");
   } else {
     std::fprintf(stderr, "%s %lld/%lld batches, %.0f img/s, %s %.1fs\n", label_.c_str(),
                  static_cast<long long>(done), static_cast<long long>(total_), rate,

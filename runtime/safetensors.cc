@@ -22,8 +22,8 @@ absl::StatusOr<ScalarType> ParseDType(const std::string& s) {
   if (s == "F64") return ScalarType::kF64;
   if (s == "I32") return ScalarType::kI32;
   if (s == "U8") return ScalarType::kU8;
-  return absl::DataLossError(absl::StrCat("unsupported dtype \"", s,
-                                          "\": expected one of F32, F64, I32, U8"));
+  return absl::DataLossError(
+      absl::StrCat("unsupported dtype \"", s, "\": expected one of F32, F64, I32, U8"));
 }
 
 absl::Status WriteAll(int fd, const char* p, size_t n, const std::string& path) {
@@ -56,8 +56,8 @@ absl::Status SaveSafetensors(const std::string& path,
   int64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     if (name == "__metadata__" || !names.insert(name).second) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": duplicate or reserved tensor name '",
-                                                     name, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": duplicate or reserved tensor name '", name, "'"));
     }
     header[name] = {{"dtype", ScalarTypeName(t->type())},
                     {"shape", t->shape()},
@@ -79,7 +79,8 @@ absl::Status SaveSafetensors(const std::string& path,
   absl::Status s = WriteAll(fd, reinterpret_cast<const char*>(len), 8, tmp);
   if (s.ok()) s = WriteAll(fd, json.data(), json.size(), tmp);
   for (const auto& [name, t] : tensors) {
-    if (s.ok()) s = WriteAll(fd, static_cast<const char*>(t->raw()), static_cast<size_t>(t->bytes()), tmp);
+    if (s.ok())
+      s = WriteAll(fd, static_cast<const char*>(t->raw()), static_cast<size_t>(t->bytes()), tmp);
   }
   if (s.ok() && ::fsync(fd) != 0) {
     s = absl::InternalError(absl::StrCat(tmp, ": fsync failed: ", std::strerror(errno)));
@@ -103,8 +104,11 @@ absl::Status SaveSafetensors(const std::string& path,
   return absl::OkStatus();
 }
 
-absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes, const std::string& what) {
-  auto bad = [&](const std::string& msg) { return absl::DataLossError(absl::StrCat(what, ": ", msg)); };
+absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes,
+                                                 const std::string& what) {
+  auto bad = [&](const std::string& msg) {
+    return absl::DataLossError(absl::StrCat(what, ": ", msg));
+  };
   if (bytes.size() < 8) return bad("truncated: shorter than the 8-byte header length");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
@@ -136,7 +140,12 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes, const
 
   SafetensorsFile out;
   const uint64_t data_size = bytes.size() - 8 - n;
-  struct Entry { std::string name; ScalarType type; Shape shape; uint64_t begin, end; };
+  struct Entry {
+    std::string name;
+    ScalarType type;
+    Shape shape;
+    uint64_t begin, end;
+  };
   std::vector<Entry> entries;
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& name = it.key();
@@ -163,7 +172,8 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes, const
     if (!v["shape"].is_array()) return bad(where + "shape is not an array");
     uint64_t elems = 1;
     for (const Json& d : v["shape"]) {
-      if (!d.is_number_unsigned()) return bad(where + "shape entries must be non-negative integers");
+      if (!d.is_number_unsigned())
+        return bad(where + "shape entries must be non-negative integers");
       uint64_t dim = d.get<uint64_t>();
       if (dim > data_size || (dim != 0 && elems > data_size / dim)) {
         return bad(where + "shape " + v["shape"].dump() + " is larger than the file's data");
@@ -189,8 +199,9 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes, const
     }
     entries.push_back(std::move(e));
   }
-  std::sort(entries.begin(), entries.end(),
-            [](const Entry& a, const Entry& b) { return a.begin < b.begin || (a.begin == b.begin && a.end < b.end); });
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.begin < b.begin || (a.begin == b.begin && a.end < b.end);
+  });
   uint64_t expect = 0;
   for (const Entry& e : entries) {
     if (e.begin != expect) {

@@ -21,10 +21,14 @@ double Seconds(std::chrono::steady_clock::time_point since) {
 
 double ScalarValue(const Tensor& t) {
   switch (t.type()) {
-    case ScalarType::kF32: return t.data<float>()[0];
-    case ScalarType::kF64: return t.data<double>()[0];
-    case ScalarType::kI32: return t.data<int32_t>()[0];
-    case ScalarType::kU8: return t.data<uint8_t>()[0];
+    case ScalarType::kF32:
+      return t.data<float>()[0];
+    case ScalarType::kF64:
+      return t.data<double>()[0];
+    case ScalarType::kI32:
+      return t.data<int32_t>()[0];
+    case ScalarType::kU8:
+      return t.data<uint8_t>()[0];
   }
   return 0;
 }
@@ -103,9 +107,9 @@ absl::Status Trainer::Initialize(uint64_t seed) {
       if (a.role != ArgRole::kParam) continue;
       const Slot* s = FindSlot(a.name);
       if (s == nullptr || s->buf[0].shape() != a.shape) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "evaluation step parameter '", a.name, "' ", ShapeString(a.shape),
-            " does not match the training step's parameters"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("evaluation step parameter '", a.name, "' ", ShapeString(a.shape),
+                         " does not match the training step's parameters"));
       }
     }
   }
@@ -132,12 +136,14 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
   }
   for (const auto& [name, v] : config.hyper) {
     if (sig.FindInput(ArgRole::kHyper, name) < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("the optimizer has no hyperparameter '", name, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the optimizer has no hyperparameter '", name, "'"));
     }
   }
   std::vector<Tensor> scalars;  // loss and metrics
   for (const ArgSpec& a : sig.outputs) {
-    if (a.role == ArgRole::kLoss || a.role == ArgRole::kMetric) scalars.emplace_back(a.type, a.shape);
+    if (a.role == ArgRole::kLoss || a.role == ArgRole::kMetric)
+      scalars.emplace_back(a.type, a.shape);
   }
 
   // Argument lists for the two parities of the double-buffered state.
@@ -146,11 +152,16 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
     size_t data_i = 0, hyper_i = 0, scalar_i = 0;
     for (const ArgSpec& a : sig.inputs) {
       switch (a.role) {
-        case ArgRole::kData: in[parity].push_back(d.tensors[data_i++].ref()); break;
-        case ArgRole::kHyper: in[parity].push_back(hyper[hyper_i++].ref()); break;
+        case ArgRole::kData:
+          in[parity].push_back(d.tensors[data_i++].ref());
+          break;
+        case ArgRole::kHyper:
+          in[parity].push_back(hyper[hyper_i++].ref());
+          break;
         default: {
           Slot* s = FindSlot(a.name);
-          if (s == nullptr) return absl::InternalError(absl::StrCat("no buffer for '", a.name, "'"));
+          if (s == nullptr)
+            return absl::InternalError(absl::StrCat("no buffer for '", a.name, "'"));
           in[parity].push_back(s->buf[parity].ref());
         }
       }
@@ -226,7 +237,8 @@ absl::StatusOr<EvalResult> Trainer::Evaluate(const Dataset& data) {
   EvalResult r;
   int classes = 1;
   for (int32_t l : data.labels) classes = std::max(classes, l + 1);
-  r.confusion.assign(static_cast<size_t>(classes), std::vector<int64_t>(static_cast<size_t>(classes), 0));
+  r.confusion.assign(static_cast<size_t>(classes),
+                     std::vector<int64_t>(static_cast<size_t>(classes), 0));
   BatchFeeder feeder(data, batch, 0, /*shuffle=*/false, /*drop_last=*/false);
   auto t0 = std::chrono::steady_clock::now();
   int32_t* labels = d.labels ? d.labels->data<int32_t>() : scratch_labels.data();
@@ -300,8 +312,8 @@ absl::Status Trainer::Load(const std::string& path) {
     const Tensor* t = f.Find(s.name);
     const Tensor& dst = s.buf[current_];
     if (t == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": parameter '", s.name,
-                                                     "' is missing from the checkpoint"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": parameter '", s.name, "' is missing from the checkpoint"));
     }
     if (t->shape() != dst.shape() || t->type() != dst.type()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -313,7 +325,8 @@ absl::Status Trainer::Load(const std::string& path) {
     const Tensor* t = f.Find(s.name);
     if (t == nullptr) continue;  // optimizer state may be absent (e.g. a different optimizer)
     if (t->shape() != s.buf[current_].shape() || t->type() != s.buf[current_].type()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": state '", s.name, "' has the wrong shape"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": state '", s.name, "' has the wrong shape"));
     }
     std::memcpy(s.buf[current_].raw(), t->raw(), static_cast<size_t>(t->bytes()));
   }

@@ -23,12 +23,12 @@ namespace kiln {
 
 struct TrainConfig {
   int epochs = 1;
-  uint64_t seed = 1;                       // shuffling (and initialization, via Initialize)
+  uint64_t seed = 1;  // shuffling (and initialization, via Initialize)
   bool shuffle = true;
-  int64_t log_every = 1000;                // print the loss every N batches (0: never)
-  std::map<std::string, double> hyper;     // overrides of the optimizer's defaults, e.g. {"lr", 0.1}
-  bool progress = true;                    // progress bar on a terminal (plain lines otherwise)
-  int64_t max_steps = -1;                  // stop after this many steps in total (tests)
+  int64_t log_every = 1000;             // print the loss every N batches (0: never)
+  std::map<std::string, double> hyper;  // overrides of the optimizer's defaults, e.g. {"lr", 0.1}
+  bool progress = true;                 // progress bar on a terminal (plain lines otherwise)
+  int64_t max_steps = -1;               // stop after this many steps in total (tests)
 };
 
 struct LossPoint {
@@ -38,12 +38,12 @@ struct LossPoint {
 };
 
 struct TrainStats {
-  std::vector<LossPoint> logged;            // the tutorial's loss list (every log_every batches)
+  std::vector<LossPoint> logged;  // the tutorial's loss list (every log_every batches)
   std::vector<double> epoch_mean_loss;
   std::map<std::string, double> metric_totals;  // summed over all steps (e.g. "correct")
   int64_t steps = 0;
   int64_t images = 0;
-  double seconds = 0;                       // wall time inside the step loop
+  double seconds = 0;  // wall time inside the step loop
   double images_per_second() const { return seconds > 0 ? images / seconds : 0; }
 };
 
@@ -81,7 +81,7 @@ class Trainer {
  private:
   struct Slot {
     std::string name;
-    ArgRole role;   // kParam or kState
+    ArgRole role;  // kParam or kState
     Tensor buf[2];
   };
   Slot* FindSlot(const std::string& name);

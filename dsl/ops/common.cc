@@ -11,10 +11,10 @@ absl::StatusOr<Shape> BroadcastShapes(const Shape& a, const Shape& b) {
     int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
     int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
     if (da != db && da != 1 && db != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "shapes ", ShapeString(a), " and ", ShapeString(b),
-          " do not broadcast: expected equal sizes or 1 at axis ", i, " (from the left of the ",
-          "broadcast shape), got ", da, " and ", db));
+      return absl::InvalidArgumentError(
+          absl::StrCat("shapes ", ShapeString(a), " and ", ShapeString(b),
+                       " do not broadcast: expected equal sizes or 1 at axis ", i,
+                       " (from the left of the ", "broadcast shape), got ", da, " and ", db));
     }
     out[i] = std::max(da, db);
   }
@@ -26,9 +26,9 @@ absl::StatusOr<Shape> ReducedShape(const Shape& in, const std::vector<int64_t>& 
   int rank = static_cast<int>(in.size());
   for (size_t i = 0; i < axes.size(); ++i) {
     if (axes[i] < 0 || axes[i] >= rank) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("axis ", axes[i], " out of range: expected an axis in [", -rank, ", ",
-                       rank, ") of a rank-", rank, " input"));
+      return absl::InvalidArgumentError(absl::StrCat("axis ", axes[i],
+                                                     " out of range: expected an axis in [", -rank,
+                                                     ", ", rank, ") of a rank-", rank, " input"));
     }
     if (i > 0 && axes[i] <= axes[i - 1]) {
       return absl::InvalidArgumentError("axes must be unique and increasing");

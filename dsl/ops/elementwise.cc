@@ -12,8 +12,8 @@ using Halide::Var;
 absl::StatusOr<TypeAndShape> InferBinaryFloat(const std::vector<const Node*>& in, const Attrs&) {
   for (const Node* x : in) {
     if (x->dtype != DType::kFloat) {
-      return absl::InvalidArgumentError(absl::StrCat("expected float inputs, got ",
-                                                     DTypeName(x->dtype), " for '", x->name, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("expected float inputs, got ", DTypeName(x->dtype), " for '", x->name, "'"));
     }
   }
   absl::StatusOr<Shape> s = ops::BroadcastShapes(in[0]->shape, in[1]->shape);
@@ -34,8 +34,9 @@ Lowered LowerBinary(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   Func f = ctx.NewFunc(n);
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
   // The input shapes are not stored on `in`; the node's inputs are re-read through the ctx.
-  ctx.Define(f, v, F(ctx.Broadcast(in[0], ctx.input_shape(n, 0), v),
-                     ctx.Broadcast(in[1], ctx.input_shape(n, 1), v)));
+  ctx.Define(f, v,
+             F(ctx.Broadcast(in[0], ctx.input_shape(n, 0), v),
+               ctx.Broadcast(in[1], ctx.input_shape(n, 1), v)));
   return {f, {}};
 }
 
@@ -51,7 +52,9 @@ Expr AddE(Expr a, Expr b) { return a + b; }
 Expr SubE(Expr a, Expr b) { return a - b; }
 Expr MulE(Expr a, Expr b) { return a * b; }
 Expr DivE(Expr a, Expr b) { return a / b; }
-Expr EqualE(Expr a, Expr b) { return Halide::select(a == b, Halide::cast(a.type(), 1), Halide::cast(a.type(), 0)); }
+Expr EqualE(Expr a, Expr b) {
+  return Halide::select(a == b, Halide::cast(a.type(), 1), Halide::cast(a.type(), 0));
+}
 Expr ReluE(const LowerCtx& c, Expr x) { return Halide::max(x, Halide::cast(c.float_type(), 0)); }
 Expr SigmoidE(const LowerCtx& c, Expr x) {
   Expr one = Halide::cast(c.float_type(), 1);
@@ -73,9 +76,7 @@ std::vector<Value> SubVjp(const VjpArgs& a) { return {a.dy, -a.dy}; }
 // d(a*b) = (dy b, dy a)
 std::vector<Value> MulVjp(const VjpArgs& a) { return {a.dy * a.x[1], a.dy * a.x[0]}; }
 // d(a/b) = (dy / b, -dy a / b^2 = -dy y / b)
-std::vector<Value> DivVjp(const VjpArgs& a) {
-  return {a.dy / a.x[1], -(a.dy * a.y) / a.x[1]};
-}
+std::vector<Value> DivVjp(const VjpArgs& a) { return {a.dy / a.x[1], -(a.dy * a.y) / a.x[1]}; }
 // relu'(x) = step(x)
 std::vector<Value> ReluVjp(const VjpArgs& a) { return {a.dy * Step(a.x[0])}; }
 // sigmoid' = y (1 - y)
@@ -118,8 +119,8 @@ Lowered LowerRoundToInt(LowerCtx& ctx, const Node& n, const std::vector<Func>& i
   Func f = ctx.NewFunc(n);
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
   Expr r = Halide::cast<int32_t>(Halide::round(ctx.At(in[0], v)));
-  ctx.Define(f, v, Halide::clamp(r, static_cast<int>(n.attrs.ints[0]),
-                                 static_cast<int>(n.attrs.ints[1])));
+  ctx.Define(
+      f, v, Halide::clamp(r, static_cast<int>(n.attrs.ints[0]), static_cast<int>(n.attrs.ints[1])));
   return {f, {}};
 }
 
@@ -143,8 +144,9 @@ Lowered LowerOneHot(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
   std::vector<Var> lead(v.begin(), v.end() - 1);
   Expr hot = ctx.At(in[0], lead) == v.back();
-  ctx.Define(f, v, Halide::select(hot, Halide::cast(ctx.float_type(), 1),
-                                  Halide::cast(ctx.float_type(), 0)));
+  ctx.Define(
+      f, v,
+      Halide::select(hot, Halide::cast(ctx.float_type(), 1), Halide::cast(ctx.float_type(), 0)));
   return {f, {}};
 }
 
@@ -161,39 +163,39 @@ Expr ToFloatE(const LowerCtx& c, Expr x) { return Halide::cast(c.float_type(), x
 
 }  // namespace
 
-extern const OpDef kAddOp = {"add", Pattern::kElementwise, 2, InferBinaryFloat, AddVjp,
-                             LowerBinary<AddE>, nullptr};
-extern const OpDef kSubOp = {"sub", Pattern::kElementwise, 2, InferBinaryFloat, SubVjp,
-                             LowerBinary<SubE>, nullptr};
-extern const OpDef kMulOp = {"mul", Pattern::kElementwise, 2, InferBinaryFloat, MulVjp,
-                             LowerBinary<MulE>, nullptr};
-extern const OpDef kDivOp = {"div", Pattern::kElementwise, 2, InferBinaryFloat, DivVjp,
-                             LowerBinary<DivE>, nullptr};
-extern const OpDef kReluOp = {"relu", Pattern::kElementwise, 1, InferUnaryFloat, ReluVjp,
-                              LowerUnary<ReluE>, nullptr};
-extern const OpDef kSigmoidOp = {"sigmoid", Pattern::kElementwise, 1, InferUnaryFloat,
-                                 SigmoidVjp, LowerUnary<SigmoidE>, nullptr};
-extern const OpDef kTanhOp = {"tanh", Pattern::kElementwise, 1, InferUnaryFloat, TanhVjp,
-                              LowerUnary<TanhE>, nullptr};
-extern const OpDef kExpOp = {"exp", Pattern::kElementwise, 1, InferUnaryFloat, ExpVjp,
-                             LowerUnary<ExpE>, nullptr};
-extern const OpDef kLogOp = {"log", Pattern::kElementwise, 1, InferUnaryFloat, LogVjp,
-                             LowerUnary<LogE>, nullptr};
-extern const OpDef kSquareOp = {"square", Pattern::kElementwise, 1, InferUnaryFloat, SquareVjp,
-                                LowerUnary<SquareE>, nullptr};
-extern const OpDef kSqrtOp = {"sqrt", Pattern::kElementwise, 1, InferUnaryFloat, SqrtVjp,
-                              LowerUnary<SqrtE>, nullptr};
+extern const OpDef kAddOp = {"add",  Pattern::kElementwise, 2,      InferBinaryFloat,
+                             AddVjp, LowerBinary<AddE>,     nullptr};
+extern const OpDef kSubOp = {"sub",  Pattern::kElementwise, 2,      InferBinaryFloat,
+                             SubVjp, LowerBinary<SubE>,     nullptr};
+extern const OpDef kMulOp = {"mul",  Pattern::kElementwise, 2,      InferBinaryFloat,
+                             MulVjp, LowerBinary<MulE>,     nullptr};
+extern const OpDef kDivOp = {"div",  Pattern::kElementwise, 2,      InferBinaryFloat,
+                             DivVjp, LowerBinary<DivE>,     nullptr};
+extern const OpDef kReluOp = {"relu",  Pattern::kElementwise, 1,      InferUnaryFloat,
+                              ReluVjp, LowerUnary<ReluE>,     nullptr};
+extern const OpDef kSigmoidOp = {"sigmoid",  Pattern::kElementwise, 1,      InferUnaryFloat,
+                                 SigmoidVjp, LowerUnary<SigmoidE>,  nullptr};
+extern const OpDef kTanhOp = {"tanh",  Pattern::kElementwise, 1,      InferUnaryFloat,
+                              TanhVjp, LowerUnary<TanhE>,     nullptr};
+extern const OpDef kExpOp = {"exp",  Pattern::kElementwise, 1,      InferUnaryFloat,
+                             ExpVjp, LowerUnary<ExpE>,      nullptr};
+extern const OpDef kLogOp = {"log",  Pattern::kElementwise, 1,      InferUnaryFloat,
+                             LogVjp, LowerUnary<LogE>,      nullptr};
+extern const OpDef kSquareOp = {"square",  Pattern::kElementwise, 1,      InferUnaryFloat,
+                                SquareVjp, LowerUnary<SquareE>,   nullptr};
+extern const OpDef kSqrtOp = {"sqrt",  Pattern::kElementwise, 1,      InferUnaryFloat,
+                              SqrtVjp, LowerUnary<SqrtE>,     nullptr};
 // A Heaviside step has no useful gradient: a path from a parameter through it is an error.
-extern const OpDef kStepOp = {"step", Pattern::kElementwise, 1, InferUnaryFloat, nullptr,
-                              LowerUnary<StepE>, nullptr};
-extern const OpDef kEqualOp = {"equal", Pattern::kElementwise, 2, InferEqual, nullptr,
-                               LowerBinary<EqualE>, nullptr};
-extern const OpDef kRoundToIntOp = {"round_to_int", Pattern::kElementwise, 1, InferRoundToInt,
-                                    nullptr, LowerRoundToInt, nullptr};
-extern const OpDef kOneHotOp = {"one_hot", Pattern::kElementwise, 1, InferOneHot, nullptr,
-                                LowerOneHot, nullptr};
+extern const OpDef kStepOp = {"step",  Pattern::kElementwise, 1,      InferUnaryFloat,
+                              nullptr, LowerUnary<StepE>,     nullptr};
+extern const OpDef kEqualOp = {"equal", Pattern::kElementwise, 2,      InferEqual,
+                               nullptr, LowerBinary<EqualE>,   nullptr};
+extern const OpDef kRoundToIntOp = {"round_to_int", Pattern::kElementwise, 1,      InferRoundToInt,
+                                    nullptr,        LowerRoundToInt,       nullptr};
+extern const OpDef kOneHotOp = {"one_hot", Pattern::kElementwise, 1,      InferOneHot,
+                                nullptr,   LowerOneHot,           nullptr};
 
-extern const OpDef kToFloatOp = {"to_float", Pattern::kElementwise, 1, InferToFloat, nullptr,
-                                 LowerUnary<ToFloatE>, nullptr};
+extern const OpDef kToFloatOp = {"to_float", Pattern::kElementwise, 1,      InferToFloat,
+                                 nullptr,    LowerUnary<ToFloatE>,  nullptr};
 
 }  // namespace kiln

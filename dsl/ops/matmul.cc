@@ -16,12 +16,13 @@ absl::StatusOr<TypeAndShape> InferMatMul(const std::vector<const Node*>& in, con
     return absl::InvalidArgumentError("expected float inputs");
   }
   if (a.size() != 2 || b.size() != 2) {
-    return absl::InvalidArgumentError(absl::StrCat("expected two rank-2 inputs [M, K] x [K, N], got ",
-                                                   ShapeString(a), " x ", ShapeString(b)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expected two rank-2 inputs [M, K] x [K, N], got ", ShapeString(a), " x ", ShapeString(b)));
   }
   if (a[1] != b[0]) {
-    return absl::InvalidArgumentError(absl::StrCat("inner dimensions differ: expected [M, K] x [K, N], got ",
-                                                   ShapeString(a), " x ", ShapeString(b)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("inner dimensions differ: expected [M, K] x [K, N], got ", ShapeString(a),
+                     " x ", ShapeString(b)));
   }
   return TypeAndShape{DType::kFloat, {a[0], b[1]}};
 }
@@ -92,7 +93,7 @@ void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
 
 }  // namespace
 
-extern const OpDef kMatMulOp = {"matmul", Pattern::kComplex, 2, InferMatMul, MatMulVjp,
+extern const OpDef kMatMulOp = {"matmul",    Pattern::kComplex, 2, InferMatMul, MatMulVjp,
                                 LowerMatMul, ScheduleMatMul};
 
 }  // namespace kiln

@@ -47,7 +47,8 @@ Lowered LowerMax(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   Halide::Type t = ctx.TypeOf(n.dtype);
   ctx.Define(f, v, t.min());
   std::vector<Var> hv(v.rbegin(), v.rend());
-  f(hv) = Halide::max(f(hv), ctx.At(in[0], ops::ReductionIndex(is, n.attrs.ints, n.attrs.flag, v, r)));
+  f(hv) =
+      Halide::max(f(hv), ctx.At(in[0], ops::ReductionIndex(is, n.attrs.ints, n.attrs.flag, v, r)));
   return {f, {}};
 }
 
@@ -91,11 +92,9 @@ void ScheduleArgMax(LowerCtx& ctx, const Node& n, Lowered& l) {
 
 }  // namespace
 
-extern const OpDef kSumOp = {"sum", Pattern::kReduction, 1, InferReduce, SumVjp, LowerSum,
-                             nullptr};
-extern const OpDef kMaxOp = {"max", Pattern::kReduction, 1, InferReduce, MaxVjp, LowerMax,
-                             nullptr};
-extern const OpDef kArgMaxOp = {"argmax", Pattern::kReduction, 1, InferArgMax, nullptr,
+extern const OpDef kSumOp = {"sum", Pattern::kReduction, 1, InferReduce, SumVjp, LowerSum, nullptr};
+extern const OpDef kMaxOp = {"max", Pattern::kReduction, 1, InferReduce, MaxVjp, LowerMax, nullptr};
+extern const OpDef kArgMaxOp = {"argmax",    Pattern::kReduction, 1, InferArgMax, nullptr,
                                 LowerArgMax, ScheduleArgMax};
 
 }  // namespace kiln

@@ -24,8 +24,7 @@ absl::StatusOr<TypeAndShape> InferReshape(const std::vector<const Node*>& in, co
   if (NumElements(at.ints) != NumElements(in[0]->shape)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "expected a shape with ", NumElements(in[0]->shape), " elements like ",
-        ShapeString(in[0]->shape), ", got ", ShapeString(at.ints), " with ",
-        NumElements(at.ints)));
+        ShapeString(in[0]->shape), ", got ", ShapeString(at.ints), " with ", NumElements(at.ints)));
   }
   return TypeAndShape{in[0]->dtype, at.ints};
 }
@@ -72,9 +71,9 @@ absl::StatusOr<TypeAndShape> InferTranspose(const std::vector<const Node*>& in, 
   std::vector<int64_t> iota(s.size());
   std::iota(iota.begin(), iota.end(), 0);
   if (sorted != iota) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "expected a permutation of the ", s.size(), " axes, got [",
-        absl::StrJoin(at.ints, ", "), "]"));
+    return absl::InvalidArgumentError(absl::StrCat("expected a permutation of the ", s.size(),
+                                                   " axes, got [", absl::StrJoin(at.ints, ", "),
+                                                   "]"));
   }
   Shape out;
   for (int64_t p : at.ints) out.push_back(s[p]);
@@ -98,13 +97,12 @@ std::vector<Value> TransposeVjp(const VjpArgs& a) {
 }
 
 // broadcast_to: attrs.ints = target shape; NumPy rules.
-absl::StatusOr<TypeAndShape> InferBroadcastTo(const std::vector<const Node*>& in,
-                                              const Attrs& at) {
+absl::StatusOr<TypeAndShape> InferBroadcastTo(const std::vector<const Node*>& in, const Attrs& at) {
   absl::StatusOr<Shape> s = ops::BroadcastShapes(in[0]->shape, at.ints);
   if (!s.ok()) return s.status();
   if (*s != at.ints) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot broadcast ", ShapeString(in[0]->shape),
-                                                   " to ", ShapeString(at.ints)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot broadcast ", ShapeString(in[0]->shape), " to ", ShapeString(at.ints)));
   }
   return TypeAndShape{in[0]->dtype, at.ints};
 }
@@ -121,11 +119,11 @@ std::vector<Value> BroadcastToVjp(const VjpArgs& a) { return {a.dy}; }
 
 }  // namespace
 
-extern const OpDef kReshapeOp = {"reshape", Pattern::kInjective, 1, InferReshape, ReshapeVjp,
-                                 LowerReshape, nullptr};
-extern const OpDef kTransposeOp = {"transpose", Pattern::kInjective, 1, InferTranspose,
-                                   TransposeVjp, LowerTranspose, nullptr};
-extern const OpDef kBroadcastToOp = {"broadcast_to", Pattern::kInjective, 1, InferBroadcastTo,
-                                     BroadcastToVjp, LowerBroadcastTo, nullptr};
+extern const OpDef kReshapeOp = {"reshape",  Pattern::kInjective, 1,      InferReshape,
+                                 ReshapeVjp, LowerReshape,        nullptr};
+extern const OpDef kTransposeOp = {"transpose",  Pattern::kInjective, 1,      InferTranspose,
+                                   TransposeVjp, LowerTranspose,      nullptr};
+extern const OpDef kBroadcastToOp = {"broadcast_to", Pattern::kInjective, 1,      InferBroadcastTo,
+                                     BroadcastToVjp, LowerBroadcastTo,    nullptr};
 
 }  // namespace kiln

@@ -34,11 +34,11 @@ Lowered LowerConstant(LowerCtx& ctx, const Node& n, const std::vector<Halide::Fu
 
 }  // namespace
 
-extern const OpDef kInputOp = {"input", Pattern::kSource, 0, InferSource, nullptr, LowerSource,
-                               nullptr};
-extern const OpDef kParameterOp = {"parameter", Pattern::kSource, 0, InferSource, nullptr,
-                                   LowerSource, nullptr};
-extern const OpDef kConstantOp = {"constant", Pattern::kElementwise, 0, InferConstant, nullptr,
-                                  LowerConstant, nullptr};
+extern const OpDef kInputOp = {"input", Pattern::kSource, 0,      InferSource,
+                               nullptr, LowerSource,      nullptr};
+extern const OpDef kParameterOp = {"parameter", Pattern::kSource, 0,      InferSource,
+                                   nullptr,     LowerSource,      nullptr};
+extern const OpDef kConstantOp = {"constant", Pattern::kElementwise, 0,      InferConstant,
+                                  nullptr,    LowerConstant,         nullptr};
 
 }  // namespace kiln

@@ -9,8 +9,8 @@
 #include "compiler/passes.h"
 #include "dsl/api.h"
 #include "gtest/gtest.h"
-#include "runtime/safetensors.h"
 #include "runtime/dataset.h"
+#include "runtime/safetensors.h"
 #include "runtime/trainer.h"
 
 namespace kiln {
@@ -143,8 +143,10 @@ TEST(CompileTest, OneSgdStepMatchesTheUpdateComputedByHand) {
   double wv[3] = {0.5, -0.25, 1.0};
   std::memcpy(w.raw(), wv, sizeof(wv));
   b.data<double>()[0] = 0.25;
-  ASSERT_TRUE((*step)->Run({x.ref(), t.ref(), lr.ref(), w.ref(), b.ref()},
-                           {loss.ref(), w2.ref(), b2.ref()}).ok());
+  ASSERT_TRUE(
+      (*step)
+          ->Run({x.ref(), t.ref(), lr.ref(), w.ref(), b.ref()}, {loss.ref(), w2.ref(), b2.ref()})
+          .ok());
   // By hand: r_i = x_i . w + b - t_i; loss = mean r^2; dw = 2/B sum r_i x_i; db = 2/B sum r_i.
   double r[2], want_loss = 0, dw[3] = {0, 0, 0}, db = 0;
   for (int i = 0; i < 2; ++i) {
@@ -166,8 +168,8 @@ TEST(CompileTest, RunRejectsAnInputThatAliasesAnOutput) {
   Tensor x(ScalarType::kF32, {2, 3}), t(ScalarType::kI32, {2}), lr(ScalarType::kF32, {});
   Tensor w(ScalarType::kF32, {3, 1}), b(ScalarType::kF32, {1}), loss(ScalarType::kF32, {});
   Tensor b2(ScalarType::kF32, {1});
-  absl::Status s = (*step)->Run({x.ref(), t.ref(), lr.ref(), w.ref(), b.ref()},
-                                {loss.ref(), w.ref(), b2.ref()});
+  absl::Status s =
+      (*step)->Run({x.ref(), t.ref(), lr.ref(), w.ref(), b.ref()}, {loss.ref(), w.ref(), b2.ref()});
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(s.message().find("input 'fc.weight' overlaps output 'fc.weight'"), std::string::npos)
       << s;
@@ -212,7 +214,8 @@ Dataset Synthetic(int64_t count, uint64_t seed) {
   for (int64_t i = 0; i < count; ++i) {
     int label = static_cast<int>(rng.Next() % 4);
     for (int p = 0; p < 16; ++p) {
-      d.pixels.push_back(static_cast<uint8_t>(p / 4 == label ? 200 + rng.Next() % 55 : rng.Next() % 120));
+      d.pixels.push_back(
+          static_cast<uint8_t>(p / 4 == label ? 200 + rng.Next() % 55 : rng.Next() % 120));
     }
     d.labels.push_back(label);
   }
@@ -273,7 +276,8 @@ TEST_F(TrainerTest, LearnsAndEvaluatesEveryExampleIncludingThePartialBatch) {
   EXPECT_EQ(eval->count, 103);
   EXPECT_GT(eval->accuracy(), 0.9);
   int64_t total = 0;
-  for (const auto& row : eval->confusion) for (int64_t v : row) total += v;
+  for (const auto& row : eval->confusion)
+    for (int64_t v : row) total += v;
   EXPECT_EQ(total, 103);
 }
 

@@ -52,8 +52,10 @@ TEST(PyTorchReferenceTest, SoftmaxSgdStepsMatchWithin1e5) {
       }
       ys.data<int32_t>()[r] = static_cast<int32_t>((n * 7) % kOut);
     }
-    ASSERT_TRUE((*step)->Run({xs.ref(), ys.ref(), lr_t.ref(), w[cur].ref(), b[cur].ref()},
-                             {loss.ref(), w[1 - cur].ref(), b[1 - cur].ref()}).ok());
+    ASSERT_TRUE((*step)
+                    ->Run({xs.ref(), ys.ref(), lr_t.ref(), w[cur].ref(), b[cur].ref()},
+                          {loss.ref(), w[1 - cur].ref(), b[1 - cur].ref()})
+                    .ok());
     cur = 1 - cur;
     EXPECT_NEAR(loss.data<float>()[0], ref["losses"][s].get<double>(), 1e-5) << "step " << s;
   }

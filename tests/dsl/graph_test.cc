@@ -54,8 +54,7 @@ TEST(GraphTest, RejectsValuesFromAnotherGraph) {
   Value x = a.Input("x", {3});
   Value y = b.Input("y", {3});
   EXPECT_FALSE((x + y).valid());
-  EXPECT_NE(a.status().message().find("belongs to another graph"), std::string::npos)
-      << a.status();
+  EXPECT_NE(a.status().message().find("belongs to another graph"), std::string::npos) << a.status();
 }
 
 TEST(GraphTest, NegativeAxesCountFromTheEnd) {

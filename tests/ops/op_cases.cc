@@ -10,8 +10,12 @@ namespace {
 using V = std::vector<Value>;
 using N = std::vector<Nd>;
 
-InputSpec F(Shape s, double lo = -1, double hi = 1) { return {std::move(s), DType::kFloat, lo, hi}; }
-InputSpec I(Shape s, int lo, int hi) { return {std::move(s), DType::kInt32, double(lo), double(hi)}; }
+InputSpec F(Shape s, double lo = -1, double hi = 1) {
+  return {std::move(s), DType::kFloat, lo, hi};
+}
+InputSpec I(Shape s, int lo, int hi) {
+  return {std::move(s), DType::kInt32, double(lo), double(hi)};
+}
 InputSpec P(Shape s) { return {std::move(s), DType::kFloat, -1, 1, /*parameter=*/true}; }
 
 Nd Softmax(const Nd& x) {
@@ -56,55 +60,102 @@ double Max2(double a, double b) { return std::max(a, b); }
 std::vector<OpCase> MakeCases() {
   std::vector<OpCase> c;
   // ---- elementwise arithmetic with broadcasting ----
-  c.push_back({"add_broadcast_row", {OpKind::kAdd}, {F({3, 4}), F({4})},
+  c.push_back({"add_broadcast_row",
+               {OpKind::kAdd},
+               {F({3, 4}), F({4})},
                [](const V& x) { return x[0] + x[1]; },
-               [](const N& x) { return Zip(x[0], x[1], Sum2); }, "",
-               [](Graph& g) { return g.Input("a", {3, 4}) + g.Input("b", {5}); },
+               [](const N& x) { return Zip(x[0], x[1], Sum2); },
+               "",
+               [](Graph& g) {
+                 return g.Input("a", {3, 4}) + g.Input("b", {5});
+               },
                "do not broadcast"});
-  c.push_back({"add_same_shape", {OpKind::kAdd}, {F({2, 3, 5}), F({2, 3, 5})},
+  c.push_back({"add_same_shape",
+               {OpKind::kAdd},
+               {F({2, 3, 5}), F({2, 3, 5})},
                [](const V& x) { return x[0] + x[1]; },
                [](const N& x) { return Zip(x[0], x[1], Sum2); }});
-  c.push_back({"sub_broadcast_column", {OpKind::kSub}, {F({3, 4}), F({3, 1})},
+  c.push_back({"sub_broadcast_column",
+               {OpKind::kSub},
+               {F({3, 4}), F({3, 1})},
                [](const V& x) { return x[0] - x[1]; },
                [](const N& x) { return Zip(x[0], x[1], [](double a, double b) { return a - b; }); },
                "",
-               [](Graph& g) { return g.Input("a", {3, 4}) - g.Input("b", {3, 4}, DType::kInt32); },
+               [](Graph& g) {
+                 return g.Input("a", {3, 4}) - g.Input("b", {3, 4}, DType::kInt32);
+               },
                "expected float inputs"});
-  c.push_back({"mul_broadcast_both", {OpKind::kMul}, {F({2, 3, 1}), F({3, 4})},
-               [](const V& x) { return x[0] * x[1]; },
-               [](const N& x) { return Zip(x[0], x[1], [](double a, double b) { return a * b; }); }});
-  c.push_back({"div_broadcast", {OpKind::kDiv}, {F({3, 4}), F({4}, 0.5, 2)},
-               [](const V& x) { return x[0] / x[1]; },
-               [](const N& x) { return Zip(x[0], x[1], [](double a, double b) { return a / b; }); }});
-  c.push_back({"scalar_arithmetic", {OpKind::kConstant, OpKind::kMul, OpKind::kAdd, OpKind::kDiv},
+  c.push_back(
+      {"mul_broadcast_both",
+       {OpKind::kMul},
+       {F({2, 3, 1}), F({3, 4})},
+       [](const V& x) { return x[0] * x[1]; },
+       [](const N& x) { return Zip(x[0], x[1], [](double a, double b) { return a * b; }); }});
+  c.push_back(
+      {"div_broadcast",
+       {OpKind::kDiv},
+       {F({3, 4}), F({4}, 0.5, 2)},
+       [](const V& x) { return x[0] / x[1]; },
+       [](const N& x) { return Zip(x[0], x[1], [](double a, double b) { return a / b; }); }});
+  c.push_back({"scalar_arithmetic",
+               {OpKind::kConstant, OpKind::kMul, OpKind::kAdd, OpKind::kDiv},
                {F({2, 5})},
                [](const V& x) { return (x[0] * 2.5 + 1.0) / 4.0 - 3.0; },
                [](const N& x) { return Map(x[0], [](double a) { return (a * 2.5 + 1) / 4 - 3; }); },
                "",
-               [](Graph& g) { return g.Constant(1.0, {2, 0}); },
+               [](Graph& g) {
+                 return g.Constant(1.0, {2, 0});
+               },
                "expected positive dimensions"});
   // ---- unary ----
-  c.push_back({"relu", {OpKind::kRelu}, {F({4, 5})}, [](const V& x) { return Relu(x[0]); },
-               [](const N& x) { return Map(x[0], [](double a) { return a > 0 ? a : 0; }); }, "",
+  c.push_back({"relu",
+               {OpKind::kRelu},
+               {F({4, 5})},
+               [](const V& x) { return Relu(x[0]); },
+               [](const N& x) { return Map(x[0], [](double a) { return a > 0 ? a : 0; }); },
+               "",
                [](Graph& g) { return Relu(g.Input("l", {3}, DType::kInt32)); },
                "expected a float input"});
-  c.push_back({"sigmoid", {OpKind::kSigmoid}, {F({3, 6}, -4, 4)},
-               [](const V& x) { return Sigmoid(x[0]); },
-               [](const N& x) { return Map(x[0], [](double a) { return 1 / (1 + std::exp(-a)); }); }});
-  c.push_back({"tanh", {OpKind::kTanh}, {F({3, 6}, -3, 3)}, [](const V& x) { return Tanh(x[0]); },
+  c.push_back(
+      {"sigmoid",
+       {OpKind::kSigmoid},
+       {F({3, 6}, -4, 4)},
+       [](const V& x) { return Sigmoid(x[0]); },
+       [](const N& x) { return Map(x[0], [](double a) { return 1 / (1 + std::exp(-a)); }); }});
+  c.push_back({"tanh",
+               {OpKind::kTanh},
+               {F({3, 6}, -3, 3)},
+               [](const V& x) { return Tanh(x[0]); },
                [](const N& x) { return Map(x[0], [](double a) { return std::tanh(a); }); }});
-  c.push_back({"exp", {OpKind::kExp}, {F({7}, -2, 2)}, [](const V& x) { return Exp(x[0]); },
+  c.push_back({"exp",
+               {OpKind::kExp},
+               {F({7}, -2, 2)},
+               [](const V& x) { return Exp(x[0]); },
                [](const N& x) { return Map(x[0], [](double a) { return std::exp(a); }); }});
-  c.push_back({"log", {OpKind::kLog}, {F({2, 7}, 0.5, 3)}, [](const V& x) { return Log(x[0]); },
+  c.push_back({"log",
+               {OpKind::kLog},
+               {F({2, 7}, 0.5, 3)},
+               [](const V& x) { return Log(x[0]); },
                [](const N& x) { return Map(x[0], [](double a) { return std::log(a); }); }});
-  c.push_back({"square", {OpKind::kSquare}, {F({3, 3})}, [](const V& x) { return Square(x[0]); },
+  c.push_back({"square",
+               {OpKind::kSquare},
+               {F({3, 3})},
+               [](const V& x) { return Square(x[0]); },
                [](const N& x) { return Map(x[0], [](double a) { return a * a; }); }});
-  c.push_back({"sqrt", {OpKind::kSqrt}, {F({3, 3}, 0.5, 4)}, [](const V& x) { return Sqrt(x[0]); },
+  c.push_back({"sqrt",
+               {OpKind::kSqrt},
+               {F({3, 3}, 0.5, 4)},
+               [](const V& x) { return Sqrt(x[0]); },
                [](const N& x) { return Map(x[0], [](double a) { return std::sqrt(a); }); }});
-  c.push_back({"step", {OpKind::kStep}, {F({4, 4})}, [](const V& x) { return Step(x[0]); },
+  c.push_back({"step",
+               {OpKind::kStep},
+               {F({4, 4})},
+               [](const V& x) { return Step(x[0]); },
                [](const N& x) { return Map(x[0], [](double a) { return a > 0 ? 1.0 : 0.0; }); },
                "Heaviside step: zero derivative almost everywhere, none at 0 (no VJP by design)"});
-  c.push_back({"equal_row_max", {OpKind::kEqual, OpKind::kMax}, {F({4, 6})},
+  c.push_back({"equal_row_max",
+               {OpKind::kEqual, OpKind::kMax},
+               {F({4, 6})},
                [](const V& x) { return Equal(x[0], Max(x[0], 1, true)); },
                [](const N& x) {
                  Nd m = ReduceRef(x[0], {1}, true, -INFINITY, Max2);
@@ -113,14 +164,19 @@ std::vector<OpCase> MakeCases() {
                "comparison: piecewise constant (no VJP by design)",
                [](Graph& g) { return Equal(g.Input("a", {3}), g.Input("b", {3}, DType::kInt32)); },
                "expected inputs of one dtype"});
-  c.push_back({"round_to_int", {OpKind::kRoundToInt}, {F({12}, -2, 12)},
+  c.push_back({"round_to_int",
+               {OpKind::kRoundToInt},
+               {F({12}, -2, 12)},
                [](const V& x) { return RoundToInt(x[0], 0, 9); },
                [](const N& x) {
                  return Map(x[0], [](double a) { return std::clamp(std::nearbyint(a), 0.0, 9.0); });
                },
                "integer output",
-               [](Graph& g) { return RoundToInt(g.Input("a", {3}), 5, 1); }, "lo <= hi"});
-  c.push_back({"one_hot", {OpKind::kOneHot}, {I({6}, 0, 12)},
+               [](Graph& g) { return RoundToInt(g.Input("a", {3}), 5, 1); },
+               "lo <= hi"});
+  c.push_back({"one_hot",
+               {OpKind::kOneHot},
+               {I({6}, 0, 12)},
                [](const V& x) { return OneHot(x[0], 10); },
                [](const N& x) {
                  Nd y = Nd::Zeros({6, 10});
@@ -130,98 +186,197 @@ std::vector<OpCase> MakeCases() {
                  return y;
                },
                "integer input",
-               [](Graph& g) { return OneHot(g.Input("a", {3}), 10); }, "expected int32 labels"});
-  c.push_back({"to_float", {OpKind::kToFloat}, {I({2, 5}, -3, 9)},
-               [](const V& x) { return ToFloat(x[0]); }, [](const N& x) { return x[0]; },
-               "integer input", [](Graph& g) { return ToFloat(g.Input("a", {3})); },
+               [](Graph& g) { return OneHot(g.Input("a", {3}), 10); },
+               "expected int32 labels"});
+  c.push_back({"to_float",
+               {OpKind::kToFloat},
+               {I({2, 5}, -3, 9)},
+               [](const V& x) { return ToFloat(x[0]); },
+               [](const N& x) { return x[0]; },
+               "integer input",
+               [](Graph& g) { return ToFloat(g.Input("a", {3})); },
                "expected an int32 input"});
   // ---- shapes ----
-  c.push_back({"reshape_split", {OpKind::kReshape}, {F({2, 12})},
-               [](const V& x) { return Reshape(x[0], {2, 3, 4}); },
-               [](const N& x) { return Reshaped(x[0], {2, 3, 4}); }, "",
-               [](Graph& g) { return Reshape(g.Input("a", {2, 3}), {4, 2}); }, "6 elements"});
-  c.push_back({"reshape_merge", {OpKind::kReshape}, {F({2, 3, 4})},
-               [](const V& x) { return Reshape(x[0], {6, 4}); },
-               [](const N& x) { return Reshaped(x[0], {6, 4}); }});
-  c.push_back({"flatten_mixed", {OpKind::kReshape}, {F({2, 3, 4, 5})},
-               [](const V& x) { return Flatten(Reshape(x[0], {2, 4, 3, 5})); },
-               [](const N& x) { return Reshaped(x[0], {2, 60}); }});
-  c.push_back({"transpose_3d", {OpKind::kTranspose}, {F({2, 3, 4})},
-               [](const V& x) { return Transpose(x[0], {2, 0, 1}); },
-               [](const N& x) { return Transposed(x[0], {2, 0, 1}); }, "",
-               [](Graph& g) { return Transpose(g.Input("a", {2, 3, 4}), {0, 0, 1}); },
+  c.push_back({"reshape_split",
+               {OpKind::kReshape},
+               {F({2, 12})},
+               [](const V& x) {
+                 return Reshape(x[0], {2, 3, 4});
+               },
+               [](const N& x) {
+                 return Reshaped(x[0], {2, 3, 4});
+               },
+               "",
+               [](Graph& g) {
+                 return Reshape(g.Input("a", {2, 3}), {4, 2});
+               },
+               "6 elements"});
+  c.push_back({"reshape_merge",
+               {OpKind::kReshape},
+               {F({2, 3, 4})},
+               [](const V& x) {
+                 return Reshape(x[0], {6, 4});
+               },
+               [](const N& x) {
+                 return Reshaped(x[0], {6, 4});
+               }});
+  c.push_back({"flatten_mixed",
+               {OpKind::kReshape},
+               {F({2, 3, 4, 5})},
+               [](const V& x) {
+                 return Flatten(Reshape(x[0], {2, 4, 3, 5}));
+               },
+               [](const N& x) {
+                 return Reshaped(x[0], {2, 60});
+               }});
+  c.push_back({"transpose_3d",
+               {OpKind::kTranspose},
+               {F({2, 3, 4})},
+               [](const V& x) {
+                 return Transpose(x[0], {2, 0, 1});
+               },
+               [](const N& x) {
+                 return Transposed(x[0], {2, 0, 1});
+               },
+               "",
+               [](Graph& g) {
+                 return Transpose(g.Input("a", {2, 3, 4}), {0, 0, 1});
+               },
                "expected a permutation"});
-  c.push_back({"broadcast_to", {OpKind::kBroadcastTo}, {F({3, 1})},
-               [](const V& x) { return BroadcastTo(x[0], {2, 3, 4}); },
-               [](const N& x) { return Zip(x[0], Nd::Zeros({2, 3, 4}), Sum2); }, "",
-               [](Graph& g) { return BroadcastTo(g.Input("a", {3, 2}), {3, 4}); },
+  c.push_back({"broadcast_to",
+               {OpKind::kBroadcastTo},
+               {F({3, 1})},
+               [](const V& x) {
+                 return BroadcastTo(x[0], {2, 3, 4});
+               },
+               [](const N& x) {
+                 return Zip(x[0], Nd::Zeros({2, 3, 4}), Sum2);
+               },
+               "",
+               [](Graph& g) {
+                 return BroadcastTo(g.Input("a", {3, 2}), {3, 4});
+               },
                "do not broadcast"});
   // ---- reductions ----
-  c.push_back({"sum_middle_axis", {OpKind::kSum}, {F({3, 4, 5})},
+  c.push_back({"sum_middle_axis",
+               {OpKind::kSum},
+               {F({3, 4, 5})},
                [](const V& x) { return Sum(x[0], {1}); },
-               [](const N& x) { return ReduceRef(x[0], {1}, false, 0, Sum2); }, "",
-               [](Graph& g) { return Sum(g.Input("a", {2, 3}), {2}); }, "out of range"});
-  c.push_back({"sum_all", {OpKind::kSum}, {F({3, 4, 5})}, [](const V& x) { return Sum(x[0]); },
+               [](const N& x) { return ReduceRef(x[0], {1}, false, 0, Sum2); },
+               "",
+               [](Graph& g) {
+                 return Sum(g.Input("a", {2, 3}), {2});
+               },
+               "out of range"});
+  c.push_back({"sum_all",
+               {OpKind::kSum},
+               {F({3, 4, 5})},
+               [](const V& x) { return Sum(x[0]); },
                [](const N& x) { return ReduceRef(x[0], {}, false, 0, Sum2); }});
-  c.push_back({"sum_keepdims_outer_inner", {OpKind::kSum}, {F({3, 4, 20})},
-               [](const V& x) { return Sum(x[0], {0, 2}, true); },
-               [](const N& x) { return ReduceRef(x[0], {0, 2}, true, 0, Sum2); }});
-  c.push_back({"mean", {OpKind::kSum, OpKind::kMul}, {F({5, 3})},
+  c.push_back({"sum_keepdims_outer_inner",
+               {OpKind::kSum},
+               {F({3, 4, 20})},
+               [](const V& x) {
+                 return Sum(x[0], {0, 2}, true);
+               },
+               [](const N& x) {
+                 return ReduceRef(x[0], {0, 2}, true, 0, Sum2);
+               }});
+  c.push_back({"mean",
+               {OpKind::kSum, OpKind::kMul},
+               {F({5, 3})},
                [](const V& x) { return Mean(x[0], {0}); },
                [](const N& x) {
                  return Map(ReduceRef(x[0], {0}, false, 0, Sum2), [](double a) { return a / 5; });
                }});
-  c.push_back({"max_rows", {OpKind::kMax}, {F({4, 7})}, [](const V& x) { return Max(x[0], 1); },
-               [](const N& x) { return ReduceRef(x[0], {1}, false, -INFINITY, Max2); }, "",
-               [](Graph& g) { return Max(g.Input("a", {4}), 3); }, "out of range"});
-  c.push_back({"max_keepdims_wide", {OpKind::kMax}, {F({5, 33})},
+  c.push_back({"max_rows",
+               {OpKind::kMax},
+               {F({4, 7})},
+               [](const V& x) { return Max(x[0], 1); },
+               [](const N& x) { return ReduceRef(x[0], {1}, false, -INFINITY, Max2); },
+               "",
+               [](Graph& g) { return Max(g.Input("a", {4}), 3); },
+               "out of range"});
+  c.push_back({"max_keepdims_wide",
+               {OpKind::kMax},
+               {F({5, 33})},
                [](const V& x) { return Max(x[0], 0, true); },
                [](const N& x) { return ReduceRef(x[0], {0}, true, -INFINITY, Max2); }});
-  c.push_back({"argmax", {OpKind::kArgMax}, {F({5, 7})}, [](const V& x) { return ArgMax(x[0], 1); },
-               [](const N& x) { return ArgMaxRows(x[0]); }, "integer output"});
+  c.push_back({"argmax",
+               {OpKind::kArgMax},
+               {F({5, 7})},
+               [](const V& x) { return ArgMax(x[0], 1); },
+               [](const N& x) { return ArgMaxRows(x[0]); },
+               "integer output"});
   // ---- matmul: shapes that hit full tiles, edge tiles and the matrix-vector path ----
   auto mm = [](const V& x) { return MatMul(x[0], x[1]); };
   auto mm_ref = [](const N& x) { return MatMulRef(x[0], x[1]); };
   auto mm_bad = [](Graph& g) { return MatMul(g.Input("a", {2, 3}), g.Input("b", {4, 5})); };
-  c.push_back({"matmul_small", {OpKind::kMatMul}, {F({5, 7}), F({7, 3})}, mm, mm_ref, "", mm_bad,
+  c.push_back({"matmul_small",
+               {OpKind::kMatMul},
+               {F({5, 7}), F({7, 3})},
+               mm,
+               mm_ref,
+               "",
+               mm_bad,
                "inner dimensions differ"});
   c.push_back({"matmul_edge_tiles", {OpKind::kMatMul}, {F({33, 20}), F({20, 37})}, mm, mm_ref});
   c.push_back({"matmul_matrix_vector", {OpKind::kMatMul}, {F({16, 50}), F({50, 1})}, mm, mm_ref});
-  c.push_back({"matmul_parallel_tiles", {OpKind::kMatMul, OpKind::kParameter},
-               {F({64, 96}), P({96, 40})}, mm, mm_ref});
-  c.push_back({"matmul_transposed_inputs", {OpKind::kMatMul, OpKind::kTranspose},
+  c.push_back({"matmul_parallel_tiles",
+               {OpKind::kMatMul, OpKind::kParameter},
+               {F({64, 96}), P({96, 40})},
+               mm,
+               mm_ref});
+  c.push_back({"matmul_transposed_inputs",
+               {OpKind::kMatMul, OpKind::kTranspose},
                {F({9, 4}), F({6, 9})},
                [](const V& x) { return MatMul(Transpose(x[0]), Transpose(x[1])); },
-               [](const N& x) { return MatMulRef(Transposed(x[0], {1, 0}), Transposed(x[1], {1, 0})); }});
+               [](const N& x) {
+                 return MatMulRef(Transposed(x[0], {1, 0}), Transposed(x[1], {1, 0}));
+               }});
   // ---- composites ----
-  c.push_back({"linear_composite", {OpKind::kMatMul, OpKind::kAdd}, {F({4, 6}), F({6, 3}), F({3})},
+  c.push_back({"linear_composite",
+               {OpKind::kMatMul, OpKind::kAdd},
+               {F({4, 6}), F({6, 3}), F({3})},
                [](const V& x) { return MatMul(x[0], x[1]) + x[2]; },
                [](const N& x) { return Zip(MatMulRef(x[0], x[1]), x[2], Sum2); }});
-  c.push_back({"softmax", {OpKind::kExp, OpKind::kMax, OpKind::kSum, OpKind::kDiv}, {F({4, 10}, -3, 3)},
-               [](const V& x) { return Softmax(x[0]); }, [](const N& x) { return Softmax(x[0]); }});
-  c.push_back({"log_softmax", {OpKind::kLog, OpKind::kExp, OpKind::kMax}, {F({4, 10}, -3, 3)},
-               [](const V& x) { return LogSoftmax(x[0]); },
-               [](const N& x) { return Map(Softmax(x[0]), [](double a) { return std::log(a); }); }});
-  c.push_back({"square_error_cost", {OpKind::kSquare, OpKind::kSub}, {F({6, 1}), F({6, 1})},
+  c.push_back({"softmax",
+               {OpKind::kExp, OpKind::kMax, OpKind::kSum, OpKind::kDiv},
+               {F({4, 10}, -3, 3)},
+               [](const V& x) { return Softmax(x[0]); },
+               [](const N& x) { return Softmax(x[0]); }});
+  c.push_back(
+      {"log_softmax",
+       {OpKind::kLog, OpKind::kExp, OpKind::kMax},
+       {F({4, 10}, -3, 3)},
+       [](const V& x) { return LogSoftmax(x[0]); },
+       [](const N& x) { return Map(Softmax(x[0]), [](double a) { return std::log(a); }); }});
+  c.push_back({"square_error_cost",
+               {OpKind::kSquare, OpKind::kSub},
+               {F({6, 1}), F({6, 1})},
                [](const V& x) { return SquareErrorCost(x[0], x[1]); },
                [](const N& x) {
                  return Zip(x[0], x[1], [](double a, double b) { return (a - b) * (a - b); });
                }});
-  c.push_back({"softmax_cross_entropy", {OpKind::kOneHot, OpKind::kLog, OpKind::kSum},
-               {F({6, 10}, -3, 3), I({6}, 0, 10)},
-               [](const V& x) { return SoftmaxCrossEntropy(x[0], x[1]); },
-               [](const N& x) {
-                 Nd p = Softmax(x[0]);
-                 Nd y = Nd::Zeros({6});
-                 for (int64_t i = 0; i < 6; ++i) y.v[i] = -std::log(p[{i, static_cast<int64_t>(x[1].v[i])}]);
-                 return y;
-               },
-               "",
-               [](Graph& g) {
-                 return SoftmaxCrossEntropy(g.Input("l", {6, 10}), g.Input("y", {5}, DType::kInt32));
-               },
-               "do not broadcast"});
-  c.push_back({"accuracy_count", {OpKind::kArgMax, OpKind::kEqual, OpKind::kSum},
+  c.push_back(
+      {"softmax_cross_entropy",
+       {OpKind::kOneHot, OpKind::kLog, OpKind::kSum},
+       {F({6, 10}, -3, 3), I({6}, 0, 10)},
+       [](const V& x) { return SoftmaxCrossEntropy(x[0], x[1]); },
+       [](const N& x) {
+         Nd p = Softmax(x[0]);
+         Nd y = Nd::Zeros({6});
+         for (int64_t i = 0; i < 6; ++i)
+           y.v[i] = -std::log(p[{i, static_cast<int64_t>(x[1].v[i])}]);
+         return y;
+       },
+       "",
+       [](Graph& g) {
+         return SoftmaxCrossEntropy(g.Input("l", {6, 10}), g.Input("y", {5}, DType::kInt32));
+       },
+       "do not broadcast"});
+  c.push_back({"accuracy_count",
+               {OpKind::kArgMax, OpKind::kEqual, OpKind::kSum},
                {F({9, 10}), I({9}, 0, 10)},
                [](const V& x) { return AccuracyCount(x[0], x[1]); },
                [](const N& x) {

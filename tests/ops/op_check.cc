@@ -142,10 +142,18 @@ Tensor ToTensor(const Nd& x, ScalarType t) {
   Tensor out(t, x.shape);
   for (size_t i = 0; i < x.v.size(); ++i) {
     switch (t) {
-      case ScalarType::kF64: out.data<double>()[i] = x.v[i]; break;
-      case ScalarType::kF32: out.data<float>()[i] = static_cast<float>(x.v[i]); break;
-      case ScalarType::kI32: out.data<int32_t>()[i] = static_cast<int32_t>(x.v[i]); break;
-      case ScalarType::kU8: out.data<uint8_t>()[i] = static_cast<uint8_t>(x.v[i]); break;
+      case ScalarType::kF64:
+        out.data<double>()[i] = x.v[i];
+        break;
+      case ScalarType::kF32:
+        out.data<float>()[i] = static_cast<float>(x.v[i]);
+        break;
+      case ScalarType::kI32:
+        out.data<int32_t>()[i] = static_cast<int32_t>(x.v[i]);
+        break;
+      case ScalarType::kU8:
+        out.data<uint8_t>()[i] = static_cast<uint8_t>(x.v[i]);
+        break;
     }
   }
   return out;
@@ -155,10 +163,18 @@ Nd FromTensor(const Tensor& t) {
   Nd x = Nd::Zeros(t.shape());
   for (size_t i = 0; i < x.v.size(); ++i) {
     switch (t.type()) {
-      case ScalarType::kF64: x.v[i] = t.data<double>()[i]; break;
-      case ScalarType::kF32: x.v[i] = t.data<float>()[i]; break;
-      case ScalarType::kI32: x.v[i] = t.data<int32_t>()[i]; break;
-      case ScalarType::kU8: x.v[i] = t.data<uint8_t>()[i]; break;
+      case ScalarType::kF64:
+        x.v[i] = t.data<double>()[i];
+        break;
+      case ScalarType::kF32:
+        x.v[i] = t.data<float>()[i];
+        break;
+      case ScalarType::kI32:
+        x.v[i] = t.data<int32_t>()[i];
+        break;
+      case ScalarType::kU8:
+        x.v[i] = t.data<uint8_t>()[i];
+        break;
     }
   }
   return x;
@@ -172,12 +188,14 @@ absl::StatusOr<std::unique_ptr<Executable>> Compile(Built& b, const std::vector<
   std::vector<Value> args = b.inputs;
   args.insert(args.end(), extra.begin(), extra.end());
   for (const Value& v : args) {
-    p.inputs.push_back({v.id(), ArgSpec{v.name(), ArgRole::kData, TypeFor(v.dtype(), f64), v.shape(), {}}});
+    p.inputs.push_back(
+        {v.id(), ArgSpec{v.name(), ArgRole::kData, TypeFor(v.dtype(), f64), v.shape(), {}}});
   }
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Value& v = outputs[i];
-    p.outputs.push_back({v.id(), ArgSpec{absl::StrCat("y", i), ArgRole::kOutput,
-                                         TypeFor(v.dtype(), f64), v.shape(), {}}});
+    p.outputs.push_back(
+        {v.id(),
+         ArgSpec{absl::StrCat("y", i), ArgRole::kOutput, TypeFor(v.dtype(), f64), v.shape(), {}}});
   }
   CompileOptions o;
   o.float64 = f64;
@@ -209,9 +227,9 @@ absl::StatusOr<std::vector<Nd>> Run(Executable& exe, const std::vector<Nd>& xs) 
   for (size_t i = 0; i < got.v.size(); ++i) {
     double tol = atol + rtol * std::fabs(want.v[i]);
     if (!(std::fabs(got.v[i] - want.v[i]) <= tol)) {
-      return ::testing::AssertionFailure() << what << ": element " << i << " is " << got.v[i]
-                                           << ", expected " << want.v[i] << " (tolerance " << tol
-                                           << ")";
+      return ::testing::AssertionFailure()
+             << what << ": element " << i << " is " << got.v[i] << ", expected " << want.v[i]
+             << " (tolerance " << tol << ")";
     }
   }
   return ::testing::AssertionSuccess();
@@ -237,8 +255,8 @@ absl::StatusOr<std::vector<Nd>> Run(Executable& exe, const std::vector<Nd>& xs) 
     }
     if (g.status().code() != absl::StatusCode::kInvalidArgument ||
         g.status().message().find(c.error) == std::string::npos) {
-      return ::testing::AssertionFailure() << "error " << g.status() << " lacks \"" << c.error
-                                           << "\"";
+      return ::testing::AssertionFailure()
+             << "error " << g.status() << " lacks \"" << c.error << "\"";
     }
   }
   return ::testing::AssertionSuccess();

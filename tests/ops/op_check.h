@@ -41,7 +41,7 @@ struct InputSpec {
 
 struct OpCase {
   std::string name;
-  std::vector<OpKind> covers;   // primitives this case exercises (the coverage test reads this)
+  std::vector<OpKind> covers;  // primitives this case exercises (the coverage test reads this)
   std::vector<InputSpec> inputs;
   std::function<Value(const std::vector<Value>&)> build;
   std::function<Nd(const std::vector<Nd>&)> reference;

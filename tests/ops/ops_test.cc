@@ -12,7 +12,9 @@ class OpTest : public ::testing::TestWithParam<OpCase> {};
 
 TEST_P(OpTest, ShapeRule) { EXPECT_TRUE(CheckShapeRule(GetParam())); }
 TEST_P(OpTest, ForwardMatchesNaiveReference) { EXPECT_TRUE(CheckForward(GetParam())); }
-TEST_P(OpTest, HandScheduleMatchesPlainSchedule) { EXPECT_TRUE(CheckScheduleMatchesPlain(GetParam())); }
+TEST_P(OpTest, HandScheduleMatchesPlainSchedule) {
+  EXPECT_TRUE(CheckScheduleMatchesPlain(GetParam()));
+}
 TEST_P(OpTest, GradientMatchesFiniteDifferences) {
   const OpCase& c = GetParam();
   if (c.no_gradient.empty()) {
@@ -35,7 +37,9 @@ TEST_P(OpTest, GradientMatchesFiniteDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, OpTest, ::testing::ValuesIn(AllOpCases()),
-                         [](const ::testing::TestParamInfo<OpCase>& info) { return info.param.name; });
+                         [](const ::testing::TestParamInfo<OpCase>& info) {
+                           return info.param.name;
+                         });
 
 // Source ops are arguments, not computations: what a case could check for them is what every
 // case already does (feeding inputs). Listed here, with the reason, instead of a silent skip.
@@ -75,10 +79,10 @@ TEST(OpCoverageTest, CaseNamesAreUniqueAndEveryCaseHasAnErrorOrIsCompositeOrShar
   for (const OpCase& c : AllOpCases()) {
     if (c.bad) with_error.insert(c.covers.front());
   }
-  for (OpKind op : {OpKind::kAdd, OpKind::kSub, OpKind::kRelu, OpKind::kEqual, OpKind::kRoundToInt,
-                    OpKind::kOneHot, OpKind::kToFloat, OpKind::kReshape, OpKind::kTranspose,
-                    OpKind::kBroadcastTo, OpKind::kSum, OpKind::kMax, OpKind::kMatMul,
-                    OpKind::kConstant}) {
+  for (OpKind op :
+       {OpKind::kAdd, OpKind::kSub, OpKind::kRelu, OpKind::kEqual, OpKind::kRoundToInt,
+        OpKind::kOneHot, OpKind::kToFloat, OpKind::kReshape, OpKind::kTranspose,
+        OpKind::kBroadcastTo, OpKind::kSum, OpKind::kMax, OpKind::kMatMul, OpKind::kConstant}) {
     EXPECT_TRUE(with_error.count(op)) << "no shape-error case for " << OpName(op);
   }
 }

@@ -45,8 +45,8 @@ TEST(IdxTest, MissingFileIsNotFoundNamingIt) {
 }
 
 TEST(IdxTest, WrongMagicIsDataLoss) {
-  std::string p = WriteTemp("bad-magic", std::string("\x1f\x8b\x08\x03", 4) + Be32(1) + Be32(1) +
-                                              Be32(1) + "x");
+  std::string p = WriteTemp("bad-magic",
+                            std::string("\x1f\x8b\x08\x03", 4) + Be32(1) + Be32(1) + Be32(1) + "x");
   ExpectError(ReadIdx(p, 3).status(), absl::StatusCode::kDataLoss, "wrong magic");
   ExpectError(ReadIdx(p, 3).status(), absl::StatusCode::kDataLoss, "bad-magic");
 }

@@ -17,7 +17,8 @@ TEST(InitTest, XavierUniformStaysWithinItsLimitAndIsSeededByName) {
   EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.bytes()), 0);
   EXPECT_NE(std::memcmp(a.raw(), c.raw(), a.bytes()), 0);
   double limit = std::sqrt(6.0 / (784 + 10)), maxabs = 0;
-  for (int64_t i = 0; i < a.size(); ++i) maxabs = std::max(maxabs, double(std::fabs(a.data<float>()[i])));
+  for (int64_t i = 0; i < a.size(); ++i)
+    maxabs = std::max(maxabs, double(std::fabs(a.data<float>()[i])));
   EXPECT_LE(maxabs, limit);
   EXPECT_GT(maxabs, 0.9 * limit);
 }

@@ -80,7 +80,8 @@ TEST(SafetensorsTest, SaveIsAtomicAndLeavesNoTemporaryFile) {
 
 TEST(SafetensorsTest, RejectsDuplicateNamesOnSave) {
   Tensor a = Ramp(ScalarType::kF32, {2});
-  EXPECT_FALSE(SaveSafetensors(::testing::TempDir() + "/dup.safetensors", {{"a", &a}, {"a", &a}}).ok());
+  EXPECT_FALSE(
+      SaveSafetensors(::testing::TempDir() + "/dup.safetensors", {{"a", &a}, {"a", &a}}).ok());
 }
 
 TEST(SafetensorsTest, RejectsTruncatedFiles) {
@@ -105,7 +106,8 @@ TEST(SafetensorsTest, RejectsBadJson) {
 
 TEST(SafetensorsTest, RejectsDuplicateKeys) {
   ExpectDataLoss(Raw(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                     R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8),
+                     R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                     8),
                  "duplicate key \"a\"");
 }
 
@@ -121,10 +123,12 @@ TEST(SafetensorsTest, RejectsOffsetsThatDisagreeWithTheShape) {
 
 TEST(SafetensorsTest, RejectsGapsAndOverlaps) {
   ExpectDataLoss(Raw(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                     R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 12),
+                     R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                     12),
                  "starts at 8, expected 4");
   ExpectDataLoss(Raw(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                     R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8),
+                     R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                     8),
                  "contiguous");
   ExpectDataLoss(Raw(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 8),
                  "data section is 8 bytes, tensors cover 4");
@@ -137,8 +141,9 @@ TEST(SafetensorsTest, RejectsMalformedEntries) {
   ExpectDataLoss(Raw(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", 4),
                  "out of bounds");
   ExpectDataLoss(Raw(R"({"__metadata__":{"k":1}})", 0), "is not a string");
-  ExpectDataLoss(Raw(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,1]}})", 1),
-                 "larger than the file's data");
+  ExpectDataLoss(
+      Raw(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,1]}})", 1),
+      "larger than the file's data");
 }
 
 TEST(SafetensorsTest, MissingFileIsNotFound) {
@@ -151,11 +156,11 @@ TEST(SafetensorsTest, NumPyReadsAKilnFile) {
   std::string path = ::testing::TempDir() + "/numpy.safetensors";
   ASSERT_TRUE(SaveSafetensors(path, {{"fc.weight", &w}, {"fc.bias", &b}}, {{"who", "kiln"}}).ok());
   const char* src = KILN_TEST_SOURCE_DIR;
-  std::string cmd = std::string("/usr/bin/python3 ") + src + "/tests/runtime/read_safetensors.py " + path +
-                    " fc.weight 784,10 fc.bias 10 --expect-ramp fc.weight";
+  std::string cmd = std::string("/usr/bin/python3 ") + src + "/tests/runtime/read_safetensors.py " +
+                    path + " fc.weight 784,10 fc.bias 10 --expect-ramp fc.weight";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  std::string bad = std::string("/usr/bin/python3 ") + src + "/tests/runtime/read_safetensors.py " + path +
-                    " fc.weight 10,784 > /dev/null";
+  std::string bad = std::string("/usr/bin/python3 ") + src + "/tests/runtime/read_safetensors.py " +
+                    path + " fc.weight 10,784 > /dev/null";
   EXPECT_NE(std::system(bad.c_str()), 0) << "the reader must notice a wrong shape";
 }
 

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""PyTorch peer for bench/run.sh: the same models, batch sizes, data and thread count as
+bench/kiln_bench.cc. Data is preloaded as float tensors (no DataLoader); each step gathers its
+batch through a per-epoch permutation, as Kiln's feeder does. Prints one JSON line per model.
+
+usage: /usr/bin/python3 bench/pytorch_peer.py DATA_DIR EPOCHS
+"""
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def idx(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    rank = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
+
+
+def model(name):
+    if name == "linear":
+        return torch.nn.Linear(784, 1), 16, 0.001
+    if name == "softmax":
+        return torch.nn.Linear(784, 10), 64, 0.2
+    if name == "mlp":
+        return torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(),
+                                   torch.nn.Linear(128, 10)), 64, 0.1
+    raise ValueError(name)
+
+
+def run(name, x, y, epochs):
+    torch.manual_seed(1)
+    net, batch, lr = model(name)
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    yf = y.float().unsqueeze(1)
+    steps = x.shape[0] // batch
+
+    def epoch(limit=None):
+        perm = torch.randperm(x.shape[0])
+        n = steps if limit is None else limit
+        for b in range(n):
+            i = perm[b * batch:(b + 1) * batch]
+            opt.zero_grad(set_to_none=True)
+            out = net(x[i])
+            if name == "linear":
+                loss = torch.mean((out - yf[i]) ** 2)
+            else:
+                loss = torch.nn.functional.cross_entropy(out, y[i])
+            loss.backward()
+            opt.step()
+        return n * batch
+
+    epoch(limit=200)  # warm-up
+    rates = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        images = epoch()
+        rates.append(images / (time.perf_counter() - t0))
+    return {"peer": "pytorch", "model": name, "batch": batch,
+            "train_images_per_s": statistics.median(rates), "epochs_timed": epochs,
+            "config": f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, BLAS "
+                      + os.path.basename(os.path.dirname(os.path.realpath(
+                          "/usr/lib/x86_64-linux-gnu/libblas.so.3")))}
+
+
+def main():
+    data_dir, epochs = sys.argv[1], int(sys.argv[2])
+    torch.set_num_threads(2)
+    x = torch.from_numpy(idx(f"{data_dir}/train-images-idx3-ubyte").reshape(-1, 784).astype(np.float32) / 255.0)
+    y = torch.from_numpy(idx(f"{data_dir}/train-labels-idx1-ubyte").astype(np.int64))
+    for name in sys.argv[3:] or ["linear", "softmax", "mlp"]:
+        print(json.dumps(run(name, x, y, epochs)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
