@@ -143,6 +143,36 @@ Value ArgMax(Value x, int64_t axis) { return Reduce(OpKind::kArgMax, x, {axis}, 
 
 Value MatMul(Value a, Value b) { return Binary(OpKind::kMatMul, a, b); }
 
+Value Conv2d(Value x, Value w, const ConvParams& p) {
+  if (!x.valid()) return x;
+  Attrs a;
+  a.ints = {p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w};
+  return x.graph()->AddNode(OpKind::kConv2D, {x, w}, a);
+}
+
+namespace {
+Attrs PoolAttrs(int64_t kernel, int64_t stride, int64_t padding) {
+  Attrs a;
+  a.ints = {kernel, stride == 0 ? kernel : stride, padding};
+  return a;
+}
+}  // namespace
+
+// max_pool2d(x) = gather(x, argmax over each window): the argmax is found once and reused by the
+// backward pass.
+Value MaxPool2d(Value x, int64_t kernel, int64_t stride, int64_t padding) {
+  if (!x.valid()) return x;
+  Attrs a = PoolAttrs(kernel, stride, padding);
+  Value idx = x.graph()->AddNode(OpKind::kMaxPool2DArgmax, {x}, a);
+  if (!idx.valid()) return idx;
+  return x.graph()->AddNode(OpKind::kMaxPool2DGather, {x, idx}, a);
+}
+
+Value AvgPool2d(Value x, int64_t kernel, int64_t stride, int64_t padding) {
+  if (!x.valid()) return x;
+  return x.graph()->AddNode(OpKind::kAvgPool2D, {x}, PoolAttrs(kernel, stride, padding));
+}
+
 // softmax(x) = exp(x - max x) / sum exp(x - max x): shifted by the max for stability.
 Value Softmax(Value x, int64_t axis) {
   Value e = Exp(x - Max(x, axis, true));
@@ -178,6 +208,22 @@ Linear::Linear(Graph& g, const std::string& name, int64_t in_features, int64_t o
 Value Linear::operator()(Value x) const {
   Value y = MatMul(x, weight_);
   return bias_.valid() ? y + bias_ : y;
+}
+
+Conv2D::Conv2D(Graph& g, const std::string& name, int64_t in_channels, int64_t out_channels,
+               int64_t kernel, Options options)
+    : options_(options) {
+  weight_ = g.Parameter(absl::StrCat(name, ".weight"), {out_channels, in_channels, kernel, kernel},
+                        options.weight_init);
+  if (options.bias) {
+    bias_ = g.Parameter(absl::StrCat(name, ".bias"), {out_channels}, options.bias_init);
+  }
+}
+
+Value Conv2D::operator()(Value x) const {
+  Value y = Conv2d(x, weight_, ConvParams::Same(options_.stride, options_.padding, options_.dilation));
+  if (!bias_.valid() || !y.valid()) return y;
+  return y + Reshape(bias_, {bias_.shape()[0], 1, 1});
 }
 
 }  // namespace kiln

@@ -67,6 +67,18 @@ Value ArgMax(Value x, int64_t axis);  // int32
 // Linear algebra: [M, K] x [K, N] -> [M, N].
 Value MatMul(Value a, Value b);
 
+// Convolution and pooling, NCHW. x: [N, C, H, W], w: [O, C, KH, KW].
+struct ConvParams {
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
+  static ConvParams Same(int64_t stride, int64_t pad, int64_t dilation = 1) {
+    return {stride, stride, pad, pad, dilation, dilation};
+  }
+};
+Value Conv2d(Value x, Value w, const ConvParams& p = {});
+// Square windows; stride 0 means stride = kernel.
+Value MaxPool2d(Value x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+Value AvgPool2d(Value x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+
 // Composites for classification and regression.
 Value Softmax(Value x, int64_t axis = -1);
 Value LogSoftmax(Value x, int64_t axis = -1);
@@ -95,6 +107,29 @@ class Linear {
 
  private:
   Value weight_, bias_;
+};
+
+// A 2-D convolution layer: w [out, in, k, k] (Kaiming-uniform by default), optional bias [out].
+class Conv2D {
+ public:
+  struct Options {
+    int64_t stride = 1, padding = 0, dilation = 1;
+    bool bias = true;
+    Initializer weight_init = Initializer::KaimingUniform();
+    Initializer bias_init = Initializer::Zeros();
+  };
+  Conv2D(Graph& g, const std::string& name, int64_t in_channels, int64_t out_channels,
+         int64_t kernel, Options options);
+  Conv2D(Graph& g, const std::string& name, int64_t in_channels, int64_t out_channels,
+         int64_t kernel)
+      : Conv2D(g, name, in_channels, out_channels, kernel, Options()) {}
+  Value operator()(Value x) const;
+  Value weight() const { return weight_; }
+  Value bias() const { return bias_; }
+
+ private:
+  Value weight_, bias_;
+  Options options_;
 };
 
 }  // namespace kiln

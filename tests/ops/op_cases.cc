@@ -391,8 +391,15 @@ std::vector<OpCase> MakeCases() {
 
 }  // namespace
 
+std::vector<OpCase> MakeConvCases();  // op_cases_conv.cc
+
 const std::vector<OpCase>& AllOpCases() {
-  static const std::vector<OpCase> cases = MakeCases();
+  static const std::vector<OpCase> cases = [] {
+    std::vector<OpCase> all = MakeCases();
+    std::vector<OpCase> conv = MakeConvCases();
+    all.insert(all.end(), conv.begin(), conv.end());
+    return all;
+  }();
   return cases;
 }
 
