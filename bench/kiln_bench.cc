@@ -50,7 +50,6 @@ int Run(const Bench& b, const Dataset& train, const Dataset& test, int epochs) {
   for (int e = 0; e < epochs; ++e) {
     TrainConfig c = warm;
     c.max_steps = -1;
-    c.seed = 100 + e;
     auto s = t.Train(train, c);
     if (!s.ok()) return 1;
     rates.push_back(s->images_per_second());

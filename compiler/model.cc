@@ -121,6 +121,13 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const Mod
     p.inputs.push_back({h.id(), s});
   }
   std::vector<std::pair<int, ArgSpec>> states, new_params, new_states;
+  if (const double c = optimizer.clip_global_norm(); c > 0) {
+    // g <- g * min(1, c / ||g||) with ||g|| over all gradients; min(1, c / n) = c / (c + relu(n - c)).
+    Value sq;
+    for (const Value& gr : grads) sq = sq.valid() ? sq + Sum(Square(gr)) : Sum(Square(gr));
+    Value scale = c / (c + Relu(Sqrt(sq) - c));
+    for (Value& gr : grads) gr = gr * scale;
+  }
   for (size_t i = 0; i < params.size(); ++i) {
     const Node pn = g.node(params[i]);  // a copy: nodes are appended below
     std::string pname = pn.name;
@@ -133,7 +140,14 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const Mod
       state.push_back(s);
       states.push_back({s.id(), Spec(s.node(), ArgRole::kState, s.name(), f64)});
     }
-    Optimizer::Update u = optimizer.Apply(g.value(params[i]), grads[i], state, hyper);
+    Value p_i = g.value(params[i]);
+    Value grad = grads[i];
+    const bool decay = optimizer.weight_decay() > 0 && optimizer.Decays(pname);
+    if (decay && !optimizer.decoupled_decay()) grad = grad + p_i * optimizer.weight_decay();
+    Optimizer::Update u = optimizer.Apply(p_i, grad, state, hyper);
+    if (decay && optimizer.decoupled_decay()) {
+      u.param = u.param - hyper[0] * (p_i * optimizer.weight_decay());
+    }
     if (!g.status().ok()) return g.status();
     new_params.push_back({u.param.id(), Spec(u.param.node(), ArgRole::kNewParam, pname, f64)});
     for (size_t k = 0; k < u.state.size(); ++k) {

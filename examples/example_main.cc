@@ -146,7 +146,6 @@ int RunExample(int argc, char** argv, const Example& e) {
 
   TrainConfig config;
   config.epochs = absl::GetFlag(FLAGS_epochs);
-  config.seed = seed;
   config.log_every = absl::GetFlag(FLAGS_log_every);
   config.hyper["lr"] = absl::GetFlag(FLAGS_lr);
   config.progress = absl::GetFlag(FLAGS_progress);
@@ -155,8 +154,8 @@ int RunExample(int argc, char** argv, const Example& e) {
     absl::StatusOr<TrainStats> st = trainer.Train(*train, config);
     if (!st.ok()) return Fail(st.status());
     stats = *st;
-    for (size_t i = 0; i < stats.epoch_mean_loss.size(); ++i) {
-      std::printf("epoch %zu: mean loss %.6f\n", i, stats.epoch_mean_loss[i]);
+    for (const EpochReport& r : stats.epochs) {
+      std::printf("epoch %d: mean loss %.6f\n", r.epoch, r.mean_loss);
     }
     std::printf("trained %lld steps, %.0f images/s\n", static_cast<long long>(stats.steps),
                 stats.images_per_second());

@@ -15,6 +15,10 @@
 
 namespace kiln {
 
+// A rank-0 hyperparameter with this name is fed the 1-based step number by the trainer (Adam's
+// bias correction reads it).
+inline constexpr char kStepHyper[] = "step";
+
 enum class ArgRole {
   kData,      // fed per batch (images, labels)
   kHyper,     // rank-0 runtime hyperparameter (learning rate)

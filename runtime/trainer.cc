@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
 #include "runtime/dataset.h"
@@ -87,6 +88,9 @@ const Trainer::Slot* Trainer::FindSlot(const std::string& name) const {
 absl::Status Trainer::Initialize(uint64_t seed) {
   slots_.clear();
   current_ = 0;
+  step_ = 0;
+  epoch_ = 0;
+  seed_ = seed;
   Executable* source = train_ ? train_ : eval_;
   if (source == nullptr) return absl::FailedPreconditionError("Trainer has no step");
   for (const ArgSpec& a : source->signature().inputs) {
@@ -177,29 +181,86 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
     }
   }
 
-  BatchFeeder feeder(data, batch, config.seed, config.shuffle, /*drop_last=*/true);
+  const int lr_index = [&] {
+    int k = 0;
+    for (const ArgSpec& a : sig.inputs) {
+      if (a.role != ArgRole::kHyper) continue;
+      if (a.name == "lr") return k;
+      ++k;
+    }
+    return -1;
+  }();
+  const int step_index = [&] {
+    int k = 0;
+    for (const ArgSpec& a : sig.inputs) {
+      if (a.role != ArgRole::kHyper) continue;
+      if (a.name == kStepHyper) return k;
+      ++k;
+    }
+    return -1;
+  }();
+  if (config.schedule && lr_index < 0) {
+    return absl::InvalidArgumentError("a learning-rate schedule needs a step input named 'lr'");
+  }
+  int correct_index = -1;
+  {
+    int k = 0;
+    for (const ArgSpec& a : sig.outputs) {
+      if (a.role != ArgRole::kLoss && a.role != ArgRole::kMetric) continue;
+      if (a.role == ArgRole::kMetric && a.name == "correct") correct_index = k;
+      ++k;
+    }
+  }
+
+  BatchFeeder feeder(data, batch, seed_, config.shuffle, /*drop_last=*/true);
   TrainStats stats;
   for (const ArgSpec& a : sig.outputs) {
     if (a.role == ArgRole::kMetric) stats.metric_totals[a.name] = 0;
   }
+  double last_finite = 0;
+  int64_t last_finite_step = 0;
+  double best_val = -1;
   auto t0 = std::chrono::steady_clock::now();
-  for (int epoch = 0; epoch < config.epochs; ++epoch) {
+  for (int e = 0; e < config.epochs; ++e) {
+    const int epoch = epoch_;
+    auto epoch_start = std::chrono::steady_clock::now();
     feeder.StartEpoch(epoch);
-    Progress progress(absl::StrCat("epoch ", epoch + 1, "/", config.epochs), feeder.num_batches(),
-                      batch, config.progress);
-    double loss_sum = 0;
+    Progress progress(absl::StrCat("epoch ", epoch + 1), feeder.num_batches(), batch,
+                      config.progress);
+    EpochReport report;
+    report.epoch = epoch;
+    double loss_sum = 0, correct = 0;
     int64_t b = 0;
     for (; b < feeder.num_batches(); ++b) {
       if (config.max_steps >= 0 && stats.steps >= config.max_steps) break;
       feeder.Fill(b, d.images->data<float>(), d.labels->data<int32_t>());
+      if (config.schedule) {
+        report.lr = config.schedule->At(step_, epoch);
+        SetScalar(hyper[lr_index], report.lr);
+      } else if (lr_index >= 0) {
+        report.lr = ScalarValue(hyper[lr_index]);
+      }
+      if (step_index >= 0) SetScalar(hyper[step_index], static_cast<double>(step_ + 1));
       KILN_RETURN_IF_ERROR(train_->Run(in[current_], out[current_]));
-      current_ = 1 - current_;
       double loss = ScalarValue(scalars[0]);
+      // Checked on the host: the compiled code assumes no NaNs and may fold a check away.
+      if (!std::isfinite(loss)) {
+        progress.Finish();
+        return absl::AbortedError(absl::StrCat(
+            "training diverged: the loss is ", loss, " at step ", step_ + 1, " (epoch ", epoch + 1,
+            ", batch ", b, "); last finite loss ", last_finite, " at step ", last_finite_step,
+            ". The parameters are those before this step."));
+      }
+      last_finite = loss;
+      last_finite_step = step_ + 1;
+      current_ = 1 - current_;
+      ++step_;
       loss_sum += loss;
       size_t si = 1;
       for (const ArgSpec& a : sig.outputs) {
         if (a.role == ArgRole::kMetric) stats.metric_totals[a.name] += ScalarValue(scalars[si++]);
       }
+      if (correct_index >= 0) correct += ScalarValue(scalars[correct_index]);
       if (config.log_every > 0 && b % config.log_every == 0) {
         stats.logged.push_back({epoch, b, loss});
         std::printf("epoch_id: %d, batch_id: %lld, loss is: %.6f\n", epoch,
@@ -211,10 +272,26 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
       progress.Update(b + 1);
     }
     progress.Finish();
-    stats.epoch_mean_loss.push_back(b > 0 ? loss_sum / static_cast<double>(b) : 0);
+    stats.seconds += Seconds(epoch_start);
+    report.mean_loss = b > 0 ? loss_sum / static_cast<double>(b) : 0;
+    if (correct_index >= 0 && b > 0) report.train_accuracy = correct / static_cast<double>(b * batch);
+    const bool complete = b == feeder.num_batches();
+    if (complete) ++epoch_;
+    if (config.validation != nullptr) {
+      KILN_ASSIGN_OR_RETURN(EvalResult v, Evaluate(*config.validation));
+      report.val_accuracy = v.accuracy();
+      report.val_loss = v.mean_loss;
+      if (report.val_accuracy > best_val) {
+        best_val = report.val_accuracy;
+        stats.best_epoch = epoch;
+      }
+    }
+    report.seconds = Seconds(epoch_start);
+    stats.epochs.push_back(report);
+    if (config.on_epoch && complete) KILN_RETURN_IF_ERROR(config.on_epoch(report));
     if (config.max_steps >= 0 && stats.steps >= config.max_steps) break;
   }
-  stats.seconds = Seconds(t0);
+  (void)t0;
   return stats;
 }
 
@@ -233,6 +310,8 @@ absl::StatusOr<EvalResult> Trainer::Evaluate(const Dataset& data) {
   std::vector<TensorRef> in, out;
   KILN_RETURN_IF_ERROR(BindEval(d.tensors, outputs, in, out));
   std::vector<int32_t> scratch_labels(static_cast<size_t>(batch));
+  const int loss_index = sig.FindOutput(ArgRole::kOutput, "loss");
+  double loss_sum = 0;
 
   EvalResult r;
   int classes = 1;
@@ -246,6 +325,11 @@ absl::StatusOr<EvalResult> Trainer::Evaluate(const Dataset& data) {
     int64_t real = feeder.Fill(b, d.images->data<float>(), labels);
     KILN_RETURN_IF_ERROR(eval_->Run(in, out));
     const int32_t* pred = outputs[pred_index].data<int32_t>();
+    for (int64_t row = 0; loss_index >= 0 && row < real; ++row) {
+      loss_sum += outputs[loss_index].type() == ScalarType::kF64
+                      ? outputs[loss_index].data<double>()[row]
+                      : outputs[loss_index].data<float>()[row];
+    }
     for (int64_t row = 0; row < real; ++row) {
       int32_t truth = labels[row];
       int32_t p = pred[row];
@@ -255,6 +339,7 @@ absl::StatusOr<EvalResult> Trainer::Evaluate(const Dataset& data) {
     }
   }
   r.seconds = Seconds(t0);
+  if (loss_index >= 0 && r.count > 0) r.mean_loss = loss_sum / static_cast<double>(r.count);
   return r;
 }
 
@@ -301,6 +386,9 @@ absl::Status Trainer::Save(const std::string& path,
   for (const Slot& s : slots_) tensors.push_back({s.name, &s.buf[current_]});
   std::map<std::string, std::string> meta = metadata;
   meta["format"] = "kiln-checkpoint-1";
+  meta["step"] = absl::StrCat(step_);
+  meta["epoch"] = absl::StrCat(epoch_);
+  meta["seed"] = absl::StrCat(seed_);
   return SaveSafetensors(path, tensors, meta);
 }
 
@@ -321,6 +409,25 @@ absl::Status Trainer::Load(const std::string& path) {
           ShapeString(dst.shape()), ", got ", ScalarTypeName(t->type()), ShapeString(t->shape())));
     }
   }
+  // Counters: absent in files written elsewhere (e.g. PyTorch weights), then left as they are.
+  auto counter = [&](const char* key, auto* out) -> absl::Status {
+    auto it = f.metadata.find(key);
+    if (it == f.metadata.end()) return absl::OkStatus();
+    if (!absl::SimpleAtoi(it->second, out)) {
+      return absl::DataLossError(absl::StrCat(path, ": metadata \"", key, "\" is not a number: \"",
+                                              it->second, "\""));
+    }
+    return absl::OkStatus();
+  };
+  int64_t step = step_;
+  int epoch = epoch_;
+  uint64_t seed = seed_;
+  KILN_RETURN_IF_ERROR(counter("step", &step));
+  KILN_RETURN_IF_ERROR(counter("epoch", &epoch));
+  KILN_RETURN_IF_ERROR(counter("seed", &seed));
+  step_ = step;
+  epoch_ = epoch;
+  seed_ = seed;
   for (Slot& s : slots_) {
     const Tensor* t = f.Find(s.name);
     if (t == nullptr) continue;  // optimizer state may be absent (e.g. a different optimizer)

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,17 +19,31 @@
 #include "base/tensor.h"
 #include "runtime/executable.h"
 #include "runtime/idx.h"
+#include "runtime/schedule.h"
 
 namespace kiln {
 
+struct EpochReport {
+  int epoch = 0;                   // 0-based, counted over the trainer's whole life (resumes too)
+  double mean_loss = 0;            // mean training loss over the epoch's steps
+  double train_accuracy = -1;      // from a "correct" metric of the step, if it has one
+  double val_accuracy = -1;        // on TrainConfig::validation, if given
+  double val_loss = -1;            // if the evaluation step has a per-example "loss" output
+  double lr = 0;                   // learning rate at the epoch's last step
+  double seconds = 0;
+};
+
 struct TrainConfig {
-  int epochs = 1;
-  uint64_t seed = 1;  // shuffling (and initialization, via Initialize)
-  bool shuffle = true;
+  int epochs = 1;                       // epochs to run in this call, from the trainer's epoch
+  bool shuffle = true;                  // seeded by Initialize's seed and the epoch number
   int64_t log_every = 1000;             // print the loss every N batches (0: never)
   std::map<std::string, double> hyper;  // overrides of the optimizer's defaults, e.g. {"lr", 0.1}
+  std::optional<LrSchedule> schedule;   // if set, feeds "lr" every step
+  const Dataset* validation = nullptr;  // evaluated after every epoch
+  // Called after every epoch (e.g. to checkpoint); an error stops training and is returned.
+  std::function<absl::Status(const EpochReport&)> on_epoch;
   bool progress = true;                 // progress bar on a terminal (plain lines otherwise)
-  int64_t max_steps = -1;               // stop after this many steps in total (tests)
+  int64_t max_steps = -1;               // stop after this many steps in this call (tests)
 };
 
 struct LossPoint {
@@ -38,9 +53,10 @@ struct LossPoint {
 };
 
 struct TrainStats {
-  std::vector<LossPoint> logged;  // the tutorial's loss list (every log_every batches)
-  std::vector<double> epoch_mean_loss;
+  std::vector<LossPoint> logged;                // the tutorial's loss list (every log_every)
+  std::vector<EpochReport> epochs;
   std::map<std::string, double> metric_totals;  // summed over all steps (e.g. "correct")
+  int best_epoch = -1;                          // highest validation accuracy, if validating
   int64_t steps = 0;
   int64_t images = 0;
   double seconds = 0;  // wall time inside the step loop
@@ -51,6 +67,7 @@ struct EvalResult {
   int64_t count = 0;
   int64_t correct = 0;
   double accuracy() const { return count ? static_cast<double>(correct) / count : 0; }
+  double mean_loss = -1;  // if the evaluation step has a per-example "loss" output
   std::vector<std::vector<int64_t>> confusion;  // [true label][prediction]
   double seconds = 0;
 };
@@ -60,8 +77,12 @@ class Trainer {
   // `eval` may be null (no evaluation). Both must name their parameters alike.
   Trainer(Executable* train, Executable* eval);
 
-  // Allocates and initializes parameters (seeded by name) and zeroes optimizer state.
+  // Allocates and initializes parameters (seeded by name) and zeroes optimizer state; `seed`
+  // also drives the per-epoch shuffle. Resets the step and epoch counters.
   absl::Status Initialize(uint64_t seed);
+  // Trains config.epochs epochs from the current epoch counter. Stops with Aborted naming the
+  // step and the last finite loss if the loss becomes NaN or infinite; the parameters are then
+  // those before the diverging step.
   absl::StatusOr<TrainStats> Train(const Dataset& data, const TrainConfig& config);
   // Evaluates every example (the last partial batch included) through the eval step's
   // "prediction" output (int32 [batch]).
@@ -69,11 +90,16 @@ class Trainer {
   // Classifies one normalized example (example_size floats).
   absl::StatusOr<int32_t> Predict(const std::vector<float>& example);
 
-  // Parameters (and optimizer state, as "<param>/<slot>") in safetensors, atomically.
+  // Parameters, optimizer state ("<param>/<slot>") and the counters (step, epoch, seed: together
+  // with the parameters they determine the rest of the run) in safetensors, atomically.
   absl::Status Save(const std::string& path,
                     const std::map<std::string, std::string>& metadata = {}) const;
-  // Loads a checkpoint written by Save: every parameter must be present with its shape and dtype.
+  // Loads a checkpoint written by Save: every parameter must be present with its shape and dtype
+  // (InvalidArgument names the first that is not); optimizer state and counters are restored when
+  // present, so training resumes exactly where the checkpoint was taken.
   absl::Status Load(const std::string& path);
+  int64_t step() const { return step_; }
+  int epoch() const { return epoch_; }
 
   const Tensor& parameter(const std::string& name) const;
   std::vector<std::string> parameter_names() const;
@@ -94,6 +120,9 @@ class Trainer {
   Executable* eval_;
   std::vector<Slot> slots_;
   int current_ = 0;  // which buffer of each slot holds the current values
+  int64_t step_ = 0;  // steps taken
+  int epoch_ = 0;     // epochs completed
+  uint64_t seed_ = 1;
   bool initialized_ = false;
 };
 

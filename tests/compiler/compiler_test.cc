@@ -270,7 +270,7 @@ TEST_F(TrainerTest, LearnsAndEvaluatesEveryExampleIncludingThePartialBatch) {
   auto stats = t.Train(train, c);
   ASSERT_TRUE(stats.ok()) << stats.status();
   EXPECT_EQ(stats->steps, 5 * 50);
-  EXPECT_LT(stats->epoch_mean_loss.back(), stats->epoch_mean_loss.front());
+  EXPECT_LT(stats->epochs.back().mean_loss, stats->epochs.front().mean_loss);
   auto eval = t.Evaluate(test);
   ASSERT_TRUE(eval.ok()) << eval.status();
   EXPECT_EQ(eval->count, 103);
@@ -289,7 +289,6 @@ TEST_F(TrainerTest, SameSeedGivesBitwiseIdenticalParameters) {
     ASSERT_TRUE(t.Initialize(11).ok());
     TrainConfig c;
     c.epochs = 2;
-    c.seed = 11;
     c.log_every = 0;
     c.progress = false;
     ASSERT_TRUE(t.Train(train, c).ok());

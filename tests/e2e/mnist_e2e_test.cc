@@ -74,15 +74,15 @@ TEST_F(MnistE2eTest, TutorialLinearModelLossGoesDown) {
   c.progress = false;
   auto stats = t.Train(*train_, c);
   ASSERT_TRUE(stats.ok()) << stats.status();
-  ASSERT_EQ(stats->epoch_mean_loss.size(), 2u);
+  ASSERT_EQ(stats->epochs.size(), 2u);
   // Predicting the mean digit (4.45) costs about 8.4; the model must beat that and improve.
-  EXPECT_LT(stats->epoch_mean_loss[0], 8.0);
-  EXPECT_LT(stats->epoch_mean_loss[1], stats->epoch_mean_loss[0]);
+  EXPECT_LT(stats->epochs[0].mean_loss, 8.0);
+  EXPECT_LT(stats->epochs[1].mean_loss, stats->epochs[0].mean_loss);
   auto r = t.Evaluate(*test_);
   ASSERT_TRUE(r.ok());
   EXPECT_GT(r->accuracy(), 0.15);  // rounding a regression: poor, but well above chance
   std::printf("linear, 2 epochs: mean losses %.4f -> %.4f, test accuracy %.4f\n",
-              stats->epoch_mean_loss[0], stats->epoch_mean_loss[1], r->accuracy());
+              stats->epochs[0].mean_loss, stats->epochs[1].mean_loss, r->accuracy());
 }
 
 }  // namespace
