@@ -63,3 +63,20 @@ Optimizer::Update Adam::Apply(Value p, Value g, const std::vector<Value>& s,
 }
 
 }  // namespace kiln
+
+namespace kiln {
+
+absl::StatusOr<std::unique_ptr<Optimizer>> MakeOptimizer(const std::string& name, double lr) {
+  if (name == "sgd") return std::unique_ptr<Optimizer>(new Sgd(lr));
+  if (name == "momentum") return std::unique_ptr<Optimizer>(new Momentum(lr));
+  if (name == "nesterov") return std::unique_ptr<Optimizer>(new Momentum(lr, 0.9, true));
+  if (name == "adagrad") return std::unique_ptr<Optimizer>(new Adagrad(lr));
+  if (name == "rmsprop") return std::unique_ptr<Optimizer>(new RmsProp(lr));
+  if (name == "adam") return std::unique_ptr<Optimizer>(new Adam(lr));
+  if (name == "adamw") return std::unique_ptr<Optimizer>(new AdamW(lr));
+  return absl::InvalidArgumentError(
+      "unknown optimizer \"" + name +
+      "\": expected sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw");
+}
+
+}  // namespace kiln

@@ -14,10 +14,12 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "dsl/graph.h"
 #include "runtime/executable.h"
 
@@ -154,4 +156,10 @@ class AdamW : public Adam {
   }
 };
 
+}  // namespace kiln
+
+namespace kiln {
+// By name: "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw" with their default
+// settings; InvalidArgument for any other name.
+absl::StatusOr<std::unique_ptr<Optimizer>> MakeOptimizer(const std::string& name, double lr);
 }  // namespace kiln

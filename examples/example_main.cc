@@ -13,13 +13,31 @@
 #include "runtime/idx.h"
 #include "runtime/image.h"
 #include "runtime/plot.h"
+#include "runtime/schedule.h"
 #include "runtime/trainer.h"
 
 ABSL_FLAG(std::string, data_dir, "data/mnist", "directory with the four MNIST IDX files");
-ABSL_FLAG(int32_t, epochs, 1, "training epochs (0: evaluate only, e.g. with --load)");
+ABSL_FLAG(int32_t, epochs, 1, "training epochs in total (0: evaluate only, e.g. with --load)");
 ABSL_FLAG(int64_t, batch_size, 16, "training batch size (compiled into the step)");
 ABSL_FLAG(int64_t, eval_batch_size, 1000, "evaluation batch size (the last batch is padded)");
 ABSL_FLAG(double, lr, 0.001, "learning rate (a runtime input of the step)");
+ABSL_FLAG(std::string, optimizer, "sgd",
+          "sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw");
+ABSL_FLAG(std::string, lr_schedule, "constant",
+          "constant, step:EVERY_EPOCHS:GAMMA, exp:GAMMA or cosine[:MIN_LR], optionally followed "
+          "by ,warmup:STEPS");
+ABSL_FLAG(double, weight_decay, 0, "L2 weight decay (decoupled for adamw), biases exempt");
+ABSL_FLAG(double, clip_norm, 0, "clip gradients to this global norm (0: off)");
+ABSL_FLAG(int32_t, random_shift, 0,
+          "augmentation: shift training images by up to N pixels (deterministic per seed and epoch)");
+ABSL_FLAG(int64_t, validation, 0,
+          "hold out the last N training images, evaluate them every epoch and report the best "
+          "epoch (the test set is never used to choose)");
+ABSL_FLAG(std::string, checkpoint, "",
+          "save the full training state (parameters, optimizer state, counters) here after "
+          "every epoch");
+ABSL_FLAG(std::string, resume, "",
+          "resume from a --checkpoint file and train until --epochs epochs in total");
 ABSL_FLAG(uint64_t, seed, 1, "seed for initialization and shuffling");
 ABSL_FLAG(int64_t, log_every, 1000, "print the loss every N batches");
 ABSL_FLAG(double, min_accuracy, 0, "exit with status 1 if the test accuracy is below this");
@@ -78,6 +96,9 @@ int RunExample(int argc, char** argv, const Example& e) {
   absl::SetFlag(&FLAGS_epochs, e.epochs);
   absl::SetFlag(&FLAGS_batch_size, e.batch_size);
   absl::SetFlag(&FLAGS_lr, e.lr);
+  absl::SetFlag(&FLAGS_optimizer, e.optimizer);
+  absl::SetFlag(&FLAGS_lr_schedule, e.lr_schedule);
+  absl::SetFlag(&FLAGS_random_shift, e.random_shift);
   absl::SetFlag(&FLAGS_log_every, e.log_every);
   absl::SetFlag(&FLAGS_save, e.name + ".safetensors");
   absl::SetFlag(&FLAGS_plot, e.name + "_loss");
@@ -108,7 +129,32 @@ int RunExample(int argc, char** argv, const Example& e) {
   CompileOptions options;
   options.dump_graphs = absl::GetFlag(FLAGS_dump_graph);
   options.stmt_path = absl::GetFlag(FLAGS_stmt);
-  std::unique_ptr<Optimizer> optimizer = e.optimizer(absl::GetFlag(FLAGS_lr));
+  absl::StatusOr<std::unique_ptr<Optimizer>> made =
+      MakeOptimizer(absl::GetFlag(FLAGS_optimizer), absl::GetFlag(FLAGS_lr));
+  if (!made.ok()) return Fail(made.status());
+  std::unique_ptr<Optimizer> optimizer = std::move(*made);
+  if (absl::GetFlag(FLAGS_weight_decay) > 0) {
+    optimizer->WithWeightDecay(absl::GetFlag(FLAGS_weight_decay)).WithDecayFilter(DecayAllButBiases);
+  }
+  optimizer->WithClipGlobalNorm(absl::GetFlag(FLAGS_clip_norm));
+  const int64_t holdout = absl::GetFlag(FLAGS_validation);
+  if (holdout < 0 || holdout >= train->count) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--validation must be in [0, ", train->count, "), got ", holdout)));
+  }
+  Dataset validation;
+  if (holdout > 0) {
+    const int64_t keep = train->count - holdout, n = train->example_size();
+    validation.count = holdout;
+    validation.example_shape = train->example_shape;
+    validation.pixels.assign(train->pixels.begin() + keep * n, train->pixels.end());
+    validation.labels.assign(train->labels.begin() + keep, train->labels.end());
+    train->count = keep;
+    train->pixels.resize(static_cast<size_t>(keep * n));
+    train->labels.resize(static_cast<size_t>(keep));
+    std::printf("validation: the last %lld training images are held out\n",
+                static_cast<long long>(holdout));
+  }
   Graph train_graph, eval_graph;
   ModelDef model = e.build(train_graph, batch);
   const std::string dot = absl::GetFlag(FLAGS_dot);
@@ -144,25 +190,54 @@ int RunExample(int argc, char** argv, const Example& e) {
     std::printf("loaded parameters from %s\n", absl::GetFlag(FLAGS_load).c_str());
   }
 
+  const std::string resume = absl::GetFlag(FLAGS_resume);
+  if (!resume.empty()) {
+    if (absl::Status s = trainer.Load(resume); !s.ok()) return Fail(s);
+    std::printf("resumed from %s at epoch %d, step %lld\n", resume.c_str(), trainer.epoch(),
+                static_cast<long long>(trainer.step()));
+  }
   TrainConfig config;
-  config.epochs = absl::GetFlag(FLAGS_epochs);
+  const int total_epochs = absl::GetFlag(FLAGS_epochs);
+  config.epochs = std::max(0, total_epochs - trainer.epoch());
   config.log_every = absl::GetFlag(FLAGS_log_every);
   config.hyper["lr"] = absl::GetFlag(FLAGS_lr);
   config.progress = absl::GetFlag(FLAGS_progress);
+  config.random_shift = absl::GetFlag(FLAGS_random_shift);
+  absl::StatusOr<LrSchedule> schedule =
+      ParseLrSchedule(absl::GetFlag(FLAGS_lr_schedule), absl::GetFlag(FLAGS_lr),
+                      static_cast<int64_t>(total_epochs) * (train->count / batch));
+  if (!schedule.ok()) return Fail(schedule.status());
+  if (schedule->kind != LrSchedule::Kind::kConstant || schedule->warmup_steps > 0) {
+    config.schedule = *schedule;
+  }
+  if (holdout > 0) config.validation = &validation;
+  const std::string checkpoint = absl::GetFlag(FLAGS_checkpoint);
+  config.on_epoch = [&](const EpochReport& r) -> absl::Status {
+    std::printf("epoch %d: train loss %.6f", r.epoch + 1, r.mean_loss);
+    if (r.train_accuracy >= 0) std::printf(", train accuracy %.4f", r.train_accuracy);
+    if (r.val_accuracy >= 0) std::printf(", validation accuracy %.4f", r.val_accuracy);
+    if (r.val_loss >= 0) std::printf(", validation loss %.6f", r.val_loss);
+    std::printf(", lr %.3g, %.1f s\n", r.lr, r.seconds);
+    std::fflush(stdout);
+    if (checkpoint.empty()) return absl::OkStatus();
+    return trainer.Save(checkpoint, {{"example", e.name}});
+  };
+  std::printf("optimizer %s, lr schedule %s\n", optimizer->name().c_str(),
+              schedule->ToString().c_str());
   TrainStats stats;
   if (config.epochs > 0) {
     absl::StatusOr<TrainStats> st = trainer.Train(*train, config);
     if (!st.ok()) return Fail(st.status());
     stats = *st;
-    for (const EpochReport& r : stats.epochs) {
-      std::printf("epoch %d: mean loss %.6f\n", r.epoch, r.mean_loss);
-    }
     std::printf("trained %lld steps, %.0f images/s\n", static_cast<long long>(stats.steps),
                 stats.images_per_second());
+    if (stats.best_epoch >= 0) {
+      std::printf("best validation epoch: %d (the reported test accuracy is the final model's)\n",
+                  stats.best_epoch + 1);
+    }
   }
   if (!absl::GetFlag(FLAGS_save).empty()) {
-    absl::Status s = trainer.Save(absl::GetFlag(FLAGS_save),
-                                  {{"example", e.name}, {"epochs", absl::StrCat(config.epochs)}});
+    absl::Status s = trainer.Save(absl::GetFlag(FLAGS_save), {{"example", e.name}});
     if (!s.ok()) return Fail(s);
     std::printf("saved parameters to %s\n", absl::GetFlag(FLAGS_save).c_str());
   }
@@ -179,6 +254,31 @@ int RunExample(int argc, char** argv, const Example& e) {
     }
     if (!s.ok()) return Fail(s);
     std::printf("wrote loss curve to %s.csv and %s.svg\n", base.c_str(), base.c_str());
+  }
+  if (!absl::GetFlag(FLAGS_plot).empty() && !stats.epochs.empty()) {
+    const std::string base = absl::GetFlag(FLAGS_plot) + "_epochs";
+    std::string csv = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr\n";
+    Curve train_acc, val_acc;
+    for (const EpochReport& r : stats.epochs) {
+      absl::StrAppend(&csv, r.epoch + 1, ",", r.mean_loss, ",", r.train_accuracy, ",", r.val_loss,
+                      ",", r.val_accuracy, ",", r.lr, "\n");
+      if (r.train_accuracy >= 0) train_acc.push_back({r.epoch + 1.0, r.train_accuracy});
+      if (r.val_accuracy >= 0) val_acc.push_back({r.epoch + 1.0, r.val_accuracy});
+    }
+    std::FILE* f = std::fopen((base + ".csv").c_str(), "w");
+    if (f == nullptr) return Fail(absl::NotFoundError(base + ".csv: cannot open for writing"));
+    std::fputs(csv.c_str(), f);
+    std::fclose(f);
+    std::vector<std::pair<std::string, Curve>> series;
+    if (!train_acc.empty()) series.push_back({"train accuracy", train_acc});
+    if (!val_acc.empty()) series.push_back({"validation accuracy", val_acc});
+    if (!series.empty()) {
+      absl::Status s = WriteCurvesSvg(base + ".svg", e.name + ": accuracy per epoch", "epoch",
+                                      "accuracy", series);
+      if (!s.ok()) return Fail(s);
+    }
+    std::printf("wrote per-epoch curves to %s.csv%s\n", base.c_str(),
+                series.empty() ? "" : (" and " + base + ".svg").c_str());
   }
   if (!absl::GetFlag(FLAGS_predict).empty()) {
     absl::StatusOr<std::vector<float>> x =

@@ -26,12 +26,14 @@ struct Example {
   // Builds the model for a batch size: inputs {image [B, 784] float, label [B] int32}, the loss,
   // metrics and an eval output "prediction" (int32 [B]).
   std::function<ModelDef(Graph&, int64_t batch)> build;
-  std::function<std::unique_ptr<Optimizer>(double lr)> optimizer;
+  std::string optimizer;  // default --optimizer (see MakeOptimizer)
   int epochs;
   int64_t batch_size;
   double lr;
   int64_t log_every;
-  std::string predict = "";  // default --predict image ("" for none)
+  std::string predict = "";       // default --predict image ("" for none)
+  std::string lr_schedule = "constant";  // default --lr_schedule
+  int random_shift = 0;                  // default --random_shift
 };
 
 // Returns the process exit code: 0 on success, 1 on any error or when the test accuracy is

@@ -10,7 +10,7 @@ int main(int argc, char** argv) {
       "mnist_linear",
       "The tutorial's linear regression on MNIST: Linear(784->1), square error, SGD.",
       kiln::examples::MnistLinear,
-      [](double lr) { return std::make_unique<kiln::Sgd>(lr); },
+      "sgd",
       /*epochs=*/10,
       /*batch_size=*/16,
       /*lr=*/0.001,

@@ -8,7 +8,7 @@ int main(int argc, char** argv) {
       "mnist_mlp",
       "MLP on MNIST: Linear(784->128), ReLU, Linear(128->10), softmax cross-entropy, SGD.",
       kiln::examples::MnistMlp,
-      [](double lr) { return std::make_unique<kiln::Sgd>(lr); },
+      "sgd",
       /*epochs=*/10,
       /*batch_size=*/64,
       /*lr=*/0.1,

@@ -7,7 +7,7 @@ int main(int argc, char** argv) {
       "mnist_softmax",
       "Softmax regression on MNIST: Linear(784->10), softmax cross-entropy, SGD.",
       kiln::examples::MnistSoftmax,
-      [](double lr) { return std::make_unique<kiln::Sgd>(lr); },
+      "sgd",
       /*epochs=*/10,
       /*batch_size=*/64,
       /*lr=*/0.2,

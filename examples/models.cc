@@ -42,4 +42,30 @@ ModelDef MnistSoftmax(Graph& g, int64_t batch) {
   return Classifier(image, label, Linear(g, "fc", 784, 10)(image));
 }
 
+ModelDef MnistCnn(Graph& g, int64_t batch) {
+  Value image = g.Input("image", {batch, 784});
+  Value label = g.Input("label", {batch}, DType::kInt32);
+  Conv2D::Options same;
+  same.padding = 2;
+  Value x = Reshape(image, {batch, 1, 28, 28});
+  x = MaxPool2d(Relu(Conv2D(g, "conv1", 1, 20, 5, same)(x)), 2);
+  x = MaxPool2d(Relu(Conv2D(g, "conv2", 20, 20, 5, same)(x)), 2);
+  return Classifier(image, label, Linear(g, "fc", 980, 10)(Flatten(x)));
+}
+
+ModelDef MnistLeNet5(Graph& g, int64_t batch) {
+  Value image = g.Input("image", {batch, 784});
+  Value label = g.Input("label", {batch}, DType::kInt32);
+  Conv2D::Options pad2;
+  pad2.padding = 2;  // 28 -> 32 as LeNet-5's 32x32 input, then the valid 5x5 convolution
+  Linear::Options relu_init;
+  relu_init.weight_init = Initializer::KaimingUniform();
+  Value x = Reshape(image, {batch, 1, 28, 28});
+  x = MaxPool2d(Relu(Conv2D(g, "c1", 1, 6, 5, pad2)(x)), 2);   // 6 x 14 x 14
+  x = MaxPool2d(Relu(Conv2D(g, "c3", 6, 16, 5)(x)), 2);         // 16 x 5 x 5
+  x = Relu(Linear(g, "f5", 400, 120, relu_init)(Flatten(x)));
+  x = Relu(Linear(g, "f6", 120, 84, relu_init)(x));
+  return Classifier(image, label, Linear(g, "f7", 84, 10)(x));
+}
+
 }  // namespace kiln::examples

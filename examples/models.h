@@ -17,6 +17,14 @@ ModelDef MnistLinear(Graph& g, int64_t batch);
 // Softmax regression: Linear(784 -> 10), softmax cross-entropy on int32 labels.
 ModelDef MnistSoftmax(Graph& g, int64_t batch);
 
+// The tutorial's CNN: conv(1->20, k5, pad 2) + ReLU + max-pool 2 -> conv(20->20, k5, pad 2) +
+// ReLU + max-pool 2 -> fc(980 -> 10), softmax cross-entropy.
+ModelDef MnistCnn(Graph& g, int64_t batch);
+
+// LeNet-5 on 28x28 input padded to 32x32: conv(1->6, k5) + ReLU + max-pool 2 -> conv(6->16, k5) +
+// ReLU + max-pool 2 -> fc(400->120) + ReLU -> fc(120->84) + ReLU -> fc(84->10).
+ModelDef MnistLeNet5(Graph& g, int64_t batch);
+
 // Multilayer perceptron: Linear(784 -> 128), ReLU, Linear(128 -> 10), softmax cross-entropy.
 ModelDef MnistMlp(Graph& g, int64_t batch);
 

@@ -33,6 +33,7 @@ BatchFeeder::BatchFeeder(const Dataset& data, int64_t batch_size, uint64_t seed,
 }
 
 void BatchFeeder::StartEpoch(int epoch) {
+  epoch_ = epoch;
   std::iota(order_.begin(), order_.end(), 0);
   if (!shuffle_) return;
   Rng rng(seed_ * 0x100000001B3ull + static_cast<uint64_t>(epoch) + 1);
@@ -63,7 +64,23 @@ int64_t BatchFeeder::Fill(int64_t b, float* images, int32_t* labels) const {
       continue;
     }
     const uint8_t* src = data_.pixels.data() + idx * n;
-    for (int64_t k = 0; k < n; ++k) dst[k] = static_cast<float>(src[k]) * (1.0f / 255.0f);
+    if (shift_ > 0 && data_.example_shape.size() == 2) {
+      Rng rng((seed_ ^ 0xA5A5A5A5ull) * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch_) * 1000003ull +
+              static_cast<uint64_t>(idx));
+      const int span = 2 * shift_ + 1;
+      const int sy = static_cast<int>(rng.Next() % span) - shift_;
+      const int sx = static_cast<int>(rng.Next() % span) - shift_;
+      const int64_t h = data_.example_shape[0], w = data_.example_shape[1];
+      for (int64_t y = 0; y < h; ++y) {
+        for (int64_t x = 0; x < w; ++x) {
+          int64_t yy = y - sy, xx = x - sx;
+          bool in = yy >= 0 && yy < h && xx >= 0 && xx < w;
+          dst[y * w + x] = in ? static_cast<float>(src[yy * w + xx]) * (1.0f / 255.0f) : 0.0f;
+        }
+      }
+    } else {
+      for (int64_t k = 0; k < n; ++k) dst[k] = static_cast<float>(src[k]) * (1.0f / 255.0f);
+    }
     labels[row] = data_.labels[static_cast<size_t>(idx)];
     ++real;
   }

@@ -31,6 +31,9 @@ class BatchFeeder {
   BatchFeeder(const Dataset& data, int64_t batch_size, uint64_t seed, bool shuffle = true,
               bool drop_last = true);
   void StartEpoch(int epoch);
+  // Training augmentation: shift each 2-D example by up to `pixels` in x and y (zero fill), the
+  // offsets a hash of (seed, epoch, example index), so a resumed run sees the same images.
+  void set_random_shift(int pixels) { shift_ = pixels; }
   int64_t num_batches() const;
   int64_t batch_size() const { return batch_; }
   // Writes batch `b` as floats [batch, example_size] in [0, 1] and labels [batch]. Rows past the
@@ -45,6 +48,8 @@ class BatchFeeder {
   uint64_t seed_;
   bool shuffle_, drop_last_;
   std::vector<int64_t> order_;
+  int epoch_ = 0;
+  int shift_ = 0;
 };
 
 }  // namespace kiln

@@ -20,5 +20,9 @@ absl::Status WriteCurveCsv(const std::string& path, const std::string& x_name,
 absl::Status WriteCurveSvg(const std::string& path, const std::string& title,
                            const std::string& x_label, const std::string& y_label,
                            const Curve& points);
+// Several named curves in one chart, with a legend.
+absl::Status WriteCurvesSvg(const std::string& path, const std::string& title,
+                            const std::string& x_label, const std::string& y_label,
+                            const std::vector<std::pair<std::string, Curve>>& series);
 
 }  // namespace kiln

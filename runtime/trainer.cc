@@ -213,6 +213,7 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
   }
 
   BatchFeeder feeder(data, batch, seed_, config.shuffle, /*drop_last=*/true);
+  feeder.set_random_shift(config.random_shift);
   TrainStats stats;
   for (const ArgSpec& a : sig.outputs) {
     if (a.role == ArgRole::kMetric) stats.metric_totals[a.name] = 0;

@@ -36,6 +36,7 @@ struct EpochReport {
 struct TrainConfig {
   int epochs = 1;                       // epochs to run in this call, from the trainer's epoch
   bool shuffle = true;                  // seeded by Initialize's seed and the epoch number
+  int random_shift = 0;                 // augmentation: shift images by up to N pixels
   int64_t log_every = 1000;             // print the loss every N batches (0: never)
   std::map<std::string, double> hyper;  // overrides of the optimizer's defaults, e.g. {"lr", 0.1}
   std::optional<LrSchedule> schedule;   // if set, feeds "lr" every step

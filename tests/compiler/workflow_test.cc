@@ -1,0 +1,234 @@
+// The training workflow over compiled steps: resume from a checkpoint is bit-exact, divergence
+// stops with the step and last finite loss, results are bitwise identical with 1 or 2 threads,
+// per-epoch validation picks the best epoch, learning-rate schedules feed the step.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+#include "compiler/model.h"
+#include "dsl/api.h"
+#include "gtest/gtest.h"
+#include "runtime/dataset.h"
+#include "runtime/safetensors.h"
+#include "runtime/trainer.h"
+
+namespace kiln {
+namespace {
+
+// The label is the brightest of 4 blocks of pixels; `side` x `side` images.
+Dataset Blocks(int64_t count, uint64_t seed, int side = 4) {
+  Dataset d;
+  d.count = count;
+  d.example_shape = {side, side};
+  Rng rng(seed);
+  const int n = side * side;
+  for (int64_t i = 0; i < count; ++i) {
+    int label = static_cast<int>(rng.Next() % 4);
+    for (int p = 0; p < n; ++p) {
+      bool hot = p * 4 / n == label;
+      d.pixels.push_back(static_cast<uint8_t>(hot ? 150 + rng.Next() % 100 : rng.Next() % 140));
+    }
+    d.labels.push_back(label);
+  }
+  return d;
+}
+
+ModelDef Mlp(Graph& g, int64_t batch, int64_t in, int64_t hidden) {
+  Value x = g.Input("x", {batch, in});
+  Value y = g.Input("y", {batch}, DType::kInt32);
+  Value logits = Linear(g, "fc2", hidden, 4)(Relu(Linear(g, "fc1", in, hidden)(x)));
+  ModelDef m;
+  m.inputs = {x, y};
+  m.loss = Mean(SoftmaxCrossEntropy(logits, y));
+  m.metrics = {{"correct", AccuracyCount(logits, y)}};
+  m.eval_outputs = {{"prediction", ArgMax(logits, 1)},
+                    {"loss", SoftmaxCrossEntropy(logits, y)}};
+  return m;
+}
+
+struct Steps {
+  std::unique_ptr<Graph> tg = std::make_unique<Graph>(), eg = std::make_unique<Graph>();
+  std::unique_ptr<Executable> train, eval;
+};
+
+Steps Compile(const Optimizer& opt, int64_t in = 16, int64_t hidden = 8, int64_t batch = 8) {
+  Steps s;
+  auto t = CompileTrainStep(*s.tg, Mlp(*s.tg, batch, in, hidden), opt, {});
+  auto e = CompileEvalStep(*s.eg, Mlp(*s.eg, 5, in, hidden), {});
+  EXPECT_TRUE(t.ok()) << t.status();
+  EXPECT_TRUE(e.ok()) << e.status();
+  if (t.ok()) s.train = std::move(*t);
+  if (e.ok()) s.eval = std::move(*e);
+  return s;
+}
+
+TrainConfig Quiet(int epochs) {
+  TrainConfig c;
+  c.epochs = epochs;
+  c.log_every = 0;
+  c.progress = false;
+  return c;
+}
+
+bool SameBits(const Tensor& a, const Tensor& b) {
+  return a.bytes() == b.bytes() && std::memcmp(a.raw(), b.raw(), a.bytes()) == 0;
+}
+
+TEST(WorkflowTest, ResumingFromAnEpochCheckpointIsBitExact) {
+  Steps s = Compile(Adam(0.01));
+  ASSERT_TRUE(s.train && s.eval);
+  Dataset data = Blocks(96, 1);
+  Trainer straight(s.train.get(), s.eval.get());
+  ASSERT_TRUE(straight.Initialize(7).ok());
+  TrainConfig c = Quiet(3);
+  c.schedule = LrSchedule::Cosine(0.01, 36).WithWarmup(5);
+  ASSERT_TRUE(straight.Train(data, c).ok());
+
+  std::string path = ::testing::TempDir() + "/resume.safetensors";
+  {
+    Trainer first(s.train.get(), s.eval.get());
+    ASSERT_TRUE(first.Initialize(7).ok());
+    TrainConfig c1 = c;
+    c1.epochs = 1;
+    c1.on_epoch = [&](const EpochReport&) { return first.Save(path); };
+    ASSERT_TRUE(first.Train(data, c1).ok());
+  }
+  auto file = LoadSafetensors(path);
+  ASSERT_TRUE(file.ok());
+  EXPECT_NE(file->Find("fc1.weight/m"), nullptr) << "optimizer state is checkpointed";
+  EXPECT_EQ(file->metadata.at("epoch"), "1");
+  EXPECT_EQ(file->metadata.at("step"), "12");
+
+  Trainer resumed(s.train.get(), s.eval.get());
+  ASSERT_TRUE(resumed.Initialize(999).ok());  // a different seed: Load restores the original
+  ASSERT_TRUE(resumed.Load(path).ok());
+  EXPECT_EQ(resumed.epoch(), 1);
+  EXPECT_EQ(resumed.step(), 12);
+  TrainConfig c2 = c;
+  c2.epochs = 2;
+  ASSERT_TRUE(resumed.Train(data, c2).ok());
+  for (const std::string& name : straight.parameter_names()) {
+    EXPECT_TRUE(SameBits(straight.parameter(name), resumed.parameter(name))) << name;
+  }
+}
+
+TEST(WorkflowTest, DivergenceStopsWithTheStepAndTheLastFiniteLoss) {
+  // Regression of the label with a learning rate far too large: the loss grows geometrically,
+  // overflows to inf and then NaN.
+  Graph g;
+  Value x = g.Input("x", {8, 16});
+  Value y = g.Input("y", {8}, DType::kInt32);
+  ModelDef m;
+  m.inputs = {x, y};
+  m.loss = Mean(SquareErrorCost(Linear(g, "fc", 16, 1)(x), Reshape(ToFloat(y), {8, 1})));
+  auto step = CompileTrainStep(g, m, Sgd(50.0), {});
+  ASSERT_TRUE(step.ok()) << step.status();
+  Trainer t(step->get(), nullptr);
+  ASSERT_TRUE(t.Initialize(1).ok());
+  auto r = t.Train(Blocks(400, 2), Quiet(5));
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
+  std::string msg(r.status().message());
+  EXPECT_NE(msg.find("training diverged: the loss is"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("last finite loss"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("at step "), std::string::npos) << msg;
+}
+
+// Trains a model with parallel loops and writes its parameters to $KILN_DETERMINISM_OUT; run by
+// SameResultWithOneOrTwoThreads in child processes with different HL_NUM_THREADS.
+TEST(DeterminismChild, WriteParameters) {
+  const char* out = std::getenv("KILN_DETERMINISM_OUT");
+  if (out == nullptr) GTEST_SKIP() << "runs only as a child of SameResultWithOneOrTwoThreads";
+  Steps s = Compile(Adam(1e-3), /*in=*/256, /*hidden=*/128, /*batch=*/64);
+  ASSERT_TRUE(s.train && s.eval);
+  Trainer t(s.train.get(), s.eval.get());
+  ASSERT_TRUE(t.Initialize(3).ok());
+  ASSERT_TRUE(t.Train(Blocks(640, 3, 16), Quiet(2)).ok());
+  ASSERT_TRUE(t.Save(out).ok());
+}
+
+TEST(WorkflowTest, SameResultWithOneOrTwoThreads) {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  ASSERT_GT(n, 0);
+  exe[n] = 0;
+  std::string a = ::testing::TempDir() + "/det1.safetensors", b = ::testing::TempDir() + "/det2.safetensors";
+  for (const auto& [threads, path] : {std::pair<int, std::string>{1, a}, {2, b}}) {
+    std::string cmd = "HL_NUM_THREADS=" + std::to_string(threads) + " KILN_DETERMINISM_OUT=" + path +
+                      " " + exe + " --gtest_filter=DeterminismChild.WriteParameters > /dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  auto fa = LoadSafetensors(a), fb = LoadSafetensors(b);
+  ASSERT_TRUE(fa.ok() && fb.ok());
+  ASSERT_EQ(fa->tensors.size(), fb->tensors.size());
+  for (size_t i = 0; i < fa->tensors.size(); ++i) {
+    EXPECT_TRUE(SameBits(fa->tensors[i].second, fb->tensors[i].second)) << fa->tensors[i].first;
+  }
+}
+
+TEST(WorkflowTest, ValidationEveryEpochPicksTheBestEpochAndReportsLoss) {
+  Steps s = Compile(Adam(0.01));
+  ASSERT_TRUE(s.train && s.eval);
+  Trainer t(s.train.get(), s.eval.get());
+  ASSERT_TRUE(t.Initialize(5).ok());
+  Dataset val = Blocks(23, 9);
+  TrainConfig c = Quiet(3);
+  c.validation = &val;
+  int calls = 0;
+  c.on_epoch = [&](const EpochReport& r) {
+    EXPECT_EQ(r.epoch, calls++);
+    EXPECT_GE(r.val_accuracy, 0.0);
+    EXPECT_GT(r.val_loss, 0.0);
+    EXPECT_GE(r.train_accuracy, 0.0);
+    return absl::OkStatus();
+  };
+  auto st = t.Train(Blocks(160, 4), c);
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(calls, 3);
+  ASSERT_EQ(st->epochs.size(), 3u);
+  int best = 0;
+  for (int e = 1; e < 3; ++e) {
+    if (st->epochs[e].val_accuracy > st->epochs[best].val_accuracy) best = e;
+  }
+  EXPECT_EQ(st->best_epoch, best);
+  // An error from the epoch callback stops training and is returned.
+  c.on_epoch = [](const EpochReport&) { return absl::InternalError("disk full"); };
+  EXPECT_EQ(t.Train(Blocks(160, 4), c).status().message(), "disk full");
+}
+
+TEST(WorkflowTest, ScheduleFeedsTheLearningRate) {
+  Steps s = Compile(Sgd(0.5));
+  ASSERT_TRUE(s.train && s.eval);
+  Trainer t(s.train.get(), s.eval.get());
+  ASSERT_TRUE(t.Initialize(1).ok());
+  TrainConfig c = Quiet(2);
+  c.schedule = LrSchedule::Step(0.5, 1, 0.1);
+  auto st = t.Train(Blocks(80, 1), c);
+  ASSERT_TRUE(st.ok());
+  EXPECT_DOUBLE_EQ(st->epochs[0].lr, 0.5);
+  EXPECT_NEAR(st->epochs[1].lr, 0.05, 1e-12);
+}
+
+TEST(LrScheduleTest, Values) {
+  EXPECT_DOUBLE_EQ(LrSchedule::Constant(0.1).At(100, 3), 0.1);
+  EXPECT_NEAR(LrSchedule::Step(0.1, 2, 0.5).At(0, 3), 0.05, 1e-15);
+  EXPECT_NEAR(LrSchedule::Exponential(0.1, 0.9).At(0, 2), 0.081, 1e-15);
+  LrSchedule cos = LrSchedule::Cosine(1.0, 100);
+  EXPECT_DOUBLE_EQ(cos.At(0, 0), 1.0);
+  EXPECT_NEAR(cos.At(50, 0), 0.5, 1e-12);
+  EXPECT_NEAR(cos.At(100, 0), 0.0, 1e-12);
+  EXPECT_NEAR(cos.WithWarmup(10).At(4, 0), 0.5 * cos.At(4, 0), 1e-12);
+  auto p = ParseLrSchedule("cosine:0.001,warmup:20", 0.1, 500);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->kind, LrSchedule::Kind::kCosine);
+  EXPECT_EQ(p->warmup_steps, 20);
+  EXPECT_EQ(p->total_steps, 500);
+  auto bad = ParseLrSchedule("step:0:0.5", 0.1, 1);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("unknown schedule"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kiln
