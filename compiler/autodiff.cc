@@ -62,7 +62,7 @@ absl::StatusOr<std::vector<Value>> Gradients(Value loss, const std::vector<Value
     auto it = grad.find(i);
     if (it == grad.end()) continue;
     const Node node = g.node(i);  // a copy: the VJP appends nodes and may move the node list
-    const OpDef& def = GetOpDef(node.op);
+    const OpDef& def = DefOf(node);
     if (def.pattern == Pattern::kSource) continue;
     bool needs = false;
     for (int in : node.inputs) needs |= from_wrt[in];

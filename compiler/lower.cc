@@ -29,7 +29,7 @@ std::string Sanitize(const std::string& s) {
 
 // The first non-injective producer behind a chain of reshapes/transposes/broadcasts.
 int ThroughViews(const Graph& g, int id) {
-  while (GetOpDef(g.node(id).op).pattern == Pattern::kInjective) id = g.node(id).inputs[0];
+  while (DefOf(g.node(id)).pattern == Pattern::kInjective) id = g.node(id).inputs[0];
   return id;
 }
 
@@ -55,7 +55,7 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
     ctx.set_source_fn([&](const Node& n) -> Halide::Func {
       auto it = source_funcs.find(n.id);
       if (it == source_funcs.end()) {
-        throw Halide::CompileError(absl::StrCat("node '", n.name, "' (", OpName(n.op),
+        throw Halide::CompileError(absl::StrCat("node '", n.name, "' (", DefOf(n).name,
                                                 ") is needed but is not an argument of the step"));
       }
       return it->second;
@@ -69,7 +69,7 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
       const Node& n = g.node(id);
       std::vector<Halide::Func> in;
       for (int i : n.inputs) in.push_back(lowered.at(i).f);
-      lowered[id] = GetOpDef(n.op).lower(ctx, n, in);
+      lowered[id] = DefOf(n).lower(ctx, n, in);
     }
 
     // Inputs of complex ops (matmul) are read many times: materialize an elementwise producer
@@ -77,10 +77,10 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
     std::map<int, bool> materialize;
     for (int id : order) {
       const Node& n = g.node(id);
-      if (GetOpDef(n.op).pattern != Pattern::kComplex) continue;
+      if (DefOf(n).pattern != Pattern::kComplex) continue;
       for (int in : n.inputs) {
         int p = ThroughViews(g, in);
-        if (GetOpDef(g.node(p).op).pattern == Pattern::kElementwise &&
+        if (DefOf(g.node(p)).pattern == Pattern::kElementwise &&
             g.node(p).op != OpKind::kConstant) {
           materialize[p] = true;
         }
@@ -88,7 +88,7 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
     }
     for (int id : order) {
       const Node& n = g.node(id);
-      const OpDef& def = GetOpDef(n.op);
+      const OpDef& def = DefOf(n);
       Lowered& l = lowered[id];
       if (plain) {
         if (def.pattern != Pattern::kSource) l.f.compute_root();

@@ -60,7 +60,16 @@ Value Graph::Constant(double value, Shape shape) {
 
 Value Graph::AddNode(OpKind op, const std::vector<Value>& inputs, Attrs attrs,
                      const std::string& name) {
-  const OpDef& def = GetOpDef(op);
+  return Add(op, GetOpDef(op), inputs, std::move(attrs), name);
+}
+
+Value Graph::AddCustomNode(const OpDef& def, const std::vector<Value>& inputs, Attrs attrs,
+                           const std::string& name) {
+  return Add(OpKind::kCustom, def, inputs, std::move(attrs), name);
+}
+
+Value Graph::Add(OpKind op, const OpDef& def, const std::vector<Value>& inputs, Attrs attrs,
+                 const std::string& name) {
   std::vector<const Node*> in;
   for (const Value& v : inputs) {
     if (!v.valid()) return Value();  // an earlier error was recorded already
@@ -74,6 +83,7 @@ Value Graph::AddNode(OpKind op, const std::vector<Value>& inputs, Attrs attrs,
   Node n;
   n.id = size();
   n.op = op;
+  if (op == OpKind::kCustom) n.custom = &def;
   n.name = name.empty() ? absl::StrCat(scope_, def.name, "_", n.id) : scope_ + name;
   if (static_cast<int>(in.size()) != def.arity) {
     RecordError(absl::InvalidArgumentError(absl::StrCat("op ", def.name, " (node '", n.name,
@@ -150,7 +160,7 @@ std::string Graph::Dump(const std::vector<int>& roots) const {
     const Node& n = nodes_[id];
     std::vector<std::string> ins;
     for (int i : n.inputs) ins.push_back(absl::StrCat("%", i));
-    absl::StrAppend(&out, "%", n.id, " ", n.name, " = ", OpName(n.op), "(",
+    absl::StrAppend(&out, "%", n.id, " ", n.name, " = ", DefOf(n).name, "(",
                     absl::StrJoin(ins, ", "), ") : ", DTypeName(n.dtype), ShapeString(n.shape),
                     AttrString(n), "\n");
   }
@@ -164,7 +174,7 @@ std::string Graph::ToDot(const std::vector<int>& roots) const {
     const char* color = n.op == OpKind::kParameter ? "lightblue"
                         : n.op == OpKind::kInput   ? "lightgrey"
                                                    : "white";
-    absl::StrAppend(&out, "  n", n.id, " [label=\"", n.name, "\\n", OpName(n.op), " ",
+    absl::StrAppend(&out, "  n", n.id, " [label=\"", n.name, "\\n", DefOf(n).name, " ",
                     DTypeName(n.dtype), ShapeString(n.shape), "\", style=filled, fillcolor=", color,
                     "];\n");
     for (int i : n.inputs) absl::StrAppend(&out, "  n", i, " -> n", n.id, ";\n");

@@ -24,7 +24,9 @@ enum class OpKind {
 #define KILN_OP(Name, str) k##Name,
 #include "dsl/ops.def"
 #undef KILN_OP
+  kCustom,  // an op defined outside the library: Node::custom points at its OpDef
 };
+struct OpDef;
 constexpr int kNumOps = 0
 #define KILN_OP(Name, str) +1
 #include "dsl/ops.def"
@@ -50,6 +52,7 @@ struct Node {
   DType dtype = DType::kFloat;
   std::string name;
   Attrs attrs;
+  const OpDef* custom = nullptr;  // set only for OpKind::kCustom
 };
 
 class Graph;
@@ -90,6 +93,10 @@ class Graph {
   // and returns an invalid Value. `name` may be empty: a unique one is generated.
   Value AddNode(OpKind op, const std::vector<Value>& inputs, Attrs attrs = {},
                 const std::string& name = "");
+  // The same for an op defined outside the library (see docs/CUSTOM_OPS.md). `def` must outlive
+  // the graph and every step compiled from it.
+  Value AddCustomNode(const OpDef& def, const std::vector<Value>& inputs, Attrs attrs = {},
+                      const std::string& name = "");
 
   const absl::Status& status() const { return status_; }
   const std::vector<Node>& nodes() const { return nodes_; }
@@ -114,6 +121,8 @@ class Graph {
 
  private:
   void RecordError(absl::Status s);
+  Value Add(OpKind op, const OpDef& def, const std::vector<Value>& inputs, Attrs attrs,
+            const std::string& name);
   std::vector<Node> nodes_;
   absl::Status status_;
   std::string scope_;

@@ -1,6 +1,6 @@
 // The contract every primitive op fulfils, in one OpDef per op (see dsl/ops.def for the list):
 // shape-and-type rule, VJP written in DSL ops, Halide lowering (one named Func per node) and an
-// optional CPU schedule hook. The compiler reads ops only through GetOpDef().
+// optional CPU schedule hook. The compiler reads ops only through DefOf(node).
 //
 //   const kiln::OpDef& def = kiln::GetOpDef(kiln::OpKind::kMatMul);
 //   absl::StatusOr<kiln::TypeAndShape> ts = def.infer({&a, &b}, attrs);
@@ -61,7 +61,10 @@ struct OpDef {
   ScheduleFn schedule;  // nullptr: the default for the pattern
 };
 
+// The definition of a library op (not kCustom).
 const OpDef& GetOpDef(OpKind op);
+// The definition behind a node: the library's, or the node's own for a custom op.
+const OpDef& DefOf(const Node& n);
 
 // Lowering context. Owns the layout decision: DSL shapes are logical, outermost first; Halide's
 // dimension 0 is innermost. The physical layout is row-major, so logical axis i of a rank-r tensor

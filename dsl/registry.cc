@@ -17,4 +17,6 @@ const OpDef& GetOpDef(OpKind op) {
   return *kDefs[static_cast<int>(op)];
 }
 
+const OpDef& DefOf(const Node& n) { return n.custom != nullptr ? *n.custom : GetOpDef(n.op); }
+
 }  // namespace kiln
