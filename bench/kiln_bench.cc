@@ -31,7 +31,7 @@ struct Bench {
 };
 
 int Run(const Bench& b, const Dataset& train, const Dataset& test, int epochs) {
-  Graph tg, eg;
+  Graph tg, eg(Mode::kEval);
   auto step = CompileTrainStep(tg, b.build(tg, b.batch), Sgd(b.lr), {});
   auto eval = CompileEvalStep(eg, b.build(eg, 1000), {});
   if (!step.ok() || !eval.ok()) {

@@ -50,6 +50,7 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
       ctx.Define(f, v, ctx.At(p, v));
       source_funcs[id] = f;
       out.inputs.push_back(p);
+      if (spec.role == ArgRole::kHyper && spec.name == kStepHyper) ctx.set_step(f);
     }
     ctx.set_graph(&g);
     ctx.set_source_fn([&](const Node& n) -> Halide::Func {

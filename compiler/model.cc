@@ -47,13 +47,23 @@ absl::Status CheckModel(const Graph& g, const ModelDef& m) {
   return absl::OkStatus();
 }
 
-// Parameters the given roots depend on, in creation order.
-std::vector<int> UsedParameters(const Graph& g, const std::vector<int>& roots) {
+// Source nodes of one kind (parameters or buffers) the given roots depend on, in creation order.
+std::vector<int> Used(const Graph& g, const std::vector<int>& roots, OpKind kind) {
   std::vector<int> out;
   for (int id : g.Reachable(roots)) {
-    if (g.node(id).op == OpKind::kParameter) out.push_back(id);
+    if (g.node(id).op == kind) out.push_back(id);
   }
   return out;
+}
+std::vector<int> UsedParameters(const Graph& g, const std::vector<int>& roots) {
+  return Used(g, roots, OpKind::kParameter);
+}
+
+bool HasOp(const Graph& g, const std::vector<int>& roots, OpKind op) {
+  for (int id : g.Reachable(roots)) {
+    if (g.node(id).op == op) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -71,7 +81,8 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram
   for (const auto& in : program.inputs) args.insert(in.first);
   for (int id : g.Reachable(roots)) {
     const Node& n = g.node(id);
-    if ((n.op == OpKind::kInput || n.op == OpKind::kParameter) && !args.count(id)) {
+    if ((n.op == OpKind::kInput || n.op == OpKind::kParameter || n.op == OpKind::kBuffer) &&
+        !args.count(id)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "'", n.name, "' is needed by the step's outputs but is not one of its inputs"));
     }
@@ -113,7 +124,12 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const Mod
   }
   g.set_name_scope(optimizer.name() + "/");
   std::vector<Value> hyper;
-  for (const auto& [name, def] : optimizer.Hyperparameters()) {
+  std::vector<std::pair<std::string, double>> hypers = optimizer.Hyperparameters();
+  bool has_step = false;
+  for (const auto& h : hypers) has_step |= h.first == kStepHyper;
+  // Dropout masks read the step number.
+  if (!has_step && HasOp(g, {model.loss.id()}, OpKind::kDropout)) hypers.push_back({kStepHyper, 1});
+  for (const auto& [name, def] : hypers) {
     Value h = g.Input(name, {});
     hyper.push_back(h);
     ArgSpec s = Spec(h.node(), ArgRole::kHyper, name, f64);
@@ -156,6 +172,19 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const Mod
     }
   }
   g.set_name_scope("");
+  // Buffers (e.g. batch-norm running statistics) are state the model updates itself; one without
+  // an update is passed through so both buffer sets stay current.
+  std::vector<int> roots = {model.loss.id()};
+  for (const auto& [b, v] : g.buffer_updates()) roots.push_back(v);
+  for (int b : Used(g, roots, OpKind::kBuffer)) {
+    const Node bn = g.node(b);
+    states.push_back({b, Spec(bn, ArgRole::kState, bn.name, f64)});
+    int update = b;
+    for (const auto& [buf, v] : g.buffer_updates()) {
+      if (buf == b) update = v;
+    }
+    new_states.push_back({update, Spec(bn, ArgRole::kNewState, bn.name, f64)});
+  }
   p.inputs.insert(p.inputs.end(), states.begin(), states.end());
   p.outputs.push_back({model.loss.id(), Spec(model.loss.node(), ArgRole::kLoss, "loss", f64)});
   for (const auto& [name, v] : model.metrics) {
@@ -198,6 +227,9 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileEvalStep(Graph& g, const Mode
   }
   for (int id : UsedParameters(g, roots)) {
     p.inputs.push_back({id, Spec(g.node(id), ArgRole::kParam, g.node(id).name, f64)});
+  }
+  for (int id : Used(g, roots, OpKind::kBuffer)) {
+    p.inputs.push_back({id, Spec(g.node(id), ArgRole::kState, g.node(id).name, f64)});
   }
   return CompileProgram(g, std::move(p), options);
 }

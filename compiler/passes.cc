@@ -78,8 +78,8 @@ int FoldConstants(Graph& g, const std::vector<int>& roots) {
 int EliminateCommonSubexpressions(Graph& g, std::vector<int>& roots) {
   std::vector<Node>& nodes = g.mutable_nodes();
   std::vector<int> remap(nodes.size());
-  using Key = std::tuple<int, const OpDef*, std::vector<int>, std::vector<int64_t>, double, bool,
-                         Shape>;
+  using Key = std::tuple<int, const OpDef*, std::vector<int>, std::vector<int64_t>, double,
+                         std::vector<double>, bool, Shape>;
   std::map<Key, int> seen;
   int merged = 0;
   for (size_t i = 0; i < nodes.size(); ++i) {
@@ -87,8 +87,8 @@ int EliminateCommonSubexpressions(Graph& g, std::vector<int>& roots) {
     remap[i] = static_cast<int>(i);
     for (int& in : n.inputs) in = remap[in];
     if (DefOf(n).pattern == Pattern::kSource) continue;
-    Key key{static_cast<int>(n.op), n.custom, n.inputs, n.attrs.ints, n.attrs.scalar, n.attrs.flag,
-            n.shape};
+    Key key{static_cast<int>(n.op), n.custom,       n.inputs, n.attrs.ints, n.attrs.scalar,
+            n.attrs.reals,          n.attrs.flag, n.shape};
     auto [it, inserted] = seen.emplace(key, static_cast<int>(i));
     if (!inserted) {
       remap[i] = it->second;

@@ -109,6 +109,46 @@ Value BroadcastTo(Value x, Shape shape) {
   return x.graph()->AddNode(OpKind::kBroadcastTo, {x}, a);
 }
 
+Value Slice(Value x, int64_t axis, int64_t start, int64_t size) {
+  if (!x.valid()) return x;
+  Attrs a;
+  a.ints = {NormAxis(axis, x.rank()), start, size};
+  return x.graph()->AddNode(OpKind::kSlice, {x}, a);
+}
+
+Value Pad(Value x, std::vector<int64_t> pads, double value) {
+  if (!x.valid()) return x;
+  Attrs a;
+  a.ints = std::move(pads);
+  a.scalar = value;
+  return x.graph()->AddNode(OpKind::kPad, {x}, a);
+}
+
+Value Concat(const std::vector<Value>& values, int64_t axis) {
+  if (values.empty() || !values[0].valid()) return values.empty() ? Value() : values[0];
+  Attrs a;
+  a.ints = {NormAxis(axis, values[0].rank())};
+  return values[0].graph()->AddNode(OpKind::kConcat, values, a);
+}
+
+Value Clip(Value x, double lo, double hi) {
+  if (!x.valid()) return x;
+  Attrs a;
+  a.reals = {lo, hi};
+  return x.graph()->AddNode(OpKind::kClip, {x}, a);
+}
+
+Value Dropout(Value x, double p, int64_t seed) {
+  if (!x.valid()) return x;
+  Graph* g = x.graph();
+  g->mark_mode_dependent();
+  if (!g->training() || p == 0) return x;
+  Attrs a;
+  a.scalar = p;
+  a.ints = {seed};
+  return g->AddNode(OpKind::kDropout, {x}, a);
+}
+
 namespace {
 Value Reduce(OpKind op, Value x, std::vector<int64_t> axes, bool keepdims) {
   if (!x.valid()) return x;
@@ -224,6 +264,49 @@ Value Conv2D::operator()(Value x) const {
   Value y = Conv2d(x, weight_, ConvParams::Same(options_.stride, options_.padding, options_.dilation));
   if (!bias_.valid() || !y.valid()) return y;
   return y + Reshape(bias_, {bias_.shape()[0], 1, 1});
+}
+
+BatchNorm::BatchNorm(Graph& g, const std::string& name, int64_t channels, Options options)
+    : options_(options) {
+  gamma_ = g.Parameter(absl::StrCat(name, ".weight"), {channels}, Initializer::Constant(1));
+  beta_ = g.Parameter(absl::StrCat(name, ".bias"), {channels}, Initializer::Zeros());
+  running_mean_ = g.Buffer(absl::StrCat(name, ".running_mean"), {channels}, Initializer::Zeros());
+  running_var_ = g.Buffer(absl::StrCat(name, ".running_var"), {channels}, Initializer::Constant(1));
+  g.mark_mode_dependent();
+}
+
+// y = (x - mean) / sqrt(var + eps) * gamma + beta, statistics over every axis but 1.
+Value BatchNorm::operator()(Value x) const {
+  if (!x.valid() || !gamma_.valid()) return x;
+  Graph* g = x.graph();
+  if (x.rank() < 2 || x.shape()[1] != gamma_.shape()[0]) {
+    g->ReportError(absl::InvalidArgumentError(absl::StrCat(
+        "batch norm '", gamma_.name(), "': expected [N, ", gamma_.shape()[0], ", ...], got '",
+        x.name(), "' ", ShapeString(x.shape()))));
+    return Value();
+  }
+  std::vector<int64_t> axes;
+  Shape keep(x.rank(), 1);
+  keep[1] = x.shape()[1];
+  for (int i = 0; i < x.rank(); ++i) {
+    if (i != 1) axes.push_back(i);
+  }
+  Value mean, var;
+  if (g->training()) {
+    mean = Mean(x, axes, true);
+    var = Mean(Square(x - mean), axes, true);
+    const double count = static_cast<double>(NumElements(x.shape()) / x.shape()[1]);
+    const double m = options_.momentum;
+    Shape c = {x.shape()[1]};
+    g->SetBufferUpdate(running_mean_, running_mean_ * (1 - m) + Reshape(mean, c) * m);
+    g->SetBufferUpdate(running_var_,
+                       running_var_ * (1 - m) + Reshape(var, c) * (m * count / std::max(1.0, count - 1)));
+  } else {
+    mean = Reshape(running_mean_, keep);
+    var = Reshape(running_var_, keep);
+  }
+  Value y = (x - mean) / Sqrt(var + options_.eps);
+  return y * Reshape(gamma_, keep) + Reshape(beta_, keep);
 }
 
 }  // namespace kiln

@@ -57,6 +57,16 @@ Value Reshape(Value x, Shape shape);
 Value Flatten(Value x, int start_axis = 1);                // [N, a, b, ...] -> [N, a*b*...]
 Value Transpose(Value x, std::vector<int64_t> perm = {});  // default: reverse the axes
 Value BroadcastTo(Value x, Shape shape);
+Value Slice(Value x, int64_t axis, int64_t start, int64_t size);
+// pads = {before_0, after_0, before_1, after_1, ...}, one pair per axis.
+Value Pad(Value x, std::vector<int64_t> pads, double value = 0);
+Value Concat(const std::vector<Value>& values, int64_t axis);
+
+// Regularization.
+Value Clip(Value x, double lo, double hi);
+// In a training graph: zero each element with probability p and scale the rest by 1 / (1 - p),
+// the mask a hash of (seed, step, element). In an evaluation graph: x itself.
+Value Dropout(Value x, double p, int64_t seed = 0);
 
 // Reductions. Empty `axes` means all axes.
 Value Sum(Value x, std::vector<int64_t> axes = {}, bool keepdims = false);
@@ -107,6 +117,26 @@ class Linear {
 
  private:
   Value weight_, bias_;
+};
+
+// Batch normalization over all axes but axis 1 (channels for [N, C, H, W], features for
+// [N, F]): in training, normalize with the batch's statistics and update the running mean and
+// variance (buffers, momentum as PyTorch: r <- (1 - m) r + m x, unbiased variance); in evaluation,
+// normalize with the running statistics. Learnable scale (ones) and shift (zeros).
+class BatchNorm {
+ public:
+  struct Options {
+    double momentum = 0.1;
+    double eps = 1e-5;
+  };
+  BatchNorm(Graph& g, const std::string& name, int64_t channels, Options options);
+  BatchNorm(Graph& g, const std::string& name, int64_t channels)
+      : BatchNorm(g, name, channels, Options()) {}
+  Value operator()(Value x) const;
+
+ private:
+  Value gamma_, beta_, running_mean_, running_var_;
+  Options options_;
 };
 
 // A 2-D convolution layer: w [out, in, k, k] (Kaiming-uniform by default), optional bias [out].

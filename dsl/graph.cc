@@ -37,7 +37,7 @@ Value Graph::Input(const std::string& name, Shape shape, DType dtype) {
 
 Value Graph::Parameter(const std::string& name, Shape shape, Initializer init) {
   for (const Node& n : nodes_) {
-    if (n.op == OpKind::kParameter && n.name == name) {
+    if ((n.op == OpKind::kParameter || n.op == OpKind::kBuffer) && n.name == name) {
       RecordError(absl::InvalidArgumentError(
           absl::StrCat("parameter '", name, "' is defined twice: parameter names must be unique")));
       return Value();
@@ -49,6 +49,24 @@ Value Graph::Parameter(const std::string& name, Shape shape, Initializer init) {
   nodes_.back().attrs.init = init;
   ++param_count_;
   return v;
+}
+
+Value Graph::Buffer(const std::string& name, Shape shape, Initializer init) {
+  Value v = Parameter(name, std::move(shape), init);
+  if (!v.valid()) return v;
+  nodes_.back().op = OpKind::kBuffer;
+  return v;
+}
+
+void Graph::SetBufferUpdate(Value buffer, Value new_value) {
+  if (!buffer.valid() || !new_value.valid()) return;
+  if (buffer.node().op != OpKind::kBuffer || buffer.shape() != new_value.shape()) {
+    RecordError(absl::InvalidArgumentError(absl::StrCat(
+        "buffer update of '", buffer.name(), "': expected a value of shape ",
+        ShapeString(buffer.shape()), " for a buffer, got ", ShapeString(new_value.shape()))));
+    return;
+  }
+  buffer_updates_.push_back({buffer.id(), new_value.id()});
 }
 
 Value Graph::Constant(double value, Shape shape) {
@@ -85,7 +103,7 @@ Value Graph::Add(OpKind op, const OpDef& def, const std::vector<Value>& inputs, 
   n.op = op;
   if (op == OpKind::kCustom) n.custom = &def;
   n.name = name.empty() ? absl::StrCat(scope_, def.name, "_", n.id) : scope_ + name;
-  if (static_cast<int>(in.size()) != def.arity) {
+  if (def.arity >= 0 && static_cast<int>(in.size()) != def.arity) {
     RecordError(absl::InvalidArgumentError(absl::StrCat("op ", def.name, " (node '", n.name,
                                                         "'): expected ", def.arity, " inputs, got ",
                                                         in.size())));
@@ -144,7 +162,9 @@ std::vector<int> Graph::Reachable(const std::vector<int>& roots) const {
 namespace {
 std::string AttrString(const Node& n) {
   std::string s;
-  if (n.op == OpKind::kParameter) s = absl::StrCat(" init=", InitializerString(n.attrs.init));
+  if (n.op == OpKind::kParameter || n.op == OpKind::kBuffer) {
+    s = absl::StrCat(" init=", InitializerString(n.attrs.init));
+  }
   if (n.op == OpKind::kConstant) s = absl::StrCat(" value=", n.attrs.scalar);
   if (!n.attrs.ints.empty() && n.op != OpKind::kConstant) {
     absl::StrAppend(&s, " ints=[", absl::StrJoin(n.attrs.ints, ","), "]");
@@ -172,6 +192,7 @@ std::string Graph::ToDot(const std::vector<int>& roots) const {
   for (int id : Reachable(roots)) {
     const Node& n = nodes_[id];
     const char* color = n.op == OpKind::kParameter ? "lightblue"
+                        : n.op == OpKind::kBuffer  ? "khaki"
                         : n.op == OpKind::kInput   ? "lightgrey"
                                                    : "white";
     absl::StrAppend(&out, "  n", n.id, " [label=\"", n.name, "\\n", DefOf(n).name, " ",

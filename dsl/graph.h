@@ -36,11 +36,12 @@ constexpr int kNumOps = 0
 // Attributes of a node. Which fields an op reads is documented in its OpDef file.
 struct Attrs {
   std::vector<int64_t> ints;  // axes, permutations, target shapes, depth, bounds
-  double scalar = 0;          // constant value
+  double scalar = 0;             // constant value, dropout rate, pad value
+  std::vector<double> reals;     // clip bounds
   bool flag = false;          // keepdims
   Initializer init;           // parameters only
   bool operator==(const Attrs& o) const {
-    return ints == o.ints && scalar == o.scalar && flag == o.flag;
+    return ints == o.ints && scalar == o.scalar && reals == o.reals && flag == o.flag;
   }
 };
 
@@ -76,9 +77,15 @@ class Value {
   int id_ = -1;
 };
 
+// Whether a graph is built for training or for evaluation: layers such as Dropout and BatchNorm
+// build different nodes for each.
+enum class Mode { kTrain, kEval };
+
 class Graph {
  public:
-  Graph() = default;
+  explicit Graph(Mode mode = Mode::kTrain) : mode_(mode) {}
+  Mode mode() const { return mode_; }
+  bool training() const { return mode_ == Mode::kTrain; }
   Graph(const Graph&) = delete;
   Graph& operator=(const Graph&) = delete;
 
@@ -86,6 +93,19 @@ class Graph {
   Value Input(const std::string& name, Shape shape, DType dtype = DType::kFloat);
   // A trainable tensor with its initializer. Names must be unique among parameters.
   Value Parameter(const std::string& name, Shape shape, Initializer init);
+  // Non-trainable state carried from step to step (e.g. batch-norm running statistics):
+  // initialized like a parameter, updated by the training step through SetBufferUpdate, read by
+  // both steps and checkpointed with the parameters.
+  Value Buffer(const std::string& name, Shape shape, Initializer init);
+  // The value `buffer` takes after each training step (ignored in evaluation graphs).
+  void SetBufferUpdate(Value buffer, Value new_value);
+  const std::vector<std::pair<int, int>>& buffer_updates() const { return buffer_updates_; }
+  // Records an error found by a composite or layer (the first error is kept).
+  void ReportError(absl::Status s) { RecordError(std::move(s)); }
+  // Set by layers whose nodes depend on the mode; an evaluation step refuses a training graph
+  // that has any.
+  void mark_mode_dependent() { mode_dependent_ = true; }
+  bool mode_dependent() const { return mode_dependent_; }
   // A tensor filled with one value.
   Value Constant(double value, Shape shape = {});
 
@@ -127,6 +147,9 @@ class Graph {
   absl::Status status_;
   std::string scope_;
   int param_count_ = 0;
+  Mode mode_ = Mode::kTrain;
+  bool mode_dependent_ = false;
+  std::vector<std::pair<int, int>> buffer_updates_;  // buffer id, new value id
 };
 
 const char* OpName(OpKind op);

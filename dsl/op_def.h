@@ -6,6 +6,7 @@
 //   absl::StatusOr<kiln::TypeAndShape> ts = def.infer({&a, &b}, attrs);
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "Halide.h"
@@ -100,6 +101,11 @@ class LowerCtx {
   const Shape& input_shape(const Node& n, int i) const { return graph_->node(n.inputs[i]).shape; }
   DType input_dtype(const Node& n, int i) const { return graph_->node(n.inputs[i]).dtype; }
 
+  // The 1-based training step as a rank-0 Func, when the step has one (dropout masks use it);
+  // otherwise a constant 0.
+  void set_step(Halide::Func f) { step_ = f; }
+  Halide::Expr Step() const;
+
   // Source nodes (inputs, parameters) are provided by the compiler.
   void set_source_fn(std::function<Halide::Func(const Node&)> fn) { source_fn_ = std::move(fn); }
   Halide::Func Source(const Node& n) const { return source_fn_(n); }
@@ -115,6 +121,7 @@ class LowerCtx {
   int vector_width_;
   std::function<Halide::Func(const Node&)> source_fn_;
   const Graph* graph_ = nullptr;
+  std::optional<Halide::Func> step_;
 };
 
 }  // namespace kiln

@@ -155,7 +155,7 @@ int RunExample(int argc, char** argv, const Example& e) {
     std::printf("validation: the last %lld training images are held out\n",
                 static_cast<long long>(holdout));
   }
-  Graph train_graph, eval_graph;
+  Graph train_graph(Mode::kTrain), eval_graph(Mode::kEval);
   ModelDef model = e.build(train_graph, batch);
   const std::string dot = absl::GetFlag(FLAGS_dot);
   if (!dot.empty()) {

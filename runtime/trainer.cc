@@ -100,9 +100,10 @@ absl::Status Trainer::Initialize(uint64_t seed) {
     s.role = a.role;
     s.buf[0] = Tensor(a.type, a.shape);
     s.buf[1] = Tensor(a.type, a.shape);
-    if (a.role == ArgRole::kParam) {
-      KILN_RETURN_IF_ERROR(InitializeTensor(a.name, a.init, seed, s.buf[0]));
-    }
+    // Parameters by their initializer; optimizer state zeros; buffers (running statistics)
+    // by theirs. Both halves of a state slot start equal.
+    KILN_RETURN_IF_ERROR(InitializeTensor(a.name, a.init, seed, s.buf[0]));
+    if (a.role == ArgRole::kState) s.buf[1] = s.buf[0];
     slots_.push_back(std::move(s));
   }
   // The evaluation step must read the same parameters.

@@ -117,8 +117,152 @@ Lowered LowerBroadcastTo(LowerCtx& ctx, const Node& n, const std::vector<Func>& 
 // dx = dy; autodiff sums it back over the broadcast axes.
 std::vector<Value> BroadcastToVjp(const VjpArgs& a) { return {a.dy}; }
 
+// slice: attrs.ints = {axis, start, size}; out(.., i, ..) = x(.., start + i, ..)
+absl::StatusOr<TypeAndShape> InferSlice(const std::vector<const Node*>& in, const Attrs& at) {
+  const Shape& s = in[0]->shape;
+  if (at.ints.size() != 3 || at.ints[0] < 0 || at.ints[0] >= static_cast<int64_t>(s.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("expected {axis, start, size} with an axis of a rank-",
+                                                   s.size(), " input"));
+  }
+  const int64_t axis = at.ints[0], start = at.ints[1], size = at.ints[2];
+  if (start < 0 || size <= 0 || start + size > s[axis]) {
+    return absl::InvalidArgumentError(absl::StrCat("slice [", start, ", ", start + size,
+                                                   ") out of range: expected within [0, ", s[axis],
+                                                   ") on axis ", axis));
+  }
+  Shape out = s;
+  out[axis] = size;
+  return TypeAndShape{in[0]->dtype, out};
+}
+
+Lowered LowerSlice(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
+  std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+  std::vector<Expr> idx(v.begin(), v.end());
+  idx[n.attrs.ints[0]] = idx[n.attrs.ints[0]] + static_cast<int>(n.attrs.ints[1]);
+  Func f = ctx.NewFunc(n);
+  ctx.Define(f, v, ctx.At(in[0], idx));
+  return {f, {}};
+}
+
+// dx = dy zero-padded back to x's extent along the axis.
+std::vector<Value> SliceVjp(const VjpArgs& a) {
+  const int64_t axis = a.attrs.ints[0], start = a.attrs.ints[1], size = a.attrs.ints[2];
+  std::vector<int64_t> pads(2 * a.x[0].shape().size(), 0);
+  pads[2 * axis] = start;
+  pads[2 * axis + 1] = a.x[0].shape()[axis] - start - size;
+  return {Pad(a.dy, pads)};
+}
+
+// pad: attrs.ints = {before_0, after_0, before_1, after_1, ...}, attrs.scalar = fill value.
+absl::StatusOr<TypeAndShape> InferPad(const std::vector<const Node*>& in, const Attrs& at) {
+  const Shape& s = in[0]->shape;
+  if (at.ints.size() != 2 * s.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("expected ", 2 * s.size(),
+                                                   " padding amounts (before, after per axis), got ",
+                                                   at.ints.size()));
+  }
+  Shape out = s;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (at.ints[2 * i] < 0 || at.ints[2 * i + 1] < 0) {
+      return absl::InvalidArgumentError("expected non-negative padding");
+    }
+    out[i] += at.ints[2 * i] + at.ints[2 * i + 1];
+  }
+  return TypeAndShape{in[0]->dtype, out};
+}
+
+Lowered LowerPad(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
+  const Shape& is = ctx.input_shape(n, 0);
+  std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+  std::vector<Expr> idx;
+  Expr inside = Halide::Internal::const_true();
+  for (size_t i = 0; i < v.size(); ++i) {
+    Expr c = v[i] - static_cast<int>(n.attrs.ints[2 * i]);
+    inside = inside && c >= 0 && c < static_cast<int>(is[i]);
+    idx.push_back(Halide::clamp(c, 0, static_cast<int>(is[i]) - 1));
+  }
+  Halide::Type t = ctx.TypeOf(n.dtype);
+  Func f = ctx.NewFunc(n);
+  ctx.Define(f, v, Halide::select(inside, ctx.At(in[0], idx), Halide::cast(t, Expr(n.attrs.scalar))));
+  return {f, {}};
+}
+
+// dx = dy sliced back to x's extent on every padded axis.
+std::vector<Value> PadVjp(const VjpArgs& a) {
+  Value d = a.dy;
+  for (size_t i = 0; i < a.x[0].shape().size(); ++i) {
+    if (a.attrs.ints[2 * i] == 0 && a.attrs.ints[2 * i + 1] == 0) continue;
+    d = Slice(d, static_cast<int64_t>(i), a.attrs.ints[2 * i], a.x[0].shape()[i]);
+  }
+  return {d};
+}
+
+// concat: any number of inputs, equal except along attrs.ints[0].
+absl::StatusOr<TypeAndShape> InferConcat(const std::vector<const Node*>& in, const Attrs& at) {
+  if (in.empty()) return absl::InvalidArgumentError("expected at least one input");
+  const Shape& s0 = in[0]->shape;
+  if (at.ints.size() != 1 || at.ints[0] < 0 || at.ints[0] >= static_cast<int64_t>(s0.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("axis out of range for rank ", s0.size()));
+  }
+  const int64_t axis = at.ints[0];
+  Shape out = s0;
+  out[axis] = 0;
+  for (const Node* x : in) {
+    Shape a = x->shape, b = s0;
+    if (a.size() == b.size()) a[axis] = b[axis] = 0;
+    if (a != b || x->dtype != in[0]->dtype) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "expected inputs equal except along axis ", axis, ": '", x->name, "' is ",
+          DTypeName(x->dtype), ShapeString(x->shape), ", '", in[0]->name, "' is ",
+          DTypeName(in[0]->dtype), ShapeString(s0)));
+    }
+    out[axis] += x->shape[axis];
+  }
+  return TypeAndShape{in[0]->dtype, out};
+}
+
+Lowered LowerConcat(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
+  const int64_t axis = n.attrs.ints[0];
+  std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+  // Built from the last input backwards: select(v < end_0, in_0, select(v < end_1, in_1, ...)).
+  std::vector<int64_t> starts;
+  int64_t off = 0;
+  for (size_t k = 0; k < in.size(); ++k) {
+    starts.push_back(off);
+    off += ctx.input_shape(n, static_cast<int>(k))[axis];
+  }
+  Expr e;
+  for (size_t k = in.size(); k-- > 0;) {
+    const int64_t size = ctx.input_shape(n, static_cast<int>(k))[axis];
+    std::vector<Expr> idx(v.begin(), v.end());
+    idx[axis] = Halide::clamp(v[axis] - static_cast<int>(starts[k]), 0, static_cast<int>(size) - 1);
+    Expr value = ctx.At(in[k], idx);
+    e = e.defined() ? Halide::select(v[axis] < static_cast<int>(starts[k] + size), value, e) : value;
+  }
+  Func f = ctx.NewFunc(n);
+  ctx.Define(f, v, e);
+  return {f, {}};
+}
+
+// dx_k = slice(dy, axis, start_k, size_k)
+std::vector<Value> ConcatVjp(const VjpArgs& a) {
+  const int64_t axis = a.attrs.ints[0];
+  std::vector<Value> out;
+  int64_t off = 0;
+  for (const Value& x : a.x) {
+    out.push_back(Slice(a.dy, axis, off, x.shape()[axis]));
+    off += x.shape()[axis];
+  }
+  return out;
+}
+
 }  // namespace
 
+extern const OpDef kSliceOp = {"slice", Pattern::kInjective, 1, InferSlice, SliceVjp, LowerSlice,
+                               nullptr};
+extern const OpDef kPadOp = {"pad", Pattern::kInjective, 1, InferPad, PadVjp, LowerPad, nullptr};
+extern const OpDef kConcatOp = {"concat", Pattern::kInjective, -1, InferConcat, ConcatVjp,
+                                LowerConcat, nullptr};
 extern const OpDef kReshapeOp = {"reshape",  Pattern::kInjective, 1,      InferReshape,
                                  ReshapeVjp, LowerReshape,        nullptr};
 extern const OpDef kTransposeOp = {"transpose",  Pattern::kInjective, 1,      InferTranspose,

@@ -36,7 +36,7 @@ Dataset* MnistE2eTest::test_;
 absl::Status* MnistE2eTest::load_status_;
 
 TEST_F(MnistE2eTest, SoftmaxReaches90PercentInOneEpoch) {
-  Graph tg, eg;
+  Graph tg, eg(Mode::kEval);
   auto train = CompileTrainStep(tg, examples::MnistSoftmax(tg, 64), Sgd(0.1), {});
   ASSERT_TRUE(train.ok()) << train.status();
   auto eval = CompileEvalStep(eg, examples::MnistSoftmax(eg, 1000), {});
@@ -61,7 +61,7 @@ TEST_F(MnistE2eTest, SoftmaxReaches90PercentInOneEpoch) {
 }
 
 TEST_F(MnistE2eTest, TutorialLinearModelLossGoesDown) {
-  Graph tg, eg;
+  Graph tg, eg(Mode::kEval);
   auto train = CompileTrainStep(tg, examples::MnistLinear(tg, 16), Sgd(0.001), {});
   ASSERT_TRUE(train.ok()) << train.status();
   auto eval = CompileEvalStep(eg, examples::MnistLinear(eg, 1000), {});
@@ -83,6 +83,28 @@ TEST_F(MnistE2eTest, TutorialLinearModelLossGoesDown) {
   EXPECT_GT(r->accuracy(), 0.15);  // rounding a regression: poor, but well above chance
   std::printf("linear, 2 epochs: mean losses %.4f -> %.4f, test accuracy %.4f\n",
               stats->epochs[0].mean_loss, stats->epochs[1].mean_loss, r->accuracy());
+}
+
+TEST_F(MnistE2eTest, TutorialCnnPassesAModestBarAfter300Steps) {
+  Graph tg, eg(Mode::kEval);
+  auto train = CompileTrainStep(tg, examples::MnistCnn(tg, 64), Adam(2e-3), {});
+  ASSERT_TRUE(train.ok()) << train.status();
+  auto eval = CompileEvalStep(eg, examples::MnistCnn(eg, 1000), {});
+  ASSERT_TRUE(eval.ok()) << eval.status();
+  Trainer t(train->get(), eval->get());
+  ASSERT_TRUE(t.Initialize(1).ok());
+  TrainConfig c;
+  c.log_every = 0;
+  c.progress = false;
+  c.max_steps = 300;
+  auto stats = t.Train(*train_, c);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  auto r = t.Evaluate(*test_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->count, 10000);
+  EXPECT_GE(r->accuracy(), 0.95);
+  std::printf("cnn, 300 steps: test accuracy %.4f, %.0f train images/s, compile %.2f s\n",
+              r->accuracy(), stats->images_per_second(), (*train)->compile_seconds());
 }
 
 }  // namespace

@@ -392,12 +392,15 @@ std::vector<OpCase> MakeCases() {
 }  // namespace
 
 std::vector<OpCase> MakeConvCases();  // op_cases_conv.cc
+std::vector<OpCase> MakeMiscCases();  // op_cases_misc.cc
 
 const std::vector<OpCase>& AllOpCases() {
   static const std::vector<OpCase> cases = [] {
     std::vector<OpCase> all = MakeCases();
     std::vector<OpCase> conv = MakeConvCases();
     all.insert(all.end(), conv.begin(), conv.end());
+    std::vector<OpCase> misc = MakeMiscCases();
+    all.insert(all.end(), misc.begin(), misc.end());
     return all;
   }();
   return cases;

@@ -187,9 +187,21 @@ absl::StatusOr<std::unique_ptr<Executable>> Compile(Built& b, const std::vector<
   StepProgram p;
   std::vector<Value> args = b.inputs;
   args.insert(args.end(), extra.begin(), extra.end());
+  // Parameters and buffers a layer made for itself come last, fed from their (constant)
+  // initializers by Run.
+  std::vector<int> roots;
+  for (const Value& v : outputs) roots.push_back(v.id());
+  for (int id : b.g->Reachable(roots)) {
+    const Node& n = b.g->node(id);
+    bool listed = false;
+    for (const Value& a : args) listed |= a.id() == id;
+    if (!listed && (n.op == OpKind::kParameter || n.op == OpKind::kBuffer)) {
+      args.push_back(b.g->value(id));
+    }
+  }
   for (const Value& v : args) {
-    p.inputs.push_back(
-        {v.id(), ArgSpec{v.name(), ArgRole::kData, TypeFor(v.dtype(), f64), v.shape(), {}}});
+    p.inputs.push_back({v.id(), ArgSpec{v.name(), ArgRole::kData, TypeFor(v.dtype(), f64),
+                                        v.shape(), v.node().attrs.init}});
   }
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Value& v = outputs[i];
@@ -207,7 +219,19 @@ absl::StatusOr<std::vector<Nd>> Run(Executable& exe, const std::vector<Nd>& xs) 
   const Signature& sig = exe.signature();
   std::vector<Tensor> in, out;
   std::vector<TensorRef> in_refs, out_refs;
-  for (size_t i = 0; i < xs.size(); ++i) in.push_back(ToTensor(xs[i], sig.inputs[i].type));
+  for (size_t i = 0; i < sig.inputs.size(); ++i) {
+    if (i < xs.size()) {
+      in.push_back(ToTensor(xs[i], sig.inputs[i].type));
+      continue;
+    }
+    const Initializer& init = sig.inputs[i].init;
+    if (init.kind != Initializer::Kind::kZeros && init.kind != Initializer::Kind::kConstant) {
+      return absl::InvalidArgumentError("op tests feed layer parameters from constant initializers");
+    }
+    Nd fill = Nd::Zeros(sig.inputs[i].shape);
+    for (double& e : fill.v) e = init.a;
+    in.push_back(ToTensor(fill, sig.inputs[i].type));
+  }
   for (const ArgSpec& a : sig.outputs) out.emplace_back(a.type, a.shape);
   for (Tensor& t : in) in_refs.push_back(t.ref());
   for (Tensor& t : out) out_refs.push_back(t.ref());
