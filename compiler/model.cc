@@ -204,8 +204,14 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const Mod
 absl::StatusOr<std::unique_ptr<Executable>> CompileEvalStep(Graph& g, const ModelDef& model,
                                                             const CompileOptions& options) {
   KILN_RETURN_IF_ERROR(CheckModel(g, model));
-  if (model.eval_outputs.empty())
+  if (model.eval_outputs.empty()) {
     return absl::InvalidArgumentError("the model has no eval outputs");
+  }
+  if (g.training() && g.mode_dependent()) {
+    return absl::FailedPreconditionError(
+        "the evaluation step needs a graph built for evaluation (Graph(Mode::kEval)): this model "
+        "has layers (dropout, batch norm) that behave differently in training");
+  }
   const bool f64 = options.float64;
   StepProgram p;
   std::vector<int> roots;

@@ -5,6 +5,18 @@
 namespace kiln {
 namespace {
 
+// Adds a summary row for `y` (the parameter count only on a layer's first application).
+Value Record(Value y, const std::string& name, const char* type, int64_t params, bool* applied) {
+  if (!y.valid()) return y;
+  y.graph()->RecordLayer({name.empty() ? y.name() : name, type, y.shape(), *applied ? 0 : params});
+  *applied = true;
+  return y;
+}
+
+int64_t Count(Value a, Value b = Value()) {
+  return (a.valid() ? NumElements(a.shape()) : 0) + (b.valid() ? NumElements(b.shape()) : 0);
+}
+
 Value Unary(OpKind op, Value x) {
   if (!x.valid()) return x;
   return x.graph()->AddNode(op, {x});
@@ -88,7 +100,8 @@ Value Flatten(Value x, int start_axis) {
     }
   }
   s.push_back(inner);
-  return Reshape(x, s);
+  bool once = false;
+  return Record(Reshape(x, s), "", "Flatten", 0, &once);
 }
 
 Value Transpose(Value x, std::vector<int64_t> perm) {
@@ -142,11 +155,12 @@ Value Dropout(Value x, double p, int64_t seed) {
   if (!x.valid()) return x;
   Graph* g = x.graph();
   g->mark_mode_dependent();
-  if (!g->training() || p == 0) return x;
+  bool once = false;
+  if (!g->training() || p == 0) return Record(x, "", "Dropout", 0, &once);
   Attrs a;
   a.scalar = p;
   a.ints = {seed};
-  return g->AddNode(OpKind::kDropout, {x}, a);
+  return Record(g->AddNode(OpKind::kDropout, {x}, a), "", "Dropout", 0, &once);
 }
 
 namespace {
@@ -205,12 +219,16 @@ Value MaxPool2d(Value x, int64_t kernel, int64_t stride, int64_t padding) {
   Attrs a = PoolAttrs(kernel, stride, padding);
   Value idx = x.graph()->AddNode(OpKind::kMaxPool2DArgmax, {x}, a);
   if (!idx.valid()) return idx;
-  return x.graph()->AddNode(OpKind::kMaxPool2DGather, {x, idx}, a);
+  bool once = false;
+  return Record(x.graph()->AddNode(OpKind::kMaxPool2DGather, {x, idx}, a), "", "MaxPool2D", 0,
+                &once);
 }
 
 Value AvgPool2d(Value x, int64_t kernel, int64_t stride, int64_t padding) {
   if (!x.valid()) return x;
-  return x.graph()->AddNode(OpKind::kAvgPool2D, {x}, PoolAttrs(kernel, stride, padding));
+  bool once = false;
+  return Record(x.graph()->AddNode(OpKind::kAvgPool2D, {x}, PoolAttrs(kernel, stride, padding)), "",
+                "AvgPool2D", 0, &once);
 }
 
 // softmax(x) = exp(x - max x) / sum exp(x - max x): shifted by the max for stability.
@@ -237,7 +255,8 @@ Value SoftmaxCrossEntropy(Value logits, Value labels) {
 Value AccuracyCount(Value logits, Value labels) { return Sum(Equal(ArgMax(logits, -1), labels)); }
 
 Linear::Linear(Graph& g, const std::string& name, int64_t in_features, int64_t out_features,
-               Options options) {
+               Options options)
+    : name_(name) {
   weight_ =
       g.Parameter(absl::StrCat(name, ".weight"), {in_features, out_features}, options.weight_init);
   if (options.bias) {
@@ -247,12 +266,13 @@ Linear::Linear(Graph& g, const std::string& name, int64_t in_features, int64_t o
 
 Value Linear::operator()(Value x) const {
   Value y = MatMul(x, weight_);
-  return bias_.valid() ? y + bias_ : y;
+  if (bias_.valid()) y = y + bias_;
+  return Record(y, name_, "Linear", Count(weight_, bias_), &applied_);
 }
 
 Conv2D::Conv2D(Graph& g, const std::string& name, int64_t in_channels, int64_t out_channels,
                int64_t kernel, Options options)
-    : options_(options) {
+    : name_(name), options_(options) {
   weight_ = g.Parameter(absl::StrCat(name, ".weight"), {out_channels, in_channels, kernel, kernel},
                         options.weight_init);
   if (options.bias) {
@@ -262,12 +282,12 @@ Conv2D::Conv2D(Graph& g, const std::string& name, int64_t in_channels, int64_t o
 
 Value Conv2D::operator()(Value x) const {
   Value y = Conv2d(x, weight_, ConvParams::Same(options_.stride, options_.padding, options_.dilation));
-  if (!bias_.valid() || !y.valid()) return y;
-  return y + Reshape(bias_, {bias_.shape()[0], 1, 1});
+  if (bias_.valid() && y.valid()) y = y + Reshape(bias_, {bias_.shape()[0], 1, 1});
+  return Record(y, name_, "Conv2D", Count(weight_, bias_), &applied_);
 }
 
 BatchNorm::BatchNorm(Graph& g, const std::string& name, int64_t channels, Options options)
-    : options_(options) {
+    : name_(name), options_(options) {
   gamma_ = g.Parameter(absl::StrCat(name, ".weight"), {channels}, Initializer::Constant(1));
   beta_ = g.Parameter(absl::StrCat(name, ".bias"), {channels}, Initializer::Zeros());
   running_mean_ = g.Buffer(absl::StrCat(name, ".running_mean"), {channels}, Initializer::Zeros());
@@ -306,7 +326,8 @@ Value BatchNorm::operator()(Value x) const {
     var = Reshape(running_var_, keep);
   }
   Value y = (x - mean) / Sqrt(var + options_.eps);
-  return y * Reshape(gamma_, keep) + Reshape(beta_, keep);
+  return Record(y * Reshape(gamma_, keep) + Reshape(beta_, keep), name_, "BatchNorm",
+                Count(gamma_, beta_), &applied_);
 }
 
 }  // namespace kiln

@@ -116,7 +116,9 @@ class Linear {
   Value bias() const { return bias_; }
 
  private:
+  std::string name_;
   Value weight_, bias_;
+  mutable bool applied_ = false;
 };
 
 // Batch normalization over all axes but axis 1 (channels for [N, C, H, W], features for
@@ -135,8 +137,10 @@ class BatchNorm {
   Value operator()(Value x) const;
 
  private:
+  std::string name_;
   Value gamma_, beta_, running_mean_, running_var_;
   Options options_;
+  mutable bool applied_ = false;
 };
 
 // A 2-D convolution layer: w [out, in, k, k] (Kaiming-uniform by default), optional bias [out].
@@ -158,8 +162,10 @@ class Conv2D {
   Value bias() const { return bias_; }
 
  private:
+  std::string name_;
   Value weight_, bias_;
   Options options_;
+  mutable bool applied_ = false;
 };
 
 }  // namespace kiln

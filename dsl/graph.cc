@@ -4,6 +4,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "dsl/op_def.h"
 
@@ -127,6 +128,25 @@ Value Graph::Add(OpKind op, const OpDef& def, const std::vector<Value>& inputs, 
   n.attrs = std::move(attrs);
   nodes_.push_back(std::move(n));
   return Value(this, size() - 1);
+}
+
+std::string Graph::Summary() const {
+  int64_t total = 0, buffers = 0;
+  for (const Node& n : nodes_) {
+    if (n.op == OpKind::kParameter) total += NumElements(n.shape);
+    if (n.op == OpKind::kBuffer) buffers += NumElements(n.shape);
+  }
+  std::string out = absl::StrFormat("%-28s %-22s %12s\n", "Layer (type)", "Output Shape", "Param #");
+  out += std::string(64, '=') + "\n";
+  for (const LayerRecord& r : layers_) {
+    absl::StrAppend(&out, absl::StrFormat("%-28s %-22s %12d\n", r.name + " (" + r.type + ")",
+                                          ShapeString(r.output), r.params));
+  }
+  out += std::string(64, '=') + "\n";
+  absl::StrAppend(&out, absl::StrFormat("Total params: %d (%.1f KB as float32)\n", total,
+                                        total * 4 / 1024.0));
+  if (buffers > 0) absl::StrAppend(&out, absl::StrFormat("Non-trainable buffers: %d\n", buffers));
+  return out;
 }
 
 std::vector<int> Graph::Parameters() const {

@@ -81,6 +81,14 @@ class Value {
 // build different nodes for each.
 enum class Mode { kTrain, kEval };
 
+// One row of a model summary: a layer applied once.
+struct LayerRecord {
+  std::string name;   // e.g. "conv1"
+  std::string type;   // e.g. "Conv2D"
+  Shape output;       // output shape of this application
+  int64_t params = 0; // trainable parameters it owns (counted at its first application)
+};
+
 class Graph {
  public:
   explicit Graph(Mode mode = Mode::kTrain) : mode_(mode) {}
@@ -106,6 +114,11 @@ class Graph {
   // that has any.
   void mark_mode_dependent() { mode_dependent_ = true; }
   bool mode_dependent() const { return mode_dependent_; }
+  // Layers record their applications here for Summary().
+  void RecordLayer(LayerRecord r) { layers_.push_back(std::move(r)); }
+  const std::vector<LayerRecord>& layers() const { return layers_; }
+  // A model summary like Keras' and torchinfo's: layer, output shape, parameter count, totals.
+  std::string Summary() const;
   // A tensor filled with one value.
   Value Constant(double value, Shape shape = {});
 
@@ -150,6 +163,7 @@ class Graph {
   Mode mode_ = Mode::kTrain;
   bool mode_dependent_ = false;
   std::vector<std::pair<int, int>> buffer_updates_;  // buffer id, new value id
+  std::vector<LayerRecord> layers_;
 };
 
 const char* OpName(OpKind op);

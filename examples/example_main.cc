@@ -157,6 +157,7 @@ int RunExample(int argc, char** argv, const Example& e) {
   }
   Graph train_graph(Mode::kTrain), eval_graph(Mode::kEval);
   ModelDef model = e.build(train_graph, batch);
+  std::printf("%s", train_graph.Summary().c_str());
   const std::string dot = absl::GetFlag(FLAGS_dot);
   if (!dot.empty()) {
     std::vector<int> roots = {model.loss.id()};

@@ -102,6 +102,7 @@ class Trainer {
   int64_t step() const { return step_; }
   int epoch() const { return epoch_; }
 
+  // A parameter's or buffer's (e.g. "bn.running_mean") current value; the name must exist.
   const Tensor& parameter(const std::string& name) const;
   std::vector<std::string> parameter_names() const;
 

@@ -211,6 +211,59 @@ TEST(WorkflowTest, ScheduleFeedsTheLearningRate) {
   EXPECT_NEAR(st->epochs[1].lr, 0.05, 1e-12);
 }
 
+ModelDef RegularizedMlp(Graph& g, int64_t batch) {
+  Value x = g.Input("x", {batch, 16});
+  Value y = g.Input("y", {batch}, DType::kInt32);
+  BatchNorm bn(g, "bn", 32);
+  Value h = Dropout(Relu(bn(Linear(g, "fc1", 16, 32)(x))), 0.3, 5);
+  Value logits = Linear(g, "fc2", 32, 4)(h);
+  ModelDef m;
+  m.inputs = {x, y};
+  m.loss = Mean(SoftmaxCrossEntropy(logits, y));
+  m.eval_outputs = {{"prediction", ArgMax(logits, 1)}};
+  return m;
+}
+
+TEST(WorkflowTest, BatchNormAndDropoutTrainEvaluateCheckpointAndResumeExactly) {
+  Graph tg, eg(Mode::kEval), wrong;
+  auto train = CompileTrainStep(tg, RegularizedMlp(tg, 8), Sgd(0.1), {});
+  ASSERT_TRUE(train.ok()) << train.status();
+  auto eval = CompileEvalStep(eg, RegularizedMlp(eg, 5), {});
+  ASSERT_TRUE(eval.ok()) << eval.status();
+  auto refused = CompileEvalStep(wrong, RegularizedMlp(wrong, 5), {});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  // The step number drives the dropout mask, so the step takes it even with plain SGD.
+  EXPECT_GE((*train)->signature().FindInput(ArgRole::kHyper, kStepHyper), 0);
+  EXPECT_GE((*eval)->signature().FindInput(ArgRole::kState, "bn.running_var"), 0);
+
+  Dataset data = Blocks(96, 6);
+  Trainer straight(train->get(), eval->get());
+  ASSERT_TRUE(straight.Initialize(2).ok());
+  ASSERT_TRUE(straight.Train(data, Quiet(2)).ok());
+  const Tensor& rv = straight.parameter("bn.running_var");
+  const Tensor& rm = straight.parameter("bn.running_mean");
+  EXPECT_NE(rv.data<float>()[0], 1.0f) << "running variance updated";
+  EXPECT_NE(rm.data<float>()[0], 0.0f) << "running mean updated";
+  auto r = straight.Evaluate(Blocks(40, 8));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->accuracy(), 0.5);
+
+  std::string path = ::testing::TempDir() + "/bn.safetensors";
+  Trainer first(train->get(), eval->get());
+  ASSERT_TRUE(first.Initialize(2).ok());
+  TrainConfig c1 = Quiet(1);
+  c1.on_epoch = [&](const EpochReport&) { return first.Save(path); };
+  ASSERT_TRUE(first.Train(data, c1).ok());
+  Trainer resumed(train->get(), eval->get());
+  ASSERT_TRUE(resumed.Initialize(3).ok());
+  ASSERT_TRUE(resumed.Load(path).ok());
+  ASSERT_TRUE(resumed.Train(data, Quiet(1)).ok());
+  for (const std::string& name : {"fc1.weight", "fc2.weight", "bn.weight"}) {
+    EXPECT_TRUE(SameBits(straight.parameter(name), resumed.parameter(name))) << name;
+  }
+  EXPECT_TRUE(SameBits(rv, resumed.parameter("bn.running_var")));
+}
+
 TEST(LrScheduleTest, Values) {
   EXPECT_DOUBLE_EQ(LrSchedule::Constant(0.1).At(100, 3), 0.1);
   EXPECT_NEAR(LrSchedule::Step(0.1, 2, 0.5).At(0, 3), 0.05, 1e-15);

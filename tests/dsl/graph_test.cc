@@ -105,5 +105,43 @@ TEST(GraphTest, SoftmaxCrossEntropyChecksLabelShape) {
   EXPECT_NE(g.status().message().find("expected int32 labels"), std::string::npos) << g.status();
 }
 
+TEST(GraphTest, SummaryListsLayersShapesAndParameterCounts) {
+  Graph g;
+  Value x = Reshape(g.Input("image", {8, 784}), {8, 1, 28, 28});
+  Conv2D::Options same;
+  same.padding = 2;
+  Conv2D conv(g, "conv1", 1, 20, 5, same);
+  Value h = Flatten(MaxPool2d(Relu(conv(x)), 2));
+  Value y = Linear(g, "fc", 20 * 14 * 14, 10)(Dropout(h, 0.5));
+  ASSERT_TRUE(g.status().ok()) << g.status();
+  EXPECT_EQ(y.shape(), (Shape{8, 10}));
+  std::string s = g.Summary();
+  EXPECT_NE(s.find("conv1 (Conv2D)"), std::string::npos) << s;
+  EXPECT_NE(s.find("[8, 20, 28, 28]"), std::string::npos) << s;
+  EXPECT_NE(s.find("(MaxPool2D)"), std::string::npos) << s;
+  EXPECT_NE(s.find("(Flatten)"), std::string::npos) << s;
+  EXPECT_NE(s.find("(Dropout)"), std::string::npos) << s;
+  EXPECT_NE(s.find("fc (Linear)"), std::string::npos) << s;
+  EXPECT_NE(s.find("Total params: " + std::to_string(20 * 25 + 20 + 3920 * 10 + 10)), std::string::npos)
+      << s;
+}
+
+TEST(GraphTest, EvaluationGraphsSkipDropoutAndUseRunningStatistics) {
+  Graph train, eval(Mode::kEval);
+  for (Graph* g : {&train, &eval}) {
+    Value x = g->Input("x", {4, 6});
+    BatchNorm bn(*g, "bn", 6);
+    Dropout(bn(x), 0.5);
+  }
+  EXPECT_EQ(train.buffer_updates().size(), 2u);
+  EXPECT_TRUE(eval.buffer_updates().empty());
+  bool train_has_dropout = false, eval_has_dropout = false;
+  for (const Node& n : train.nodes()) train_has_dropout |= n.op == OpKind::kDropout;
+  for (const Node& n : eval.nodes()) eval_has_dropout |= n.op == OpKind::kDropout;
+  EXPECT_TRUE(train_has_dropout);
+  EXPECT_FALSE(eval_has_dropout);
+  EXPECT_TRUE(eval.mode_dependent());
+}
+
 }  // namespace
 }  // namespace kiln
