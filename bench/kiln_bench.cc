@@ -18,7 +18,7 @@
 
 ABSL_FLAG(std::string, data_dir, "data/mnist", "MNIST directory");
 ABSL_FLAG(int32_t, epochs, 3, "timed epochs per model (the median is reported)");
-ABSL_FLAG(std::string, models, "linear,softmax,mlp", "models to run");
+ABSL_FLAG(std::string, models, "linear,softmax,mlp,cnn,lenet5", "models to run");
 
 namespace kiln {
 namespace {
@@ -82,7 +82,9 @@ int main(int argc, char** argv) {
   }
   const std::vector<Bench> all = {{"linear", examples::MnistLinear, 16, 0.001},
                                   {"softmax", examples::MnistSoftmax, 64, 0.2},
-                                  {"mlp", examples::MnistMlp, 64, 0.1}};
+                                  {"mlp", examples::MnistMlp, 64, 0.1},
+                                  {"cnn", examples::MnistCnn, 64, 0.01},
+                                  {"lenet5", examples::MnistLeNet5, 64, 0.01}};
   int rc = 0;
   for (absl::string_view want : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
     for (const Bench& b : all) {

@@ -30,7 +30,21 @@ def model(name):
         return torch.nn.Linear(784, 10), 64, 0.2
     if name == "mlp":
         return torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(),
-                                   torch.nn.Linear(128, 10)), 64, 0.1
+                                   torch.nn.Linear(128, 64), torch.nn.ReLU(),
+                                   torch.nn.Linear(64, 10)), 64, 0.1
+    if name == "cnn":
+        return torch.nn.Sequential(
+            torch.nn.Unflatten(1, (1, 28, 28)),
+            torch.nn.Conv2d(1, 20, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(20, 20, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(), torch.nn.Linear(980, 10)), 64, 0.01
+    if name == "lenet5":
+        return torch.nn.Sequential(
+            torch.nn.Unflatten(1, (1, 28, 28)),
+            torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+            torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84), torch.nn.ReLU(),
+            torch.nn.Linear(84, 10)), 64, 0.01
     raise ValueError(name)
 
 
@@ -74,7 +88,7 @@ def main():
     torch.set_num_threads(2)
     x = torch.from_numpy(idx(f"{data_dir}/train-images-idx3-ubyte").reshape(-1, 784).astype(np.float32) / 255.0)
     y = torch.from_numpy(idx(f"{data_dir}/train-labels-idx1-ubyte").astype(np.int64))
-    for name in sys.argv[3:] or ["linear", "softmax", "mlp"]:
+    for name in sys.argv[3:] or ["linear", "softmax", "mlp", "cnn", "lenet5"]:
         print(json.dumps(run(name, x, y, epochs)), flush=True)
 
 

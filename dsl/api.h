@@ -11,6 +11,7 @@
 // end).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -166,6 +167,32 @@ class Conv2D {
   Value weight_, bias_;
   Options options_;
   mutable bool applied_ = false;
+};
+
+// Sequential-style chaining of layers and functions:
+//   kiln::Sequential net;
+//   net.Add(kiln::Conv2D(g, "conv1", 1, 20, 5, same)).Add(kiln::Relu)
+//      .Add([](kiln::Value v) { return kiln::MaxPool2d(v, 2); });
+//   kiln::Value y = net(x);
+class Sequential {
+ public:
+  template <typename Layer>
+  Sequential& Add(Layer layer) {
+    steps_.emplace_back([layer](Value v) { return layer(v); });
+    return *this;
+  }
+  Sequential& Add(Value (*fn)(Value)) {
+    steps_.emplace_back(fn);
+    return *this;
+  }
+  Value operator()(Value x) const {
+    for (const auto& step : steps_) x = step(x);
+    return x;
+  }
+  size_t size() const { return steps_.size(); }
+
+ private:
+  std::vector<std::function<Value(Value)>> steps_;
 };
 
 }  // namespace kiln

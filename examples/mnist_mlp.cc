@@ -1,17 +1,15 @@
-// The tutorial's next step: a multilayer perceptron, Linear(784 -> 128), ReLU, Linear(128 -> 10),
-// softmax cross-entropy, SGD.
+// The tutorial's next step: a multilayer perceptron 784-128-64-10 with ReLU (109,386
+// parameters), softmax cross-entropy, Adam with cosine decay.
 #include "examples/example_main.h"
 #include "examples/models.h"
 
 int main(int argc, char** argv) {
   kiln::examples::Example e{
       "mnist_mlp",
-      "MLP on MNIST: Linear(784->128), ReLU, Linear(128->10), softmax cross-entropy, SGD.",
+      "MLP 784-128-64-10 on MNIST, softmax cross-entropy, Adam.",
       kiln::examples::MnistMlp,
-      "sgd",
-      /*epochs=*/10,
-      /*batch_size=*/64,
-      /*lr=*/0.1,
-      /*log_every=*/200};
+      "adam",
+      /*epochs=*/20, /*batch_size=*/64, /*lr=*/1e-3, /*log_every=*/200, /*predict=*/"",
+      /*lr_schedule=*/"cosine"};
   return kiln::examples::RunExample(argc, argv, e);
 }

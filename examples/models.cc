@@ -33,7 +33,8 @@ ModelDef MnistMlp(Graph& g, int64_t batch) {
   Linear::Options relu_init;
   relu_init.weight_init = Initializer::KaimingUniform();
   Value h = Relu(Linear(g, "fc1", 784, 128, relu_init)(image));
-  return Classifier(image, label, Linear(g, "fc2", 128, 10)(h));
+  h = Relu(Linear(g, "fc2", 128, 64, relu_init)(h));
+  return Classifier(image, label, Linear(g, "fc3", 64, 10)(h));
 }
 
 ModelDef MnistSoftmax(Graph& g, int64_t batch) {
@@ -47,10 +48,13 @@ ModelDef MnistCnn(Graph& g, int64_t batch) {
   Value label = g.Input("label", {batch}, DType::kInt32);
   Conv2D::Options same;
   same.padding = 2;
-  Value x = Reshape(image, {batch, 1, 28, 28});
-  x = MaxPool2d(Relu(Conv2D(g, "conv1", 1, 20, 5, same)(x)), 2);
-  x = MaxPool2d(Relu(Conv2D(g, "conv2", 20, 20, 5, same)(x)), 2);
-  return Classifier(image, label, Linear(g, "fc", 980, 10)(Flatten(x)));
+  auto pool = [](Value v) { return MaxPool2d(v, 2); };
+  auto flatten = [](Value v) { return Flatten(v); };
+  Sequential net;
+  net.Add(Conv2D(g, "conv1", 1, 20, 5, same)).Add(Relu).Add(pool);
+  net.Add(Conv2D(g, "conv2", 20, 20, 5, same)).Add(Relu).Add(pool);
+  net.Add(flatten).Add(Linear(g, "fc", 980, 10));
+  return Classifier(image, label, net(Reshape(image, {batch, 1, 28, 28})));
 }
 
 ModelDef MnistLeNet5(Graph& g, int64_t batch) {
@@ -66,6 +70,19 @@ ModelDef MnistLeNet5(Graph& g, int64_t batch) {
   x = Relu(Linear(g, "f5", 400, 120, relu_init)(Flatten(x)));
   x = Relu(Linear(g, "f6", 120, 84, relu_init)(x));
   return Classifier(image, label, Linear(g, "f7", 84, 10)(x));
+}
+
+ModelDef MnistCnnBn(Graph& g, int64_t batch) {
+  Value image = g.Input("image", {batch, 784});
+  Value label = g.Input("label", {batch}, DType::kInt32);
+  Conv2D::Options same;
+  same.padding = 2;
+  same.bias = false;  // batch norm's shift replaces it
+  Value x = Reshape(image, {batch, 1, 28, 28});
+  x = MaxPool2d(Relu(BatchNorm(g, "bn1", 20)(Conv2D(g, "conv1", 1, 20, 5, same)(x))), 2);
+  x = MaxPool2d(Relu(BatchNorm(g, "bn2", 20)(Conv2D(g, "conv2", 20, 20, 5, same)(x))), 2);
+  x = Dropout(Flatten(x), 0.25, /*seed=*/1);
+  return Classifier(image, label, Linear(g, "fc", 980, 10)(x));
 }
 
 }  // namespace kiln::examples
