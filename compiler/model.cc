@@ -138,7 +138,8 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const Mod
   }
   std::vector<std::pair<int, ArgSpec>> states, new_params, new_states;
   if (const double c = optimizer.clip_global_norm(); c > 0) {
-    // g <- g * min(1, c / ||g||) with ||g|| over all gradients; min(1, c / n) = c / (c + relu(n - c)).
+    // g <- g * min(1, c / ||g||) with ||g|| over all gradients; min(1, c / n) = c / (c + relu(n -
+    // c)).
     Value sq;
     for (const Value& gr : grads) sq = sq.valid() ? sq + Sum(Square(gr)) : Sum(Square(gr));
     Value scale = c / (c + Relu(Sqrt(sq) - c));

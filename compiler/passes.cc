@@ -87,8 +87,8 @@ int EliminateCommonSubexpressions(Graph& g, std::vector<int>& roots) {
     remap[i] = static_cast<int>(i);
     for (int& in : n.inputs) in = remap[in];
     if (DefOf(n).pattern == Pattern::kSource) continue;
-    Key key{static_cast<int>(n.op), n.custom,       n.inputs, n.attrs.ints, n.attrs.scalar,
-            n.attrs.reals,          n.attrs.flag, n.shape};
+    Key key{static_cast<int>(n.op), n.custom,      n.inputs,     n.attrs.ints,
+            n.attrs.scalar,         n.attrs.reals, n.attrs.flag, n.shape};
     auto [it, inserted] = seen.emplace(key, static_cast<int>(i));
     if (!inserted) {
       remap[i] = it->second;

@@ -281,7 +281,8 @@ Conv2D::Conv2D(Graph& g, const std::string& name, int64_t in_channels, int64_t o
 }
 
 Value Conv2D::operator()(Value x) const {
-  Value y = Conv2d(x, weight_, ConvParams::Same(options_.stride, options_.padding, options_.dilation));
+  Value y =
+      Conv2d(x, weight_, ConvParams::Same(options_.stride, options_.padding, options_.dilation));
   if (bias_.valid() && y.valid()) y = y + Reshape(bias_, {bias_.shape()[0], 1, 1});
   return Record(y, name_, "Conv2D", Count(weight_, bias_), &applied_);
 }
@@ -300,9 +301,9 @@ Value BatchNorm::operator()(Value x) const {
   if (!x.valid() || !gamma_.valid()) return x;
   Graph* g = x.graph();
   if (x.rank() < 2 || x.shape()[1] != gamma_.shape()[0]) {
-    g->ReportError(absl::InvalidArgumentError(absl::StrCat(
-        "batch norm '", gamma_.name(), "': expected [N, ", gamma_.shape()[0], ", ...], got '",
-        x.name(), "' ", ShapeString(x.shape()))));
+    g->ReportError(absl::InvalidArgumentError(
+        absl::StrCat("batch norm '", gamma_.name(), "': expected [N, ", gamma_.shape()[0],
+                     ", ...], got '", x.name(), "' ", ShapeString(x.shape()))));
     return Value();
   }
   std::vector<int64_t> axes;
@@ -319,8 +320,8 @@ Value BatchNorm::operator()(Value x) const {
     const double m = options_.momentum;
     Shape c = {x.shape()[1]};
     g->SetBufferUpdate(running_mean_, running_mean_ * (1 - m) + Reshape(mean, c) * m);
-    g->SetBufferUpdate(running_var_,
-                       running_var_ * (1 - m) + Reshape(var, c) * (m * count / std::max(1.0, count - 1)));
+    g->SetBufferUpdate(running_var_, running_var_ * (1 - m) +
+                                         Reshape(var, c) * (m * count / std::max(1.0, count - 1)));
   } else {
     mean = Reshape(running_mean_, keep);
     var = Reshape(running_var_, keep);

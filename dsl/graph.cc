@@ -136,15 +136,16 @@ std::string Graph::Summary() const {
     if (n.op == OpKind::kParameter) total += NumElements(n.shape);
     if (n.op == OpKind::kBuffer) buffers += NumElements(n.shape);
   }
-  std::string out = absl::StrFormat("%-28s %-22s %12s\n", "Layer (type)", "Output Shape", "Param #");
+  std::string out =
+      absl::StrFormat("%-28s %-22s %12s\n", "Layer (type)", "Output Shape", "Param #");
   out += std::string(64, '=') + "\n";
   for (const LayerRecord& r : layers_) {
     absl::StrAppend(&out, absl::StrFormat("%-28s %-22s %12d\n", r.name + " (" + r.type + ")",
                                           ShapeString(r.output), r.params));
   }
   out += std::string(64, '=') + "\n";
-  absl::StrAppend(&out, absl::StrFormat("Total params: %d (%.1f KB as float32)\n", total,
-                                        total * 4 / 1024.0));
+  absl::StrAppend(
+      &out, absl::StrFormat("Total params: %d (%.1f KB as float32)\n", total, total * 4 / 1024.0));
   if (buffers > 0) absl::StrAppend(&out, absl::StrFormat("Non-trainable buffers: %d\n", buffers));
   return out;
 }

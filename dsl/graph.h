@@ -36,8 +36,8 @@ constexpr int kNumOps = 0
 // Attributes of a node. Which fields an op reads is documented in its OpDef file.
 struct Attrs {
   std::vector<int64_t> ints;  // axes, permutations, target shapes, depth, bounds
-  double scalar = 0;             // constant value, dropout rate, pad value
-  std::vector<double> reals;     // clip bounds
+  double scalar = 0;          // constant value, dropout rate, pad value
+  std::vector<double> reals;  // clip bounds
   bool flag = false;          // keepdims
   Initializer init;           // parameters only
   bool operator==(const Attrs& o) const {
@@ -83,10 +83,10 @@ enum class Mode { kTrain, kEval };
 
 // One row of a model summary: a layer applied once.
 struct LayerRecord {
-  std::string name;   // e.g. "conv1"
-  std::string type;   // e.g. "Conv2D"
-  Shape output;       // output shape of this application
-  int64_t params = 0; // trainable parameters it owns (counted at its first application)
+  std::string name;    // e.g. "conv1"
+  std::string type;    // e.g. "Conv2D"
+  Shape output;        // output shape of this application
+  int64_t params = 0;  // trainable parameters it owns (counted at its first application)
 };
 
 class Graph {

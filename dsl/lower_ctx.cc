@@ -58,9 +58,7 @@ Halide::Expr LowerCtx::Broadcast(const Halide::Func& f, const Shape& in,
   return At(f, idx);
 }
 
-Halide::Expr LowerCtx::Step() const {
-  return step_ ? (*step_)() : Halide::cast(float_type_, 0);
-}
+Halide::Expr LowerCtx::Step() const { return step_ ? (*step_)() : Halide::cast(float_type_, 0); }
 
 Halide::Func LowerCtx::NewFunc(const Node& n, const std::string& suffix) const {
   std::string name = absl::StrCat(n.name, suffix.empty() ? "" : "_", suffix);

@@ -28,8 +28,9 @@ ABSL_FLAG(std::string, lr_schedule, "constant",
           "by ,warmup:STEPS");
 ABSL_FLAG(double, weight_decay, 0, "L2 weight decay (decoupled for adamw), biases exempt");
 ABSL_FLAG(double, clip_norm, 0, "clip gradients to this global norm (0: off)");
-ABSL_FLAG(int32_t, random_shift, 0,
-          "augmentation: shift training images by up to N pixels (deterministic per seed and epoch)");
+ABSL_FLAG(
+    int32_t, random_shift, 0,
+    "augmentation: shift training images by up to N pixels (deterministic per seed and epoch)");
 ABSL_FLAG(int64_t, validation, 0,
           "hold out the last N training images, evaluate them every epoch and report the best "
           "epoch (the test set is never used to choose)");
@@ -134,13 +135,14 @@ int RunExample(int argc, char** argv, const Example& e) {
   if (!made.ok()) return Fail(made.status());
   std::unique_ptr<Optimizer> optimizer = std::move(*made);
   if (absl::GetFlag(FLAGS_weight_decay) > 0) {
-    optimizer->WithWeightDecay(absl::GetFlag(FLAGS_weight_decay)).WithDecayFilter(DecayAllButBiases);
+    optimizer->WithWeightDecay(absl::GetFlag(FLAGS_weight_decay))
+        .WithDecayFilter(DecayAllButBiases);
   }
   optimizer->WithClipGlobalNorm(absl::GetFlag(FLAGS_clip_norm));
   const int64_t holdout = absl::GetFlag(FLAGS_validation);
   if (holdout < 0 || holdout >= train->count) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(
-        "--validation must be in [0, ", train->count, "), got ", holdout)));
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--validation must be in [0, ", train->count, "), got ", holdout)));
   }
   Dataset validation;
   if (holdout > 0) {

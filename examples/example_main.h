@@ -31,7 +31,7 @@ struct Example {
   int64_t batch_size;
   double lr;
   int64_t log_every;
-  std::string predict = "";       // default --predict image ("" for none)
+  std::string predict = "";              // default --predict image ("" for none)
   std::string lr_schedule = "constant";  // default --lr_schedule
   int random_shift = 0;                  // default --random_shift
 };

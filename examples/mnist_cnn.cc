@@ -10,7 +10,12 @@ int main(int argc, char** argv) {
       "The tutorial CNN on MNIST: conv5x5(20)-pool-conv5x5(20)-pool-fc(10), Adam.",
       kiln::examples::MnistCnn,
       "adam",
-      /*epochs=*/5, /*batch_size=*/64, /*lr=*/2e-3, /*log_every=*/200, /*predict=*/"",
-      /*lr_schedule=*/"cosine", /*random_shift=*/2};
+      /*epochs=*/5,
+      /*batch_size=*/64,
+      /*lr=*/2e-3,
+      /*log_every=*/200,
+      /*predict=*/"",
+      /*lr_schedule=*/"cosine",
+      /*random_shift=*/2};
   return kiln::examples::RunExample(argc, argv, e);
 }

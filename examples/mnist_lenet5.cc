@@ -9,7 +9,12 @@ int main(int argc, char** argv) {
       "LeNet-5 on MNIST: conv5x5(6)-pool-conv5x5(16)-pool-fc120-fc84-fc10, Adam.",
       kiln::examples::MnistLeNet5,
       "adam",
-      /*epochs=*/10, /*batch_size=*/64, /*lr=*/2e-3, /*log_every=*/200, /*predict=*/"",
-      /*lr_schedule=*/"cosine", /*random_shift=*/2};
+      /*epochs=*/10,
+      /*batch_size=*/64,
+      /*lr=*/2e-3,
+      /*log_every=*/200,
+      /*predict=*/"",
+      /*lr_schedule=*/"cosine",
+      /*random_shift=*/2};
   return kiln::examples::RunExample(argc, argv, e);
 }

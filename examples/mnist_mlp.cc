@@ -4,12 +4,15 @@
 #include "examples/models.h"
 
 int main(int argc, char** argv) {
-  kiln::examples::Example e{
-      "mnist_mlp",
-      "MLP 784-128-64-10 on MNIST, softmax cross-entropy, Adam.",
-      kiln::examples::MnistMlp,
-      "adam",
-      /*epochs=*/20, /*batch_size=*/64, /*lr=*/1e-3, /*log_every=*/200, /*predict=*/"",
-      /*lr_schedule=*/"cosine"};
+  kiln::examples::Example e{"mnist_mlp",
+                            "MLP 784-128-64-10 on MNIST, softmax cross-entropy, Adam.",
+                            kiln::examples::MnistMlp,
+                            "adam",
+                            /*epochs=*/20,
+                            /*batch_size=*/64,
+                            /*lr=*/1e-3,
+                            /*log_every=*/200,
+                            /*predict=*/"",
+                            /*lr_schedule=*/"cosine"};
   return kiln::examples::RunExample(argc, argv, e);
 }

@@ -35,9 +35,12 @@ int main(int argc, char** argv) {
     const char* name;
     double lr;
   };
-  const std::vector<Run> runs = {{"sgd", 0.1}, {"momentum", 0.02}, {"adagrad", 0.02}, {"adam", 1e-3}};
+  const std::vector<Run> runs = {
+      {"sgd", 0.1}, {"momentum", 0.02}, {"adagrad", 0.02}, {"adam", 1e-3}};
   std::vector<std::pair<std::string, Curve>> curves;
-  std::string table = "| optimizer | lr | test accuracy | final train loss | train images/s |\n|---|---|---|---|---|\n";
+  std::string table =
+      "| optimizer | lr | test accuracy | final train loss | train images/s "
+      "|\n|---|---|---|---|---|\n";
   std::string csv = "optimizer,step,loss\n";
   for (const Run& r : runs) {
     auto opt = MakeOptimizer(r.name, r.lr);
@@ -45,7 +48,8 @@ int main(int argc, char** argv) {
     auto step = CompileTrainStep(tg, examples::MnistMlp(tg, 64), **opt, {});
     auto eval = CompileEvalStep(eg, examples::MnistMlp(eg, 1000), {});
     if (!step.ok() || !eval.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string((step.ok() ? eval : step).status().message()).c_str());
+      std::fprintf(stderr, "error: %s\n",
+                   std::string((step.ok() ? eval : step).status().message()).c_str());
       return 1;
     }
     Trainer t(step->get(), eval->get());
@@ -70,8 +74,9 @@ int main(int argc, char** argv) {
       absl::StrAppend(&csv, r.name, ",", p.epoch * per_epoch + p.batch, ",", p.loss, "\n");
     }
     curves.push_back({absl::StrCat(r.name, " (lr ", r.lr, ")"), curve});
-    absl::StrAppend(&table, "| ", r.name, " | ", r.lr, " | ", absl::StrFormat("%.4f", acc->accuracy()),
-                    " | ", absl::StrFormat("%.4f", stats->epochs.back().mean_loss), " | ",
+    absl::StrAppend(&table, "| ", r.name, " | ", r.lr, " | ",
+                    absl::StrFormat("%.4f", acc->accuracy()), " | ",
+                    absl::StrFormat("%.4f", stats->epochs.back().mean_loss), " | ",
                     absl::StrFormat("%.0f", stats->images_per_second()), " |\n");
   }
   const std::string out = absl::GetFlag(FLAGS_out);
@@ -88,7 +93,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
     return 1;
   }
-  std::printf("\n%s\nwrote %s_loss.svg, %s_loss.csv, %s.md\n", table.c_str(), out.c_str(), out.c_str(),
-              out.c_str());
+  std::printf("\n%s\nwrote %s_loss.svg, %s_loss.csv, %s.md\n", table.c_str(), out.c_str(),
+              out.c_str(), out.c_str());
   return 0;
 }

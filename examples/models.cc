@@ -65,8 +65,8 @@ ModelDef MnistLeNet5(Graph& g, int64_t batch) {
   Linear::Options relu_init;
   relu_init.weight_init = Initializer::KaimingUniform();
   Value x = Reshape(image, {batch, 1, 28, 28});
-  x = MaxPool2d(Relu(Conv2D(g, "c1", 1, 6, 5, pad2)(x)), 2);   // 6 x 14 x 14
-  x = MaxPool2d(Relu(Conv2D(g, "c3", 6, 16, 5)(x)), 2);         // 16 x 5 x 5
+  x = MaxPool2d(Relu(Conv2D(g, "c1", 1, 6, 5, pad2)(x)), 2);  // 6 x 14 x 14
+  x = MaxPool2d(Relu(Conv2D(g, "c3", 6, 16, 5)(x)), 2);       // 16 x 5 x 5
   x = Relu(Linear(g, "f5", 400, 120, relu_init)(Flatten(x)));
   x = Relu(Linear(g, "f6", 120, 84, relu_init)(x));
   return Classifier(image, label, Linear(g, "f7", 84, 10)(x));

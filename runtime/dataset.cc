@@ -65,8 +65,8 @@ int64_t BatchFeeder::Fill(int64_t b, float* images, int32_t* labels) const {
     }
     const uint8_t* src = data_.pixels.data() + idx * n;
     if (shift_ > 0 && data_.example_shape.size() == 2) {
-      Rng rng((seed_ ^ 0xA5A5A5A5ull) * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch_) * 1000003ull +
-              static_cast<uint64_t>(idx));
+      Rng rng((seed_ ^ 0xA5A5A5A5ull) * 0x9E3779B97F4A7C15ull +
+              static_cast<uint64_t>(epoch_) * 1000003ull + static_cast<uint64_t>(idx));
       const int span = 2 * shift_ + 1;
       const int sy = static_cast<int>(rng.Next() % span) - shift_;
       const int sx = static_cast<int>(rng.Next() % span) - shift_;

@@ -52,8 +52,8 @@ absl::Status WriteCurveSvg(const std::string& path, const std::string& title,
 absl::Status WriteCurvesSvg(const std::string& path, const std::string& title,
                             const std::string& x_label, const std::string& y_label,
                             const std::vector<std::pair<std::string, Curve>>& series) {
-  static const char* kColors[] = {"#e4007f", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd",
-                                  "#8c564b", "#17becf", "#7f7f7f"};
+  static const char* kColors[] = {"#e4007f", "#1f77b4", "#2ca02c", "#ff7f0e",
+                                  "#9467bd", "#8c564b", "#17becf", "#7f7f7f"};
   const double W = 640, H = 400, L = 70, R = 20, T = 40, B = 50;
   bool any = false;
   double x0 = 0, x1 = 1, y0 = 0, y1 = 1;
@@ -79,26 +79,29 @@ absl::Status WriteCurvesSvg(const std::string& path, const std::string& title,
   std::string svg = absl::StrFormat(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
       "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
-      "fill=\"white\"/>\n<text x=\"%g\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">%s</text>\n",
+      "fill=\"white\"/>\n<text x=\"%g\" y=\"24\" text-anchor=\"middle\" "
+      "font-size=\"16\">%s</text>\n",
       W, H, W / 2, Escape(title));
-  absl::StrAppend(&svg, absl::StrFormat(
-      "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n"
-      "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n",
-      L, H - B, W - R, H - B, L, T, L, H - B));
+  absl::StrAppend(
+      &svg, absl::StrFormat("<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n"
+                            "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n",
+                            L, H - B, W - R, H - B, L, T, L, H - B));
   for (int i = 0; i <= 5; ++i) {
     double yv = y0 + (y1 - y0) * i / 5, xv = x0 + (x1 - x0) * i / 5;
-    absl::StrAppend(&svg, absl::StrFormat(
-        "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#ddd\"/>"
-        "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">%.3g</text>\n"
-        "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%.4g</text>\n",
-        L, py(yv), W - R, py(yv), L - 6, py(yv) + 4, yv, px(xv), H - B + 18, xv));
+    absl::StrAppend(
+        &svg,
+        absl::StrFormat("<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#ddd\"/>"
+                        "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">%.3g</text>\n"
+                        "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%.4g</text>\n",
+                        L, py(yv), W - R, py(yv), L - 6, py(yv) + 4, yv, px(xv), H - B + 18, xv));
   }
-  absl::StrAppend(&svg, absl::StrFormat(
-      "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\" font-size=\"14\">%s</text>\n"
-      "<text x=\"16\" y=\"%g\" text-anchor=\"middle\" font-size=\"14\" "
-      "transform=\"rotate(-90 16 %g)\">%s</text>\n",
-      (W + L - R) / 2, H - 12, Escape(x_label), (H - B + T) / 2, (H - B + T) / 2,
-      Escape(y_label)));
+  absl::StrAppend(
+      &svg,
+      absl::StrFormat("<text x=\"%g\" y=\"%g\" text-anchor=\"middle\" font-size=\"14\">%s</text>\n"
+                      "<text x=\"16\" y=\"%g\" text-anchor=\"middle\" font-size=\"14\" "
+                      "transform=\"rotate(-90 16 %g)\">%s</text>\n",
+                      (W + L - R) / 2, H - 12, Escape(x_label), (H - B + T) / 2, (H - B + T) / 2,
+                      Escape(y_label)));
   for (size_t k = 0; k < series.size(); ++k) {
     const char* color = kColors[k % (sizeof(kColors) / sizeof(kColors[0]))];
     absl::StrAppend(&svg, "<polyline fill=\"none\" stroke=\"", color,
@@ -108,11 +111,11 @@ absl::Status WriteCurvesSvg(const std::string& path, const std::string& title,
     }
     svg += "\"/>\n";
     if (!series[k].first.empty()) {
-      absl::StrAppend(&svg, absl::StrFormat(
-          "<rect x=\"%g\" y=\"%g\" width=\"12\" height=\"4\" fill=\"%s\"/>"
-          "<text x=\"%g\" y=\"%g\">%s</text>\n",
-          W - R - 150, T + 8 + 16 * k, color, W - R - 132, T + 14 + 16 * k,
-          Escape(series[k].first)));
+      absl::StrAppend(
+          &svg, absl::StrFormat("<rect x=\"%g\" y=\"%g\" width=\"12\" height=\"4\" fill=\"%s\"/>"
+                                "<text x=\"%g\" y=\"%g\">%s</text>\n",
+                                W - R - 150, T + 8 + 16 * k, color, W - R - 132, T + 14 + 16 * k,
+                                Escape(series[k].first)));
     }
   }
   svg += "</svg>\n";

@@ -13,9 +13,14 @@ namespace kiln {
 double LrSchedule::At(int64_t step, int epoch) const {
   double lr = base;
   switch (kind) {
-    case Kind::kConstant: break;
-    case Kind::kStep: lr = base * std::pow(gamma, epoch / std::max(1, every_epochs)); break;
-    case Kind::kExponential: lr = base * std::pow(gamma, epoch); break;
+    case Kind::kConstant:
+      break;
+    case Kind::kStep:
+      lr = base * std::pow(gamma, epoch / std::max(1, every_epochs));
+      break;
+    case Kind::kExponential:
+      lr = base * std::pow(gamma, epoch);
+      break;
     case Kind::kCosine: {
       double t = std::min(1.0, static_cast<double>(step) / std::max<int64_t>(1, total_steps));
       lr = min_lr + 0.5 * (base - min_lr) * (1 + std::cos(3.141592653589793 * t));
@@ -29,16 +34,25 @@ double LrSchedule::At(int64_t step, int epoch) const {
 std::string LrSchedule::ToString() const {
   std::string s;
   switch (kind) {
-    case Kind::kConstant: s = absl::StrCat("constant ", base); break;
-    case Kind::kStep: s = absl::StrCat("step ", base, " x", gamma, " every ", every_epochs, " epochs"); break;
-    case Kind::kExponential: s = absl::StrCat("exponential ", base, " x", gamma, " per epoch"); break;
-    case Kind::kCosine: s = absl::StrCat("cosine ", base, " -> ", min_lr, " over ", total_steps, " steps"); break;
+    case Kind::kConstant:
+      s = absl::StrCat("constant ", base);
+      break;
+    case Kind::kStep:
+      s = absl::StrCat("step ", base, " x", gamma, " every ", every_epochs, " epochs");
+      break;
+    case Kind::kExponential:
+      s = absl::StrCat("exponential ", base, " x", gamma, " per epoch");
+      break;
+    case Kind::kCosine:
+      s = absl::StrCat("cosine ", base, " -> ", min_lr, " over ", total_steps, " steps");
+      break;
   }
   if (warmup_steps > 0) absl::StrAppend(&s, ", linear warm-up ", warmup_steps, " steps");
   return s;
 }
 
-absl::StatusOr<LrSchedule> ParseLrSchedule(const std::string& text, double lr, int64_t total_steps) {
+absl::StatusOr<LrSchedule> ParseLrSchedule(const std::string& text, double lr,
+                                           int64_t total_steps) {
   std::vector<std::string> parts = absl::StrSplit(text, ',');
   auto bad = [&](const std::string& why) {
     return absl::InvalidArgumentError(absl::StrCat("--lr_schedule=\"", text, "\": ", why,

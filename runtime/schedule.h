@@ -16,11 +16,11 @@ struct LrSchedule {
   enum class Kind { kConstant, kStep, kExponential, kCosine };
   Kind kind = Kind::kConstant;
   double base = 0.01;
-  double gamma = 0.1;         // kStep: factor every `every_epochs`; kExponential: factor per epoch
-  int every_epochs = 1;       // kStep
-  int64_t total_steps = 1;    // kCosine: decays to `min_lr` at this step
-  double min_lr = 0;          // kCosine
-  int64_t warmup_steps = 0;   // linear warm-up from 0 over the first steps (any kind)
+  double gamma = 0.1;        // kStep: factor every `every_epochs`; kExponential: factor per epoch
+  int every_epochs = 1;      // kStep
+  int64_t total_steps = 1;   // kCosine: decays to `min_lr` at this step
+  double min_lr = 0;         // kCosine
+  int64_t warmup_steps = 0;  // linear warm-up from 0 over the first steps (any kind)
 
   static LrSchedule Constant(double lr) { return {Kind::kConstant, lr}; }
   static LrSchedule Step(double lr, int every_epochs, double gamma) {

@@ -222,7 +222,6 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
   double last_finite = 0;
   int64_t last_finite_step = 0;
   double best_val = -1;
-  auto t0 = std::chrono::steady_clock::now();
   for (int e = 0; e < config.epochs; ++e) {
     const int epoch = epoch_;
     auto epoch_start = std::chrono::steady_clock::now();
@@ -276,7 +275,8 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
     progress.Finish();
     stats.seconds += Seconds(epoch_start);
     report.mean_loss = b > 0 ? loss_sum / static_cast<double>(b) : 0;
-    if (correct_index >= 0 && b > 0) report.train_accuracy = correct / static_cast<double>(b * batch);
+    if (correct_index >= 0 && b > 0)
+      report.train_accuracy = correct / static_cast<double>(b * batch);
     const bool complete = b == feeder.num_batches();
     if (complete) ++epoch_;
     if (config.validation != nullptr) {
@@ -293,7 +293,6 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
     if (config.on_epoch && complete) KILN_RETURN_IF_ERROR(config.on_epoch(report));
     if (config.max_steps >= 0 && stats.steps >= config.max_steps) break;
   }
-  (void)t0;
   return stats;
 }
 
@@ -416,8 +415,8 @@ absl::Status Trainer::Load(const std::string& path) {
     auto it = f.metadata.find(key);
     if (it == f.metadata.end()) return absl::OkStatus();
     if (!absl::SimpleAtoi(it->second, out)) {
-      return absl::DataLossError(absl::StrCat(path, ": metadata \"", key, "\" is not a number: \"",
-                                              it->second, "\""));
+      return absl::DataLossError(
+          absl::StrCat(path, ": metadata \"", key, "\" is not a number: \"", it->second, "\""));
     }
     return absl::OkStatus();
   };

@@ -24,12 +24,12 @@
 namespace kiln {
 
 struct EpochReport {
-  int epoch = 0;                   // 0-based, counted over the trainer's whole life (resumes too)
-  double mean_loss = 0;            // mean training loss over the epoch's steps
-  double train_accuracy = -1;      // from a "correct" metric of the step, if it has one
-  double val_accuracy = -1;        // on TrainConfig::validation, if given
-  double val_loss = -1;            // if the evaluation step has a per-example "loss" output
-  double lr = 0;                   // learning rate at the epoch's last step
+  int epoch = 0;               // 0-based, counted over the trainer's whole life (resumes too)
+  double mean_loss = 0;        // mean training loss over the epoch's steps
+  double train_accuracy = -1;  // from a "correct" metric of the step, if it has one
+  double val_accuracy = -1;    // on TrainConfig::validation, if given
+  double val_loss = -1;        // if the evaluation step has a per-example "loss" output
+  double lr = 0;               // learning rate at the epoch's last step
   double seconds = 0;
 };
 
@@ -43,8 +43,8 @@ struct TrainConfig {
   const Dataset* validation = nullptr;  // evaluated after every epoch
   // Called after every epoch (e.g. to checkpoint); an error stops training and is returned.
   std::function<absl::Status(const EpochReport&)> on_epoch;
-  bool progress = true;                 // progress bar on a terminal (plain lines otherwise)
-  int64_t max_steps = -1;               // stop after this many steps in this call (tests)
+  bool progress = true;    // progress bar on a terminal (plain lines otherwise)
+  int64_t max_steps = -1;  // stop after this many steps in this call (tests)
 };
 
 struct LossPoint {
@@ -54,7 +54,7 @@ struct LossPoint {
 };
 
 struct TrainStats {
-  std::vector<LossPoint> logged;                // the tutorial's loss list (every log_every)
+  std::vector<LossPoint> logged;  // the tutorial's loss list (every log_every)
   std::vector<EpochReport> epochs;
   std::map<std::string, double> metric_totals;  // summed over all steps (e.g. "correct")
   int best_epoch = -1;                          // highest validation accuracy, if validating
@@ -121,7 +121,7 @@ class Trainer {
   Executable* train_;
   Executable* eval_;
   std::vector<Slot> slots_;
-  int current_ = 0;  // which buffer of each slot holds the current values
+  int current_ = 0;   // which buffer of each slot holds the current values
   int64_t step_ = 0;  // steps taken
   int epoch_ = 0;     // epochs completed
   uint64_t seed_ = 1;

@@ -28,4 +28,12 @@ std::vector<Halide::Expr> ReductionIndex(const Shape& in, const std::vector<int6
 Halide::RDom ReductionDomain(const Shape& in, const std::vector<int64_t>& axes,
                              const std::string& name);
 
+// Largest divisor of `extent` not above `limit` (tiles that need no tail), at least 1.
+inline int Divisor(int64_t extent, int64_t limit) {
+  for (int64_t d = extent < limit ? extent : limit; d > 1; --d) {
+    if (extent % d == 0) return static_cast<int>(d);
+  }
+  return 1;
+}
+
 }  // namespace kiln::ops

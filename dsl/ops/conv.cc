@@ -26,10 +26,10 @@ absl::Status CheckConvAttrs(const Attrs& at, size_t extra) {
   }
   if (at.ints[0] < 1 || at.ints[1] < 1 || at.ints[4] < 1 || at.ints[5] < 1 || at.ints[2] < 0 ||
       at.ints[3] < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "expected stride >= 1, padding >= 0, dilation >= 1, got stride [", at.ints[0], ", ",
-        at.ints[1], "], padding [", at.ints[2], ", ", at.ints[3], "], dilation [", at.ints[4],
-        ", ", at.ints[5], "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected stride >= 1, padding >= 0, dilation >= 1, got stride [", at.ints[0],
+                     ", ", at.ints[1], "], padding [", at.ints[2], ", ", at.ints[3],
+                     "], dilation [", at.ints[4], ", ", at.ints[5], "]"));
   }
   return absl::OkStatus();
 }
@@ -47,20 +47,19 @@ absl::StatusOr<TypeAndShape> InferConv(const std::vector<const Node*>& in, const
     return absl::InvalidArgumentError("expected float inputs");
   }
   if (x.size() != 4 || w.size() != 4) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "expected input [N, C, H, W] and weight [O, C, KH, KW], got ", ShapeString(x), " and ",
-        ShapeString(w)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected input [N, C, H, W] and weight [O, C, KH, KW], got ", ShapeString(x),
+                     " and ", ShapeString(w)));
   }
   if (x[1] != w[1]) {
-    return absl::InvalidArgumentError(absl::StrCat("input has ", x[1], " channels, weight ",
-                                                   ShapeString(w), " expects ", w[1]));
+    return absl::InvalidArgumentError(
+        absl::StrCat("input has ", x[1], " channels, weight ", ShapeString(w), " expects ", w[1]));
   }
   ConvAttrs a(at.ints);
   int64_t oh = OutSize(x[2], w[2], a.sh, a.ph, a.dh), ow = OutSize(x[3], w[3], a.sw, a.pw, a.dw);
   if (oh <= 0 || ow <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("kernel ", ShapeString(w),
-                                                   " does not fit the padded input ",
-                                                   ShapeString(x)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("kernel ", ShapeString(w), " does not fit the padded input ", ShapeString(x)));
   }
   return TypeAndShape{DType::kFloat, {x[0], w[0], oh, ow}};
 }
@@ -80,14 +79,6 @@ Func PadZero(LowerCtx& ctx, const Node& n, const Func& in, const Shape& s, int64
   return pad;
 }
 
-// Largest divisor of `extent` not above `limit` (so tiles need no tail).
-int Divisor(int64_t extent, int64_t limit) {
-  for (int64_t d = std::min(extent, limit); d > 1; --d) {
-    if (extent % d == 0) return static_cast<int>(d);
-  }
-  return 1;
-}
-
 // Shared schedule of conv2d and conv2d_backward_input, both of shape [N, K, Y, X] computed as
 // acc += (padded input) x (weights) over a 3-D reduction: tiles of X (one vector, a divisor of X
 // no wider than the native vector) x K-block x Y-rows, the accumulator tile in registers with the
@@ -97,9 +88,9 @@ void ScheduleConvLike(LowerCtx& ctx, const Node& n, Lowered& l) {
   const int vs = ctx.vector_width();
   std::vector<Var> v = ctx.Vars(4);  // n, k, y, x
   const int64_t K = n.shape[1], Y = n.shape[2], X = n.shape[3];
-  int vx = Divisor(X, vs);
-  int kb = Divisor(K, 8);
-  int yb = Divisor(Y, std::max(1, 16 / kb));
+  int vx = ops::Divisor(X, vs);
+  int kb = ops::Divisor(K, 8);
+  int yb = ops::Divisor(Y, std::max(1, 16 / kb));
   if (kb * yb > 16) yb = 1;
   Var xo("xo"), xi("xi"), ko("ko"), ki("ki"), yo("yo"), yi("yi");
   Func f = l.f, acc = l.aux[0];
@@ -127,8 +118,9 @@ Lowered LowerConv(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   const Shape& xs = ctx.input_shape(n, 0);
   const Shape& ws = ctx.input_shape(n, 1);
   Func xpad = PadZero(ctx, n, in[0], xs, a.ph, a.pw, "pad");
-  Halide::RDom r({{0, static_cast<int>(ws[1])}, {0, static_cast<int>(ws[2])},
-                  {0, static_cast<int>(ws[3])}}, "r");  // c, ky, kx
+  Halide::RDom r(
+      {{0, static_cast<int>(ws[1])}, {0, static_cast<int>(ws[2])}, {0, static_cast<int>(ws[3])}},
+      "r");  // c, ky, kx
   std::vector<Var> v = ctx.Vars(4);
   Func acc = ctx.NewFunc(n, "acc");
   ctx.Define(acc, v, Halide::cast(ctx.float_type(), 0));
@@ -162,8 +154,9 @@ absl::StatusOr<TypeAndShape> InferConvBackwardInput(const std::vector<const Node
   const Shape& dy = in[0]->shape;
   const Shape& w = in[1]->shape;
   if (dy.size() != 4 || w.size() != 4 || dy[1] != w[0]) {
-    return absl::InvalidArgumentError(absl::StrCat("expected dy [N, O, OH, OW] and w [O, C, KH, KW], got ",
-                                                   ShapeString(dy), " and ", ShapeString(w)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected dy [N, O, OH, OW] and w [O, C, KH, KW], got ", ShapeString(dy),
+                     " and ", ShapeString(w)));
   }
   ConvAttrs a(at.ints);
   int64_t h = at.ints[6], wd = at.ints[7];
@@ -182,8 +175,9 @@ Lowered LowerConvBackwardInput(LowerCtx& ctx, const Node& n, const std::vector<F
   // dy with zeros outside its extent, materialized per image.
   const int64_t pad_y = (ws[2] - 1) * a.dh, pad_x = (ws[3] - 1) * a.dw;
   Func dypad = PadZero(ctx, n, in[0], dys, pad_y, pad_x, "dypad");
-  Halide::RDom r({{0, static_cast<int>(ws[0])}, {0, static_cast<int>(ws[2])},
-                  {0, static_cast<int>(ws[3])}}, "r");  // o, ky, kx
+  Halide::RDom r(
+      {{0, static_cast<int>(ws[0])}, {0, static_cast<int>(ws[2])}, {0, static_cast<int>(ws[3])}},
+      "r");  // o, ky, kx
   std::vector<Var> v = ctx.Vars(4);
   Func acc = ctx.NewFunc(n, "acc");
   ctx.Define(acc, v, Halide::cast(ctx.float_type(), 0));
@@ -193,8 +187,9 @@ Lowered LowerConvBackwardInput(LowerCtx& ctx, const Node& n, const std::vector<F
   Expr oy = a.sh == 1 ? ty : ty / static_cast<int>(a.sh);
   Expr ox = a.sw == 1 ? tx : tx / static_cast<int>(a.sw);
   // dypad is shifted by (pad_y, pad_x) so every oy in [-pad_y, OH) reads a defined zero.
-  Expr term = ctx.At(dypad, {v[0], r.x, oy + static_cast<int>(pad_y), ox + static_cast<int>(pad_x)}) *
-              ctx.At(in[1], {r.x, v[1], r.y, r.z});
+  Expr term =
+      ctx.At(dypad, {v[0], r.x, oy + static_cast<int>(pad_y), ox + static_cast<int>(pad_x)}) *
+      ctx.At(in[1], {r.x, v[1], r.y, r.z});
   Expr ok = Halide::Internal::const_true();
   if (a.sh > 1) ok = ok && (ty % static_cast<int>(a.sh) == 0);
   if (a.sw > 1) ok = ok && (tx % static_cast<int>(a.sw) == 0);
@@ -213,12 +208,14 @@ absl::StatusOr<TypeAndShape> InferConvBackwardWeight(const std::vector<const Nod
   const Shape& x = in[0]->shape;
   const Shape& dy = in[1]->shape;
   if (x.size() != 4 || dy.size() != 4 || x[0] != dy[0]) {
-    return absl::InvalidArgumentError(absl::StrCat("expected x [N, C, H, W] and dy [N, O, OH, OW], got ",
-                                                   ShapeString(x), " and ", ShapeString(dy)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected x [N, C, H, W] and dy [N, O, OH, OW], got ", ShapeString(x), " and ",
+                     ShapeString(dy)));
   }
   ConvAttrs a(at.ints);
   int64_t kh = at.ints[6], kw = at.ints[7];
-  if (OutSize(x[2], kh, a.sh, a.ph, a.dh) != dy[2] || OutSize(x[3], kw, a.sw, a.pw, a.dw) != dy[3]) {
+  if (OutSize(x[2], kh, a.sh, a.ph, a.dh) != dy[2] ||
+      OutSize(x[3], kw, a.sw, a.pw, a.dw) != dy[3]) {
     return absl::InvalidArgumentError("kernel size does not match the output gradient");
   }
   return TypeAndShape{DType::kFloat, {dy[1], x[1], kh, kw}};
@@ -258,7 +255,7 @@ void ScheduleConvBackwardWeight(LowerCtx& ctx, const Node& n, Lowered& l) {
   std::vector<Var> v4 = ctx.Vars(4);
   std::vector<Var> v5 = ctx.Vars(5);
   const int64_t ow = ctx.input_shape(n, 1)[3];
-  int vx = Divisor(ow, vs);
+  int vx = ops::Divisor(ow, vs);
   Func f = l.f, part = l.aux[0];
   f.compute_root().parallel(v4[0]);
   f.update().parallel(v4[0]);
@@ -272,13 +269,13 @@ void ScheduleConvBackwardWeight(LowerCtx& ctx, const Node& n, Lowered& l) {
 
 }  // namespace
 
-extern const OpDef kConv2DOp = {"conv2d", Pattern::kComplex, 2, InferConv, ConvVjp, LowerConv,
-                                ScheduleConvLike};
-extern const OpDef kConv2DBackwardInputOp = {"conv2d_backward_input", Pattern::kComplex, 2,
-                                             InferConvBackwardInput, nullptr,
-                                             LowerConvBackwardInput, ScheduleConvLike};
-extern const OpDef kConv2DBackwardWeightOp = {"conv2d_backward_weight", Pattern::kComplex, 2,
-                                              InferConvBackwardWeight, nullptr,
-                                              LowerConvBackwardWeight, ScheduleConvBackwardWeight};
+extern const OpDef kConv2DOp = {"conv2d",  Pattern::kComplex, 2, InferConv, ConvVjp,
+                                LowerConv, ScheduleConvLike};
+extern const OpDef kConv2DBackwardInputOp = {
+    "conv2d_backward_input", Pattern::kComplex, 2, InferConvBackwardInput, nullptr,
+    LowerConvBackwardInput,  ScheduleConvLike};
+extern const OpDef kConv2DBackwardWeightOp = {
+    "conv2d_backward_weight", Pattern::kComplex,         2, InferConvBackwardWeight, nullptr,
+    LowerConvBackwardWeight,  ScheduleConvBackwardWeight};
 
 }  // namespace kiln

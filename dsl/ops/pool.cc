@@ -20,20 +20,22 @@ struct PoolAttrs {
 };
 
 absl::StatusOr<Shape> PoolShape(const Node& x, const Attrs& at, size_t extra) {
-  if (at.ints.size() != 3 + extra) return absl::InvalidArgumentError("expected {kernel, stride, padding}");
+  if (at.ints.size() != 3 + extra)
+    return absl::InvalidArgumentError("expected {kernel, stride, padding}");
   if (x.shape.size() != 4) {
-    return absl::InvalidArgumentError(absl::StrCat("expected [N, C, H, W], got ", ShapeString(x.shape)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected [N, C, H, W], got ", ShapeString(x.shape)));
   }
   const int64_t k = at.ints[0], s = at.ints[1], p = at.ints[2];
   if (k < 1 || s < 1 || p < 0 || 2 * p > k) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "expected kernel >= 1, stride >= 1, 0 <= padding <= kernel/2, got kernel ", k, ", stride ",
-        s, ", padding ", p));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected kernel >= 1, stride >= 1, 0 <= padding <= kernel/2, got kernel ", k,
+                     ", stride ", s, ", padding ", p));
   }
   int64_t oh = (x.shape[2] + 2 * p - k) / s + 1, ow = (x.shape[3] + 2 * p - k) / s + 1;
   if (x.shape[2] + 2 * p < k || x.shape[3] + 2 * p < k) {
-    return absl::InvalidArgumentError(absl::StrCat("window ", k, " larger than the padded input ",
-                                                   ShapeString(x.shape)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("window ", k, " larger than the padded input ", ShapeString(x.shape)));
   }
   return Shape{x.shape[0], x.shape[1], oh, ow};
 }
@@ -69,16 +71,9 @@ Lowered LowerArgmax(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   return {f, {best}, {r}};
 }
 
-int Divisor(int64_t extent, int64_t limit) {
-  for (int64_t d = std::min(extent, limit); d > 1; --d) {
-    if (extent % d == 0) return static_cast<int>(d);
-  }
-  return 1;
-}
-
 void ScheduleArgmax(LowerCtx& ctx, const Node& n, Lowered& l) {
   std::vector<Var> v = ctx.Vars(4);
-  int vx = Divisor(n.shape[3], ctx.vector_width());
+  int vx = ops::Divisor(n.shape[3], ctx.vector_width());
   Func best = l.aux[0];
   best.compute_root().parallel(v[0]).vectorize(v[3], vx);
   best.update().parallel(v[0]).vectorize(v[3], vx).unroll(l.rdoms[0].x).unroll(l.rdoms[0].y);
@@ -88,9 +83,9 @@ absl::StatusOr<TypeAndShape> InferGather(const std::vector<const Node*>& in, con
   absl::StatusOr<Shape> s = PoolShape(*in[0], at, 0);
   if (!s.ok()) return s.status();
   if (in[1]->dtype != DType::kInt32 || in[1]->shape != *s) {
-    return absl::InvalidArgumentError(absl::StrCat("expected int32 indices of shape ",
-                                                   ShapeString(*s), ", got ", DTypeName(in[1]->dtype),
-                                                   ShapeString(in[1]->shape)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected int32 indices of shape ", ShapeString(*s), ", got ",
+                     DTypeName(in[1]->dtype), ShapeString(in[1]->shape)));
   }
   return TypeAndShape{in[0]->dtype, *s};
 }
@@ -117,7 +112,8 @@ std::vector<Value> GatherVjp(const VjpArgs& a) {
 // Backward ops see the output-shaped gradient and produce the input shape {N, C, H, W}.
 absl::StatusOr<TypeAndShape> InferPoolBackward(const Node& dy, const Attrs& at) {
   if (at.ints.size() != 5 || dy.shape.size() != 4) {
-    return absl::InvalidArgumentError("expected dy [N, C, OH, OW] and {kernel, stride, padding, H, W}");
+    return absl::InvalidArgumentError(
+        "expected dy [N, C, OH, OW] and {kernel, stride, padding, H, W}");
   }
   Node x;
   x.shape = {dy.shape[0], dy.shape[1], at.ints[3], at.ints[4]};
@@ -186,9 +182,11 @@ Lowered LowerAvg(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   for (int ky = 0; ky < a.k; ++ky) {
     for (int kx = 0; kx < a.k; ++kx) {
       Expr iy = v[2] * a.s - a.p + ky, ix = v[3] * a.s - a.p + kx;
-      Expr inside = iy >= 0 && iy < static_cast<int>(xs[2]) && ix >= 0 && ix < static_cast<int>(xs[3]);
-      total += Halide::select(inside, ctx.At(in[0], {v[0], v[1], Clamp(iy, xs[2]), Clamp(ix, xs[3])}),
-                              Halide::cast(t, 0));
+      Expr inside =
+          iy >= 0 && iy < static_cast<int>(xs[2]) && ix >= 0 && ix < static_cast<int>(xs[3]);
+      total +=
+          Halide::select(inside, ctx.At(in[0], {v[0], v[1], Clamp(iy, xs[2]), Clamp(ix, xs[3])}),
+                         Halide::cast(t, 0));
     }
   }
   Func f = ctx.NewFunc(n);
@@ -223,15 +221,20 @@ Lowered LowerAvgBackward(LowerCtx& ctx, const Node& n, const std::vector<Func>& 
 
 }  // namespace
 
-extern const OpDef kMaxPool2DArgmaxOp = {"max_pool2d_argmax", Pattern::kReduction, 1, InferArgmax,
-                                         nullptr, LowerArgmax, ScheduleArgmax};
-extern const OpDef kMaxPool2DGatherOp = {"max_pool2d_gather", Pattern::kElementwise, 2,
-                                         InferGather, GatherVjp, LowerGather, nullptr};
-extern const OpDef kMaxPool2DScatterOp = {"max_pool2d_scatter", Pattern::kElementwise, 2,
-                                          InferScatter, nullptr, LowerScatter, nullptr};
-extern const OpDef kAvgPool2DOp = {"avg_pool2d", Pattern::kElementwise, 1, InferAvg, AvgVjp,
-                                   LowerAvg, nullptr};
-extern const OpDef kAvgPool2DBackwardOp = {"avg_pool2d_backward", Pattern::kElementwise, 1,
-                                           InferAvgBackward, nullptr, LowerAvgBackward, nullptr};
+extern const OpDef kMaxPool2DArgmaxOp = {
+    "max_pool2d_argmax", Pattern::kReduction, 1, InferArgmax, nullptr, LowerArgmax, ScheduleArgmax};
+extern const OpDef kMaxPool2DGatherOp = {
+    "max_pool2d_gather", Pattern::kElementwise, 2, InferGather, GatherVjp, LowerGather, nullptr};
+extern const OpDef kMaxPool2DScatterOp = {
+    "max_pool2d_scatter", Pattern::kElementwise, 2, InferScatter, nullptr, LowerScatter, nullptr};
+extern const OpDef kAvgPool2DOp = {
+    "avg_pool2d", Pattern::kElementwise, 1, InferAvg, AvgVjp, LowerAvg, nullptr};
+extern const OpDef kAvgPool2DBackwardOp = {"avg_pool2d_backward",
+                                           Pattern::kElementwise,
+                                           1,
+                                           InferAvgBackward,
+                                           nullptr,
+                                           LowerAvgBackward,
+                                           nullptr};
 
 }  // namespace kiln

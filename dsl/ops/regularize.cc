@@ -25,8 +25,9 @@ Lowered LowerClip(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
   Halide::Type t = ctx.float_type();
   Func f = ctx.NewFunc(n);
-  ctx.Define(f, v, Halide::clamp(ctx.At(in[0], v), Halide::cast(t, Expr(n.attrs.reals[0])),
-                                 Halide::cast(t, Expr(n.attrs.reals[1]))));
+  ctx.Define(f, v,
+             Halide::clamp(ctx.At(in[0], v), Halide::cast(t, Expr(n.attrs.reals[0])),
+                           Halide::cast(t, Expr(n.attrs.reals[1]))));
   return {f, {}};
 }
 
@@ -61,8 +62,10 @@ Lowered LowerDropout(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) 
   Expr u = Halide::cast(t, h >> 8) * Halide::cast(t, Expr(1.0 / 16777216.0));  // [0, 1)
   Expr keep = u >= Halide::cast(t, Expr(n.attrs.scalar));
   Func f = ctx.NewFunc(n);
-  ctx.Define(f, v, Halide::select(keep, ctx.At(in[0], v) * Halide::cast(t, Expr(1.0 / (1.0 - n.attrs.scalar))),
-                                  Halide::cast(t, 0)));
+  ctx.Define(
+      f, v,
+      Halide::select(keep, ctx.At(in[0], v) * Halide::cast(t, Expr(1.0 / (1.0 - n.attrs.scalar))),
+                     Halide::cast(t, 0)));
   return {f, {}};
 }
 
@@ -74,7 +77,7 @@ std::vector<Value> DropoutVjp(const VjpArgs& a) {
 
 extern const OpDef kClipOp = {"clip", Pattern::kElementwise, 1, InferClip, ClipVjp, LowerClip,
                               nullptr};
-extern const OpDef kDropoutOp = {"dropout", Pattern::kElementwise, 1, InferDropout, DropoutVjp,
-                                 LowerDropout, nullptr};
+extern const OpDef kDropoutOp = {"dropout",  Pattern::kElementwise, 1,      InferDropout,
+                                 DropoutVjp, LowerDropout,          nullptr};
 
 }  // namespace kiln

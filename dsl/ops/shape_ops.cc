@@ -121,8 +121,8 @@ std::vector<Value> BroadcastToVjp(const VjpArgs& a) { return {a.dy}; }
 absl::StatusOr<TypeAndShape> InferSlice(const std::vector<const Node*>& in, const Attrs& at) {
   const Shape& s = in[0]->shape;
   if (at.ints.size() != 3 || at.ints[0] < 0 || at.ints[0] >= static_cast<int64_t>(s.size())) {
-    return absl::InvalidArgumentError(absl::StrCat("expected {axis, start, size} with an axis of a rank-",
-                                                   s.size(), " input"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected {axis, start, size} with an axis of a rank-", s.size(), " input"));
   }
   const int64_t axis = at.ints[0], start = at.ints[1], size = at.ints[2];
   if (start < 0 || size <= 0 || start + size > s[axis]) {
@@ -157,9 +157,9 @@ std::vector<Value> SliceVjp(const VjpArgs& a) {
 absl::StatusOr<TypeAndShape> InferPad(const std::vector<const Node*>& in, const Attrs& at) {
   const Shape& s = in[0]->shape;
   if (at.ints.size() != 2 * s.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("expected ", 2 * s.size(),
-                                                   " padding amounts (before, after per axis), got ",
-                                                   at.ints.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected ", 2 * s.size(), " padding amounts (before, after per axis), got ",
+                     at.ints.size()));
   }
   Shape out = s;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -183,7 +183,8 @@ Lowered LowerPad(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   }
   Halide::Type t = ctx.TypeOf(n.dtype);
   Func f = ctx.NewFunc(n);
-  ctx.Define(f, v, Halide::select(inside, ctx.At(in[0], idx), Halide::cast(t, Expr(n.attrs.scalar))));
+  ctx.Define(f, v,
+             Halide::select(inside, ctx.At(in[0], idx), Halide::cast(t, Expr(n.attrs.scalar))));
   return {f, {}};
 }
 
@@ -211,10 +212,10 @@ absl::StatusOr<TypeAndShape> InferConcat(const std::vector<const Node*>& in, con
     Shape a = x->shape, b = s0;
     if (a.size() == b.size()) a[axis] = b[axis] = 0;
     if (a != b || x->dtype != in[0]->dtype) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "expected inputs equal except along axis ", axis, ": '", x->name, "' is ",
-          DTypeName(x->dtype), ShapeString(x->shape), ", '", in[0]->name, "' is ",
-          DTypeName(in[0]->dtype), ShapeString(s0)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("expected inputs equal except along axis ", axis, ": '", x->name, "' is ",
+                       DTypeName(x->dtype), ShapeString(x->shape), ", '", in[0]->name, "' is ",
+                       DTypeName(in[0]->dtype), ShapeString(s0)));
     }
     out[axis] += x->shape[axis];
   }
@@ -237,7 +238,8 @@ Lowered LowerConcat(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
     std::vector<Expr> idx(v.begin(), v.end());
     idx[axis] = Halide::clamp(v[axis] - static_cast<int>(starts[k]), 0, static_cast<int>(size) - 1);
     Expr value = ctx.At(in[k], idx);
-    e = e.defined() ? Halide::select(v[axis] < static_cast<int>(starts[k] + size), value, e) : value;
+    e = e.defined() ? Halide::select(v[axis] < static_cast<int>(starts[k] + size), value, e)
+                    : value;
   }
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, e);
@@ -258,11 +260,11 @@ std::vector<Value> ConcatVjp(const VjpArgs& a) {
 
 }  // namespace
 
-extern const OpDef kSliceOp = {"slice", Pattern::kInjective, 1, InferSlice, SliceVjp, LowerSlice,
-                               nullptr};
+extern const OpDef kSliceOp = {"slice",  Pattern::kInjective, 1,      InferSlice,
+                               SliceVjp, LowerSlice,          nullptr};
 extern const OpDef kPadOp = {"pad", Pattern::kInjective, 1, InferPad, PadVjp, LowerPad, nullptr};
-extern const OpDef kConcatOp = {"concat", Pattern::kInjective, -1, InferConcat, ConcatVjp,
-                                LowerConcat, nullptr};
+extern const OpDef kConcatOp = {"concat",  Pattern::kInjective, -1,     InferConcat,
+                                ConcatVjp, LowerConcat,         nullptr};
 extern const OpDef kReshapeOp = {"reshape",  Pattern::kInjective, 1,      InferReshape,
                                  ReshapeVjp, LowerReshape,        nullptr};
 extern const OpDef kTransposeOp = {"transpose",  Pattern::kInjective, 1,      InferTranspose,

@@ -38,8 +38,8 @@ extern const OpDef kInputOp = {"input", Pattern::kSource, 0,      InferSource,
                                nullptr, LowerSource,      nullptr};
 extern const OpDef kParameterOp = {"parameter", Pattern::kSource, 0,      InferSource,
                                    nullptr,     LowerSource,      nullptr};
-extern const OpDef kBufferOp = {"buffer", Pattern::kSource, 0, InferSource, nullptr, LowerSource,
-                                nullptr};
+extern const OpDef kBufferOp = {"buffer", Pattern::kSource, 0,      InferSource,
+                                nullptr,  LowerSource,      nullptr};
 extern const OpDef kConstantOp = {"constant", Pattern::kElementwise, 0,      InferConstant,
                                   nullptr,    LowerConstant,         nullptr};
 

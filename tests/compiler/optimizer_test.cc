@@ -50,7 +50,8 @@ std::vector<double> RunCompiled(const Optimizer& opt, double lr) {
     for (size_t o2 = 0; o2 < sig.outputs.size(); ++o2) {
       const ArgSpec& a = sig.outputs[o2];
       if (a.role == ArgRole::kNewParam || a.role == ArgRole::kNewState) {
-        int i = sig.FindInput(a.role == ArgRole::kNewParam ? ArgRole::kParam : ArgRole::kState, a.name);
+        int i =
+            sig.FindInput(a.role == ArgRole::kNewParam ? ArgRole::kParam : ArgRole::kState, a.name);
         in[i] = out[o2];
       }
     }
@@ -59,7 +60,8 @@ std::vector<double> RunCompiled(const Optimizer& opt, double lr) {
 }
 
 // The replay: `rule(p, g, t)` updates p in place for step t (1-based), keeping its own state.
-std::vector<double> Replay(const std::function<void(std::vector<double>&, std::vector<double>, int)>& rule) {
+std::vector<double> Replay(
+    const std::function<void(std::vector<double>&, std::vector<double>, int)>& rule) {
   std::vector<double> p(kP0, kP0 + 3);
   for (int t = 1; t <= kSteps; ++t) {
     std::vector<double> g(3);
@@ -149,16 +151,14 @@ void AdamReplay(std::vector<double>& p, const std::vector<double>& g, int t, std
 
 TEST(OptimizerTest, AdamWithBiasCorrectionFromTheStepInput) {
   std::vector<double> m(3, 0), v(3, 0);
-  ExpectNear(RunCompiled(Adam(0.05), 0.05), Replay([&](auto& p, auto g, int t) {
-               AdamReplay(p, g, t, m, v, 0.05, 0);
-             }));
+  ExpectNear(RunCompiled(Adam(0.05), 0.05),
+             Replay([&](auto& p, auto g, int t) { AdamReplay(p, g, t, m, v, 0.05, 0); }));
 }
 
 TEST(OptimizerTest, AdamWDecouplesWeightDecay) {
   std::vector<double> m(3, 0), v(3, 0);
-  ExpectNear(RunCompiled(AdamW(0.05, 0.1), 0.05), Replay([&](auto& p, auto g, int t) {
-               AdamReplay(p, g, t, m, v, 0.05, 0.1);
-             }));
+  ExpectNear(RunCompiled(AdamW(0.05, 0.1), 0.05),
+             Replay([&](auto& p, auto g, int t) { AdamReplay(p, g, t, m, v, 0.05, 0.1); }));
 }
 
 TEST(OptimizerTest, ClipByGlobalNorm) {

@@ -44,8 +44,7 @@ ModelDef Mlp(Graph& g, int64_t batch, int64_t in, int64_t hidden) {
   m.inputs = {x, y};
   m.loss = Mean(SoftmaxCrossEntropy(logits, y));
   m.metrics = {{"correct", AccuracyCount(logits, y)}};
-  m.eval_outputs = {{"prediction", ArgMax(logits, 1)},
-                    {"loss", SoftmaxCrossEntropy(logits, y)}};
+  m.eval_outputs = {{"prediction", ArgMax(logits, 1)}, {"loss", SoftmaxCrossEntropy(logits, y)}};
   return m;
 }
 
@@ -154,10 +153,12 @@ TEST(WorkflowTest, SameResultWithOneOrTwoThreads) {
   ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   ASSERT_GT(n, 0);
   exe[n] = 0;
-  std::string a = ::testing::TempDir() + "/det1.safetensors", b = ::testing::TempDir() + "/det2.safetensors";
+  std::string a = ::testing::TempDir() + "/det1.safetensors",
+              b = ::testing::TempDir() + "/det2.safetensors";
   for (const auto& [threads, path] : {std::pair<int, std::string>{1, a}, {2, b}}) {
-    std::string cmd = "HL_NUM_THREADS=" + std::to_string(threads) + " KILN_DETERMINISM_OUT=" + path +
-                      " " + exe + " --gtest_filter=DeterminismChild.WriteParameters > /dev/null";
+    std::string cmd = "HL_NUM_THREADS=" + std::to_string(threads) +
+                      " KILN_DETERMINISM_OUT=" + path + " " + exe +
+                      " --gtest_filter=DeterminismChild.WriteParameters > /dev/null";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
   auto fa = LoadSafetensors(a), fb = LoadSafetensors(b);

@@ -122,7 +122,8 @@ TEST(GraphTest, SummaryListsLayersShapesAndParameterCounts) {
   EXPECT_NE(s.find("(Flatten)"), std::string::npos) << s;
   EXPECT_NE(s.find("(Dropout)"), std::string::npos) << s;
   EXPECT_NE(s.find("fc (Linear)"), std::string::npos) << s;
-  EXPECT_NE(s.find("Total params: " + std::to_string(20 * 25 + 20 + 3920 * 10 + 10)), std::string::npos)
+  EXPECT_NE(s.find("Total params: " + std::to_string(20 * 25 + 20 + 3920 * 10 + 10)),
+            std::string::npos)
       << s;
 }
 

@@ -35,18 +35,41 @@ Dataset* MnistE2eTest::train_;
 Dataset* MnistE2eTest::test_;
 absl::Status* MnistE2eTest::load_status_;
 
-TEST_F(MnistE2eTest, SoftmaxReaches90PercentInOneEpoch) {
-  Graph tg, eg(Mode::kEval);
-  auto train = CompileTrainStep(tg, examples::MnistSoftmax(tg, 64), Sgd(0.1), {});
-  ASSERT_TRUE(train.ok()) << train.status();
-  auto eval = CompileEvalStep(eg, examples::MnistSoftmax(eg, 1000), {});
-  ASSERT_TRUE(eval.ok()) << eval.status();
-  Trainer t(train->get(), eval->get());
-  ASSERT_TRUE(t.Initialize(1).ok());
+// A model's training and evaluation steps, compiled, with a trainer initialized over them.
+struct Compiled {
+  Graph tg, eg{Mode::kEval};
+  std::unique_ptr<Executable> train, eval;
+  std::unique_ptr<Trainer> trainer;
+};
+
+std::unique_ptr<Compiled> Compile(ModelDef (*model)(Graph&, int64_t), int64_t batch,
+                                  const Optimizer& opt) {
+  auto c = std::make_unique<Compiled>();
+  auto train = CompileTrainStep(c->tg, model(c->tg, batch), opt, {});
+  auto eval = CompileEvalStep(c->eg, model(c->eg, 1000), {});
+  EXPECT_TRUE(train.ok()) << train.status();
+  EXPECT_TRUE(eval.ok()) << eval.status();
+  if (!train.ok() || !eval.ok()) return nullptr;
+  c->train = std::move(*train);
+  c->eval = std::move(*eval);
+  c->trainer = std::make_unique<Trainer>(c->train.get(), c->eval.get());
+  EXPECT_TRUE(c->trainer->Initialize(1).ok());
+  return c;
+}
+
+TrainConfig Quiet(int epochs) {
   TrainConfig c;
+  c.epochs = epochs;
   c.log_every = 0;
   c.progress = false;
-  auto stats = t.Train(*train_, c);
+  return c;
+}
+
+TEST_F(MnistE2eTest, SoftmaxReaches90PercentInOneEpoch) {
+  auto m = Compile(examples::MnistSoftmax, 64, Sgd(0.1));
+  ASSERT_NE(m, nullptr);
+  Trainer& t = *m->trainer;
+  auto stats = t.Train(*train_, Quiet(1));
   ASSERT_TRUE(stats.ok()) << stats.status();
   EXPECT_EQ(stats->steps, 60000 / 64);
   auto r = t.Evaluate(*test_);
@@ -61,18 +84,10 @@ TEST_F(MnistE2eTest, SoftmaxReaches90PercentInOneEpoch) {
 }
 
 TEST_F(MnistE2eTest, TutorialLinearModelLossGoesDown) {
-  Graph tg, eg(Mode::kEval);
-  auto train = CompileTrainStep(tg, examples::MnistLinear(tg, 16), Sgd(0.001), {});
-  ASSERT_TRUE(train.ok()) << train.status();
-  auto eval = CompileEvalStep(eg, examples::MnistLinear(eg, 1000), {});
-  ASSERT_TRUE(eval.ok()) << eval.status();
-  Trainer t(train->get(), eval->get());
-  ASSERT_TRUE(t.Initialize(1).ok());
-  TrainConfig c;
-  c.epochs = 2;
-  c.log_every = 0;
-  c.progress = false;
-  auto stats = t.Train(*train_, c);
+  auto m = Compile(examples::MnistLinear, 16, Sgd(0.001));
+  ASSERT_NE(m, nullptr);
+  Trainer& t = *m->trainer;
+  auto stats = t.Train(*train_, Quiet(2));
   ASSERT_TRUE(stats.ok()) << stats.status();
   ASSERT_EQ(stats->epochs.size(), 2u);
   // Predicting the mean digit (4.45) costs about 8.4; the model must beat that and improve.
@@ -86,16 +101,10 @@ TEST_F(MnistE2eTest, TutorialLinearModelLossGoesDown) {
 }
 
 TEST_F(MnistE2eTest, TutorialCnnPassesAModestBarAfter300Steps) {
-  Graph tg, eg(Mode::kEval);
-  auto train = CompileTrainStep(tg, examples::MnistCnn(tg, 64), Adam(2e-3), {});
-  ASSERT_TRUE(train.ok()) << train.status();
-  auto eval = CompileEvalStep(eg, examples::MnistCnn(eg, 1000), {});
-  ASSERT_TRUE(eval.ok()) << eval.status();
-  Trainer t(train->get(), eval->get());
-  ASSERT_TRUE(t.Initialize(1).ok());
-  TrainConfig c;
-  c.log_every = 0;
-  c.progress = false;
+  auto m = Compile(examples::MnistCnn, 64, Adam(2e-3));
+  ASSERT_NE(m, nullptr);
+  Trainer& t = *m->trainer;
+  TrainConfig c = Quiet(1);
   c.max_steps = 300;
   auto stats = t.Train(*train_, c);
   ASSERT_TRUE(stats.ok()) << stats.status();
@@ -104,7 +113,7 @@ TEST_F(MnistE2eTest, TutorialCnnPassesAModestBarAfter300Steps) {
   EXPECT_EQ(r->count, 10000);
   EXPECT_GE(r->accuracy(), 0.95);
   std::printf("cnn, 300 steps: test accuracy %.4f, %.0f train images/s, compile %.2f s\n",
-              r->accuracy(), stats->images_per_second(), (*train)->compile_seconds());
+              r->accuracy(), stats->images_per_second(), m->train->compile_seconds());
 }
 
 }  // namespace

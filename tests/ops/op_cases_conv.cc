@@ -11,15 +11,20 @@ namespace {
 using V = std::vector<Value>;
 using N = std::vector<Nd>;
 
-InputSpec F(Shape s, double lo = -1, double hi = 1) { return {std::move(s), DType::kFloat, lo, hi}; }
-InputSpec I(Shape s, int lo, int hi) { return {std::move(s), DType::kInt32, double(lo), double(hi)}; }
+InputSpec F(Shape s, double lo = -1, double hi = 1) {
+  return {std::move(s), DType::kFloat, lo, hi};
+}
+InputSpec I(Shape s, int lo, int hi) {
+  return {std::move(s), DType::kInt32, double(lo), double(hi)};
+}
 
 struct Conv {
   int64_t sh, sw, ph, pw, dh, dw;
   ConvParams params() const { return {sh, sw, ph, pw, dh, dw}; }
   std::vector<int64_t> ints() const { return {sh, sw, ph, pw, dh, dw}; }
   int64_t Out(int64_t in, int64_t k, bool h) const {
-    return h ? (in + 2 * ph - dh * (k - 1) - 1) / sh + 1 : (in + 2 * pw - dw * (k - 1) - 1) / sw + 1;
+    return h ? (in + 2 * ph - dh * (k - 1) - 1) / sh + 1
+             : (in + 2 * pw - dw * (k - 1) - 1) / sw + 1;
   }
 };
 
@@ -129,14 +134,17 @@ Nd AvgBackwardRef(const Nd& dy, const Pool& q, int64_t h, int64_t w) {
     for (int64_t ky = 0; ky < q.k; ++ky)
       for (int64_t kx = 0; kx < q.k; ++kx) {
         int64_t iy = o[2] * q.s - q.p + ky, ix = o[3] * q.s - q.p + kx;
-        if (iy >= 0 && iy < h && ix >= 0 && ix < w) dx[{o[0], o[1], iy, ix}] += dy[o] / double(q.k * q.k);
+        if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+          dx[{o[0], o[1], iy, ix}] += dy[o] / double(q.k * q.k);
       }
   });
   return dx;
 }
 
 OpCase ConvCase(std::string name, Shape x, Shape w, Conv c) {
-  return {name, {OpKind::kConv2D}, {F(x), F(w)},
+  return {name,
+          {OpKind::kConv2D},
+          {F(x), F(w)},
           [c](const V& v) { return Conv2d(v[0], v[1], c.params()); },
           [c](const N& v) { return ConvRef(v[0], v[1], c); }};
 }
@@ -158,13 +166,18 @@ std::vector<OpCase> MakeConvCases() {
   };
   basic.error = "input has 3 channels";
   c.push_back(basic);
-  c.push_back(ConvCase("conv2d_stride2_nonsquare_kernel", {2, 2, 9, 8}, {3, 2, 3, 2}, {2, 2, 2, 1, 1, 1}));
+  c.push_back(
+      ConvCase("conv2d_stride2_nonsquare_kernel", {2, 2, 9, 8}, {3, 2, 3, 2}, {2, 2, 2, 1, 1, 1}));
   c.push_back(ConvCase("conv2d_dilation2", {1, 2, 10, 9}, {2, 2, 3, 3}, {1, 1, 0, 0, 2, 2}));
-  c.push_back(ConvCase("conv2d_stride3_dilation2_pad3", {1, 1, 11, 13}, {2, 1, 2, 3}, {3, 2, 3, 1, 2, 2}));
-  c.push_back(ConvCase("conv2d_tutorial_tiles", {2, 20, 14, 14}, {20, 20, 5, 5}, {1, 1, 2, 2, 1, 1}));
+  c.push_back(
+      ConvCase("conv2d_stride3_dilation2_pad3", {1, 1, 11, 13}, {2, 1, 2, 3}, {3, 2, 3, 1, 2, 2}));
+  c.push_back(
+      ConvCase("conv2d_tutorial_tiles", {2, 20, 14, 14}, {20, 20, 5, 5}, {1, 1, 2, 2, 1, 1}));
   c.push_back(ConvCase("conv2d_no_padding_odd", {3, 1, 9, 7}, {5, 1, 5, 3}, {1, 1, 0, 0, 1, 1}));
   const Conv bc{2, 2, 1, 1, 1, 1};
-  c.push_back({"conv2d_backward_input", {OpKind::kConv2DBackwardInput}, {F({2, 4, 4, 3}), F({4, 3, 3, 3})},
+  c.push_back({"conv2d_backward_input",
+               {OpKind::kConv2DBackwardInput},
+               {F({2, 4, 4, 3}), F({4, 3, 3, 3})},
                [bc](const V& v) {
                  std::vector<int64_t> a = bc.ints();
                  a.insert(a.end(), {7, 6});
@@ -179,7 +192,9 @@ std::vector<OpCase> MakeConvCases() {
                                   {g.Input("dy", {2, 4, 4, 3}), g.Input("w", {4, 3, 3, 3})}, a);
                },
                "does not match"});
-  c.push_back({"conv2d_backward_weight", {OpKind::kConv2DBackwardWeight}, {F({2, 3, 7, 6}), F({2, 4, 4, 3})},
+  c.push_back({"conv2d_backward_weight",
+               {OpKind::kConv2DBackwardWeight},
+               {F({2, 3, 7, 6}), F({2, 4, 4, 3})},
                [bc](const V& v) {
                  std::vector<int64_t> a = bc.ints();
                  a.insert(a.end(), {3, 3});
@@ -189,7 +204,9 @@ std::vector<OpCase> MakeConvCases() {
                "a backward primitive (checked through conv2d's gradient)"});
   // ---- pooling ----
   auto max_case = [](std::string name, Shape x, Pool q) {
-    OpCase oc{name, {OpKind::kMaxPool2DArgmax, OpKind::kMaxPool2DGather}, {F(x)},
+    OpCase oc{name,
+              {OpKind::kMaxPool2DArgmax, OpKind::kMaxPool2DGather},
+              {F(x)},
               [q](const V& v) { return MaxPool2d(v[0], q.k, q.s, q.p); },
               [q](const N& v) { return MaxPoolRef(v[0], q); }};
     return oc;
@@ -201,43 +218,64 @@ std::vector<OpCase> MakeConvCases() {
   c.push_back(max_case("max_pool2d_k3_s2_p1_overlapping", {1, 2, 7, 7}, {3, 2, 1}));
   c.push_back(max_case("max_pool2d_odd_size_floor", {2, 1, 7, 5}, {2, 2, 0}));
   const Pool q3{3, 2, 1};
-  c.push_back({"max_pool2d_argmax", {OpKind::kMaxPool2DArgmax}, {F({2, 2, 7, 6})},
-               [q3](const V& v) { return AddRaw(v[0], {}, OpKind::kMaxPool2DArgmax, {3, 2, 1}); },
-               [q3](const N& v) { return ArgmaxRef(v[0], q3); }, "integer output",
-               [](Graph& g) { return MaxPool2d(g.Input("x", {1, 1, 4, 4}), 4, 1, 3); },
+  c.push_back({"max_pool2d_argmax",
+               {OpKind::kMaxPool2DArgmax},
+               {F({2, 2, 7, 6})},
+               [q3](const V& v) {
+                 return AddRaw(v[0], {}, OpKind::kMaxPool2DArgmax, {3, 2, 1});
+               },
+               [q3](const N& v) { return ArgmaxRef(v[0], q3); },
+               "integer output",
+               [](Graph& g) {
+                 return MaxPool2d(g.Input("x", {1, 1, 4, 4}), 4, 1, 3);
+               },
                "padding <= kernel/2"});
-  c.push_back({"max_pool2d_scatter", {OpKind::kMaxPool2DScatter}, {F({1, 2, 4, 4}), I({1, 2, 4, 4}, 0, 9)},
-               [](const V& v) { return AddRaw(v[0], {v[1]}, OpKind::kMaxPool2DScatter, {3, 2, 1, 7, 7}); },
+  c.push_back({"max_pool2d_scatter",
+               {OpKind::kMaxPool2DScatter},
+               {F({1, 2, 4, 4}), I({1, 2, 4, 4}, 0, 9)},
+               [](const V& v) {
+                 return AddRaw(v[0], {v[1]}, OpKind::kMaxPool2DScatter, {3, 2, 1, 7, 7});
+               },
                [q3](const N& v) { return ScatterRef(v[0], v[1], q3, 7, 7); },
                "a backward primitive (checked through max_pool2d's gradient)"});
   const Pool a2{2, 2, 0}, a3{3, 1, 1};
-  OpCase avg{"avg_pool2d_2x2", {OpKind::kAvgPool2D}, {F({2, 3, 6, 8})},
+  OpCase avg{"avg_pool2d_2x2",
+             {OpKind::kAvgPool2D},
+             {F({2, 3, 6, 8})},
              [a2](const V& v) { return AvgPool2d(v[0], a2.k, a2.s, a2.p); },
              [a2](const N& v) { return AvgPoolRef(v[0], a2); }};
   avg.bad = [](Graph& g) { return AvgPool2d(g.Input("x", {1, 1, 3, 3}), 5); };
   avg.error = "larger than the padded input";
   c.push_back(avg);
-  c.push_back({"avg_pool2d_k3_s1_p1", {OpKind::kAvgPool2D}, {F({1, 2, 5, 6})},
+  c.push_back({"avg_pool2d_k3_s1_p1",
+               {OpKind::kAvgPool2D},
+               {F({1, 2, 5, 6})},
                [a3](const V& v) { return AvgPool2d(v[0], a3.k, a3.s, a3.p); },
                [a3](const N& v) { return AvgPoolRef(v[0], a3); }});
-  c.push_back({"avg_pool2d_backward", {OpKind::kAvgPool2DBackward}, {F({1, 2, 5, 6})},
-               [](const V& v) { return AddRaw(v[0], {}, OpKind::kAvgPool2DBackward, {3, 1, 1, 5, 6}); },
+  c.push_back({"avg_pool2d_backward",
+               {OpKind::kAvgPool2DBackward},
+               {F({1, 2, 5, 6})},
+               [](const V& v) {
+                 return AddRaw(v[0], {}, OpKind::kAvgPool2DBackward, {3, 1, 1, 5, 6});
+               },
                [a3](const N& v) { return AvgBackwardRef(v[0], a3, 5, 6); },
                "a backward primitive (checked through avg_pool2d's gradient)"});
   // A small CNN block end to end: conv + bias + relu + pool + flatten + matmul.
-  c.push_back({"cnn_block", {OpKind::kConv2D, OpKind::kMaxPool2DGather, OpKind::kReshape},
-               {F({2, 1, 8, 8}), F({3, 1, 3, 3}), F({3}), F({48, 4})},
-               [](const V& v) {
-                 Value h = Relu(Conv2d(v[0], v[1], ConvParams::Same(1, 1)) + Reshape(v[2], {3, 1, 1}));
-                 return MatMul(Flatten(MaxPool2d(h, 2)), v[3]);
-               },
-               [](const N& v) {
-                 Nd h = Zip(ConvRef(v[0], v[1], {1, 1, 1, 1, 1, 1}), Nd{{3, 1, 1}, v[2].v},
-                            [](double a, double b) { return std::max(a + b, 0.0); });
-                 Nd p = MaxPoolRef(h, {2, 2, 0});
-                 p.shape = {2, 48};
-                 return MatMulRef(p, v[3]);
-               }});
+  c.push_back(
+      {"cnn_block",
+       {OpKind::kConv2D, OpKind::kMaxPool2DGather, OpKind::kReshape},
+       {F({2, 1, 8, 8}), F({3, 1, 3, 3}), F({3}), F({48, 4})},
+       [](const V& v) {
+         Value h = Relu(Conv2d(v[0], v[1], ConvParams::Same(1, 1)) + Reshape(v[2], {3, 1, 1}));
+         return MatMul(Flatten(MaxPool2d(h, 2)), v[3]);
+       },
+       [](const N& v) {
+         Nd h = Zip(ConvRef(v[0], v[1], {1, 1, 1, 1, 1, 1}), Nd{{3, 1, 1}, v[2].v},
+                    [](double a, double b) { return std::max(a + b, 0.0); });
+         Nd p = MaxPoolRef(h, {2, 2, 0});
+         p.shape = {2, 48};
+         return MatMulRef(p, v[3]);
+       }});
   return c;
 }
 

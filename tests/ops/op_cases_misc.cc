@@ -9,7 +9,9 @@ namespace {
 using V = std::vector<Value>;
 using N = std::vector<Nd>;
 
-InputSpec F(Shape s, double lo = -1, double hi = 1) { return {std::move(s), DType::kFloat, lo, hi}; }
+InputSpec F(Shape s, double lo = -1, double hi = 1) {
+  return {std::move(s), DType::kFloat, lo, hi};
+}
 
 // The dropout hash, written out independently of the lowering (murmur3-style finalizer).
 bool DropoutKeeps(uint32_t index, uint32_t step, uint32_t seed, double p) {
@@ -26,16 +28,28 @@ bool DropoutKeeps(uint32_t index, uint32_t step, uint32_t seed, double p) {
 
 std::vector<OpCase> MakeMiscCases() {
   std::vector<OpCase> c;
-  c.push_back({"slice_middle_axis", {OpKind::kSlice}, {F({3, 7, 2})},
+  c.push_back({"slice_middle_axis",
+               {OpKind::kSlice},
+               {F({3, 7, 2})},
                [](const V& x) { return Slice(x[0], 1, 2, 4); },
                [](const N& x) {
                  Nd y = Nd::Zeros({3, 4, 2});
-                 ForEachIndex(y.shape, [&](const std::vector<int64_t>& i) { y[i] = x[0][{i[0], i[1] + 2, i[2]}]; });
+                 ForEachIndex(y.shape, [&](const std::vector<int64_t>& i) {
+                   y[i] = x[0][{i[0], i[1] + 2, i[2]}];
+                 });
                  return y;
                },
-               "", [](Graph& g) { return Slice(g.Input("x", {3, 7}), 1, 5, 4); }, "out of range"});
-  c.push_back({"pad_two_axes", {OpKind::kPad}, {F({2, 3, 4})},
-               [](const V& x) { return Pad(x[0], {0, 0, 1, 2, 3, 0}, 0.5); },
+               "",
+               [](Graph& g) {
+                 return Slice(g.Input("x", {3, 7}), 1, 5, 4);
+               },
+               "out of range"});
+  c.push_back({"pad_two_axes",
+               {OpKind::kPad},
+               {F({2, 3, 4})},
+               [](const V& x) {
+                 return Pad(x[0], {0, 0, 1, 2, 3, 0}, 0.5);
+               },
                [](const N& x) {
                  Nd y = Nd::Zeros({2, 6, 7});
                  ForEachIndex(y.shape, [&](const std::vector<int64_t>& i) {
@@ -44,26 +58,45 @@ std::vector<OpCase> MakeMiscCases() {
                  });
                  return y;
                },
-               "", [](Graph& g) { return Pad(g.Input("x", {3, 7}), {1, 1}); }, "expected 4 padding"});
-  c.push_back({"concat_three_on_axis1", {OpKind::kConcat}, {F({2, 3, 2}), F({2, 1, 2}), F({2, 4, 2})},
-               [](const V& x) { return Concat({x[0], x[1], x[2]}, 1); },
+               "",
+               [](Graph& g) {
+                 return Pad(g.Input("x", {3, 7}), {1, 1});
+               },
+               "expected 4 padding"});
+  c.push_back({"concat_three_on_axis1",
+               {OpKind::kConcat},
+               {F({2, 3, 2}), F({2, 1, 2}), F({2, 4, 2})},
+               [](const V& x) {
+                 return Concat({x[0], x[1], x[2]}, 1);
+               },
                [](const N& x) {
                  Nd y = Nd::Zeros({2, 8, 2});
                  ForEachIndex(y.shape, [&](const std::vector<int64_t>& i) {
                    int64_t k = i[1];
-                   y[i] = k < 3 ? x[0][{i[0], k, i[2]}] : k < 4 ? x[1][{i[0], k - 3, i[2]}]
-                                                                : x[2][{i[0], k - 4, i[2]}];
+                   y[i] = k < 3   ? x[0][{i[0], k, i[2]}]
+                          : k < 4 ? x[1][{i[0], k - 3, i[2]}]
+                                  : x[2][{i[0], k - 4, i[2]}];
                  });
                  return y;
                },
-               "", [](Graph& g) { return Concat({g.Input("a", {2, 3}), g.Input("b", {3, 3})}, 1); },
+               "",
+               [](Graph& g) {
+                 return Concat({g.Input("a", {2, 3}), g.Input("b", {3, 3})}, 1);
+               },
                "expected inputs equal except along axis 1"});
-  c.push_back({"clip", {OpKind::kClip}, {F({4, 5}, -2, 2)},
-               [](const V& x) { return Clip(x[0], -0.5, 1.0); },
-               [](const N& x) { return Map(x[0], [](double a) { return std::clamp(a, -0.5, 1.0); }); },
-               "", [](Graph& g) { return Clip(g.Input("x", {3}), 1.0, -1.0); }, "lo < hi"});
+  c.push_back(
+      {"clip",
+       {OpKind::kClip},
+       {F({4, 5}, -2, 2)},
+       [](const V& x) { return Clip(x[0], -0.5, 1.0); },
+       [](const N& x) { return Map(x[0], [](double a) { return std::clamp(a, -0.5, 1.0); }); },
+       "",
+       [](Graph& g) { return Clip(g.Input("x", {3}), 1.0, -1.0); },
+       "lo < hi"});
   // In op tests the step is 0 (no step input); the trainer feeds the real step.
-  c.push_back({"dropout_train_mode", {OpKind::kDropout}, {F({4, 50})},
+  c.push_back({"dropout_train_mode",
+               {OpKind::kDropout},
+               {F({4, 50})},
                [](const V& x) { return Dropout(x[0], 0.3, 11); },
                [](const N& x) {
                  Nd y = x[0];
@@ -72,8 +105,11 @@ std::vector<OpCase> MakeMiscCases() {
                  }
                  return y;
                },
-               "", [](Graph& g) { return Dropout(g.Input("x", {3}), 1.5); }, "rate in [0, 1)"});
-  c.push_back({"batch_norm_train_mode", {OpKind::kSum, OpKind::kSqrt, OpKind::kBuffer},
+               "",
+               [](Graph& g) { return Dropout(g.Input("x", {3}), 1.5); },
+               "rate in [0, 1)"});
+  c.push_back({"batch_norm_train_mode",
+               {OpKind::kSum, OpKind::kSqrt, OpKind::kBuffer},
                {F({4, 3, 2, 5})},
                [](const V& x) { return BatchNorm(*x[0].graph(), "bn", 3)(x[0] * 3.0 + 1.0); },
                [](const N& x) {
@@ -94,7 +130,10 @@ std::vector<OpCase> MakeMiscCases() {
                  }
                  return y;
                },
-               "", [](Graph& g) { return BatchNorm(g, "bn", 4)(g.Input("x", {2, 3, 5})); },
+               "",
+               [](Graph& g) {
+                 return BatchNorm(g, "bn", 4)(g.Input("x", {2, 3, 5}));
+               },
                "expected [N, 4, ...]"});
   return c;
 }

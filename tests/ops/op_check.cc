@@ -226,7 +226,8 @@ absl::StatusOr<std::vector<Nd>> Run(Executable& exe, const std::vector<Nd>& xs) 
     }
     const Initializer& init = sig.inputs[i].init;
     if (init.kind != Initializer::Kind::kZeros && init.kind != Initializer::Kind::kConstant) {
-      return absl::InvalidArgumentError("op tests feed layer parameters from constant initializers");
+      return absl::InvalidArgumentError(
+          "op tests feed layer parameters from constant initializers");
     }
     Nd fill = Nd::Zeros(sig.inputs[i].shape);
     for (double& e : fill.v) e = init.a;

@@ -46,7 +46,8 @@ INSTANTIATE_TEST_SUITE_P(All, OpTest, ::testing::ValuesIn(AllOpCases()),
 const std::map<OpKind, std::string>& SourceOps() {
   static const std::map<OpKind, std::string> m = {
       {OpKind::kInput, "every case feeds its data through input nodes"},
-      {OpKind::kBuffer, "a source like input; batch_norm_train_mode and workflow_test use buffers"}};
+      {OpKind::kBuffer,
+       "a source like input; batch_norm_train_mode and workflow_test use buffers"}};
   return m;
 }
 
