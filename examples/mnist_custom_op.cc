@@ -22,13 +22,11 @@ kiln::ModelDef Build(kiln::Graph& g, int64_t batch) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  kiln::examples::Example e{"mnist_custom_op",
-                            "MLP with a user-defined softplus op on MNIST, Adam.",
-                            Build,
-                            "adam",
-                            /*epochs=*/3,
-                            /*batch_size=*/64,
-                            /*lr=*/1e-3,
-                            /*log_every=*/200};
+  kiln::examples::Example e{
+      "mnist_custom_op", "MLP with a user-defined softplus op on MNIST, Adam.", Build, "adam",
+      /*epochs=*/3,
+      /*batch_size=*/64,
+      /*lr=*/1e-3,
+      /*log_every=*/200};
   return kiln::examples::RunExample(argc, argv, e);
 }
