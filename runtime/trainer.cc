@@ -71,6 +71,17 @@ absl::Status MakeDataBuffers(const Signature& sig, const Dataset& data, DataBuff
   return absl::OkStatus();
 }
 
+// Position of the hyperparameter `name` among the step's hyperparameter inputs, or -1.
+int HyperIndex(const Signature& sig, const std::string& name) {
+  int k = 0;
+  for (const ArgSpec& a : sig.inputs) {
+    if (a.role != ArgRole::kHyper) continue;
+    if (a.name == name) return k;
+    ++k;
+  }
+  return -1;
+}
+
 }  // namespace
 
 Trainer::Trainer(Executable* train, Executable* eval) : train_(train), eval_(eval) {}
@@ -182,24 +193,8 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
     }
   }
 
-  const int lr_index = [&] {
-    int k = 0;
-    for (const ArgSpec& a : sig.inputs) {
-      if (a.role != ArgRole::kHyper) continue;
-      if (a.name == "lr") return k;
-      ++k;
-    }
-    return -1;
-  }();
-  const int step_index = [&] {
-    int k = 0;
-    for (const ArgSpec& a : sig.inputs) {
-      if (a.role != ArgRole::kHyper) continue;
-      if (a.name == kStepHyper) return k;
-      ++k;
-    }
-    return -1;
-  }();
+  const int lr_index = HyperIndex(sig, "lr");
+  const int step_index = HyperIndex(sig, kStepHyper);
   if (config.schedule && lr_index < 0) {
     return absl::InvalidArgumentError("a learning-rate schedule needs a step input named 'lr'");
   }
