@@ -189,7 +189,8 @@ int RunExample(int argc, char** argv, const Example& e) {
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   if (absl::Status s = trainer.Initialize(seed); !s.ok()) return Fail(s);
   if (!absl::GetFlag(FLAGS_load).empty()) {
-    if (absl::Status s = trainer.Load(absl::GetFlag(FLAGS_load)); !s.ok()) return Fail(s);
+    absl::Status s = trainer.Load(absl::GetFlag(FLAGS_load), /*restore_counters=*/false);
+    if (!s.ok()) return Fail(s);
     std::printf("loaded parameters from %s\n", absl::GetFlag(FLAGS_load).c_str());
   }
 

@@ -388,7 +388,7 @@ absl::Status Trainer::Save(const std::string& path,
   return SaveSafetensors(path, tensors, meta);
 }
 
-absl::Status Trainer::Load(const std::string& path) {
+absl::Status Trainer::Load(const std::string& path, bool restore_counters) {
   if (!initialized_) return absl::FailedPreconditionError("call Initialize() before Load()");
   KILN_ASSIGN_OR_RETURN(SafetensorsFile f, LoadSafetensors(path));
   for (Slot& s : slots_) {
@@ -421,9 +421,11 @@ absl::Status Trainer::Load(const std::string& path) {
   KILN_RETURN_IF_ERROR(counter("step", &step));
   KILN_RETURN_IF_ERROR(counter("epoch", &epoch));
   KILN_RETURN_IF_ERROR(counter("seed", &seed));
-  step_ = step;
-  epoch_ = epoch;
-  seed_ = seed;
+  if (restore_counters) {
+    step_ = step;
+    epoch_ = epoch;
+    seed_ = seed;
+  }
   for (Slot& s : slots_) {
     const Tensor* t = f.Find(s.name);
     if (t == nullptr) continue;  // optimizer state may be absent (e.g. a different optimizer)

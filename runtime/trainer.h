@@ -98,7 +98,9 @@ class Trainer {
   // Loads a checkpoint written by Save: every parameter must be present with its shape and dtype
   // (InvalidArgument names the first that is not); optimizer state and counters are restored when
   // present, so training resumes exactly where the checkpoint was taken.
-  absl::Status Load(const std::string& path);
+  // With restore_counters=false only tensors are loaded (fine-tuning from saved weights: the
+  // epoch and step counters and the seed stay as they are).
+  absl::Status Load(const std::string& path, bool restore_counters = true);
   int64_t step() const { return step_; }
   int epoch() const { return epoch_; }
 
