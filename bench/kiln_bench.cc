@@ -41,9 +41,7 @@ int Run(const Bench& b, const Dataset& train, const Dataset& test, int epochs) {
   }
   Trainer t(step->get(), eval->get());
   if (!t.Initialize(1).ok()) return 1;
-  TrainConfig warm;
-  warm.progress = false;
-  warm.log_every = 0;
+  TrainConfig warm = TrainConfig::Silent(1);
   warm.max_steps = 200;
   if (!t.Train(train, warm).ok()) return 1;
   std::vector<double> rates;
@@ -73,13 +71,13 @@ int Run(const Bench& b, const Dataset& train, const Dataset& test, int epochs) {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   using namespace kiln;
-  auto train = LoadMnist(absl::GetFlag(FLAGS_data_dir), MnistSplit::kTrain);
-  auto test = LoadMnist(absl::GetFlag(FLAGS_data_dir), MnistSplit::kTest);
-  if (!train.ok() || !test.ok()) {
-    std::fprintf(stderr, "error: %s\n",
-                 std::string((train.ok() ? test : train).status().message()).c_str());
+  auto mnist = LoadMnistTrainAndTest(absl::GetFlag(FLAGS_data_dir));
+  if (!mnist.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(mnist.status().message()).c_str());
     return 1;
   }
+  const Dataset* train = &mnist->train;
+  const Dataset* test = &mnist->test;
   const std::vector<Bench> all = {{"linear", examples::MnistLinear, 16, 0.001},
                                   {"softmax", examples::MnistSoftmax, 64, 0.2},
                                   {"mlp", examples::MnistMlp, 64, 0.1},

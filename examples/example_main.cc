@@ -113,10 +113,10 @@ int RunExample(int argc, char** argv, const Example& e) {
   absl::ParseCommandLine(argc, argv);
 
   const std::string dir = absl::GetFlag(FLAGS_data_dir);
-  absl::StatusOr<Dataset> train = LoadMnist(dir, MnistSplit::kTrain);
-  if (!train.ok()) return Fail(train.status());
-  absl::StatusOr<Dataset> test = LoadMnist(dir, MnistSplit::kTest);
-  if (!test.ok()) return Fail(test.status());
+  absl::StatusOr<MnistData> mnist = LoadMnistTrainAndTest(dir);
+  if (!mnist.ok()) return Fail(mnist.status());
+  Dataset* train = &mnist->train;
+  const Dataset* test = &mnist->test;
   std::printf("MNIST: %lld training and %lld test images from %s\n",
               static_cast<long long>(train->count), static_cast<long long>(test->count),
               dir.c_str());

@@ -2,6 +2,7 @@
 // the library: it is differentiated, lowered and scheduled like the built-in ops.
 #include "dsl/api.h"
 #include "examples/example_main.h"
+#include "examples/models.h"
 #include "examples/softplus_op.h"
 
 namespace {
@@ -10,13 +11,7 @@ kiln::ModelDef Build(kiln::Graph& g, int64_t batch) {
   kiln::Value image = g.Input("image", {batch, 784});
   kiln::Value label = g.Input("label", {batch}, kiln::DType::kInt32);
   kiln::Value h = kiln::examples::Softplus(kiln::Linear(g, "fc1", 784, 128)(image));
-  kiln::Value logits = kiln::Linear(g, "fc2", 128, 10)(h);
-  kiln::ModelDef m;
-  m.inputs = {image, label};
-  m.loss = kiln::Mean(kiln::SoftmaxCrossEntropy(logits, label));
-  m.metrics = {{"correct", kiln::AccuracyCount(logits, label)}};
-  m.eval_outputs = {{"prediction", kiln::ArgMax(logits, 1)}};
-  return m;
+  return kiln::examples::Classifier(image, label, kiln::Linear(g, "fc2", 128, 10)(h));
 }
 
 }  // namespace

@@ -24,13 +24,13 @@ ABSL_FLAG(std::string, out, "mnist_optimizers", "write <out>_loss.svg, <out>_los
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   using namespace kiln;
-  auto train = LoadMnist(absl::GetFlag(FLAGS_data_dir), MnistSplit::kTrain);
-  auto test = LoadMnist(absl::GetFlag(FLAGS_data_dir), MnistSplit::kTest);
-  if (!train.ok() || !test.ok()) {
-    std::fprintf(stderr, "error: %s\n",
-                 std::string((train.ok() ? test : train).status().message()).c_str());
+  auto mnist = LoadMnistTrainAndTest(absl::GetFlag(FLAGS_data_dir));
+  if (!mnist.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(mnist.status().message()).c_str());
     return 1;
   }
+  const Dataset* train = &mnist->train;
+  const Dataset* test = &mnist->test;
   struct Run {
     const char* name;
     double lr;
@@ -54,10 +54,8 @@ int main(int argc, char** argv) {
     }
     Trainer t(step->get(), eval->get());
     if (!t.Initialize(absl::GetFlag(FLAGS_seed)).ok()) return 1;
-    TrainConfig c;
-    c.epochs = absl::GetFlag(FLAGS_epochs);
+    TrainConfig c = TrainConfig::Silent(absl::GetFlag(FLAGS_epochs));
     c.log_every = 100;
-    c.progress = false;
     std::printf("== %s (lr %g)\n", r.name, r.lr);
     auto stats = t.Train(*train, c);
     if (!stats.ok()) {

@@ -16,7 +16,6 @@ ModelDef MnistLinear(Graph& g, int64_t batch) {
   return m;
 }
 
-namespace {
 ModelDef Classifier(Value image, Value label, Value logits) {
   ModelDef m;
   m.inputs = {image, label};
@@ -25,7 +24,6 @@ ModelDef Classifier(Value image, Value label, Value logits) {
   m.eval_outputs = {{"prediction", ArgMax(logits, 1)}};
   return m;
 }
-}  // namespace
 
 ModelDef MnistMlp(Graph& g, int64_t batch) {
   Value image = g.Input("image", {batch, 784});

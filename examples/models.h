@@ -10,6 +10,10 @@
 
 namespace kiln::examples {
 
+// The head every classifier here shares: inputs {image, label}, mean softmax cross-entropy,
+// a "correct" count metric and an int32 "prediction" for evaluation.
+ModelDef Classifier(Value image, Value label, Value logits);
+
 // The tutorial's regression: Linear(784 -> 1) predicting the digit value, square error cost.
 // Evaluation rounds the output to a digit (the tutorial's homework).
 ModelDef MnistLinear(Graph& g, int64_t batch);

@@ -99,4 +99,15 @@ absl::StatusOr<Dataset> LoadMnist(const std::string& dir, MnistSplit split) {
                      absl::StrCat(dir, "/", prefix, "-labels-idx1-ubyte"));
 }
 
+absl::StatusOr<MnistData> LoadMnistTrainAndTest(const std::string& dir) {
+  MnistData d;
+  absl::StatusOr<Dataset> train = LoadMnist(dir, MnistSplit::kTrain);
+  if (!train.ok()) return train.status();
+  absl::StatusOr<Dataset> test = LoadMnist(dir, MnistSplit::kTest);
+  if (!test.ok()) return test.status();
+  d.train = std::move(*train);
+  d.test = std::move(*test);
+  return d;
+}
+
 }  // namespace kiln

@@ -39,4 +39,10 @@ absl::StatusOr<Dataset> LoadIdxPair(const std::string& images_path, const std::s
 enum class MnistSplit { kTrain, kTest };
 absl::StatusOr<Dataset> LoadMnist(const std::string& dir, MnistSplit split);
 
+struct MnistData {
+  Dataset train, test;
+};
+// Both splits; the first error names its file.
+absl::StatusOr<MnistData> LoadMnistTrainAndTest(const std::string& dir);
+
 }  // namespace kiln

@@ -45,6 +45,15 @@ struct TrainConfig {
   std::function<absl::Status(const EpochReport&)> on_epoch;
   bool progress = true;    // progress bar on a terminal (plain lines otherwise)
   int64_t max_steps = -1;  // stop after this many steps in this call (tests)
+
+  // `epochs` epochs with no loss lines and no progress bar (tests, benchmarks).
+  static TrainConfig Silent(int epochs) {
+    TrainConfig c;
+    c.epochs = epochs;
+    c.log_every = 0;
+    c.progress = false;
+    return c;
+  }
 };
 
 struct LossPoint {

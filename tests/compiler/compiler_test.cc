@@ -263,11 +263,7 @@ TEST_F(TrainerTest, LearnsAndEvaluatesEveryExampleIncludingThePartialBatch) {
   Dataset train = Synthetic(400, 1), test = Synthetic(103, 2);
   Trainer t(train_, eval_);
   ASSERT_TRUE(t.Initialize(3).ok());
-  TrainConfig c;
-  c.epochs = 5;
-  c.log_every = 0;
-  c.progress = false;
-  auto stats = t.Train(train, c);
+  auto stats = t.Train(train, TrainConfig::Silent(5));
   ASSERT_TRUE(stats.ok()) << stats.status();
   EXPECT_EQ(stats->steps, 5 * 50);
   EXPECT_LT(stats->epochs.back().mean_loss, stats->epochs.front().mean_loss);
@@ -287,11 +283,7 @@ TEST_F(TrainerTest, SameSeedGivesBitwiseIdenticalParameters) {
   for (int run = 0; run < 2; ++run) {
     Trainer t(train_, eval_);
     ASSERT_TRUE(t.Initialize(11).ok());
-    TrainConfig c;
-    c.epochs = 2;
-    c.log_every = 0;
-    c.progress = false;
-    ASSERT_TRUE(t.Train(train, c).ok());
+    ASSERT_TRUE(t.Train(train, TrainConfig::Silent(2)).ok());
     results.push_back(t.parameter("fc.weight"));
   }
   EXPECT_EQ(std::memcmp(results[0].raw(), results[1].raw(), results[0].bytes()), 0);
@@ -301,10 +293,7 @@ TEST_F(TrainerTest, SaveAndLoadRestoreParameters) {
   Dataset train = Synthetic(80, 5);
   Trainer a(train_, eval_);
   ASSERT_TRUE(a.Initialize(1).ok());
-  TrainConfig c;
-  c.log_every = 0;
-  c.progress = false;
-  ASSERT_TRUE(a.Train(train, c).ok());
+  ASSERT_TRUE(a.Train(train, TrainConfig::Silent(1)).ok());
   std::string path = ::testing::TempDir() + "/trainer_test.safetensors";
   ASSERT_TRUE(a.Save(path, {{"note", "test"}}).ok());
   Trainer b(train_, eval_);
@@ -338,9 +327,8 @@ TEST_F(TrainerTest, LoadRefusesACheckpointOfAnotherModelNamingTheTensor) {
 TEST_F(TrainerTest, RejectsUnknownHyperparameterAndMismatchedData) {
   Trainer t(train_, eval_);
   ASSERT_TRUE(t.Initialize(1).ok());
-  TrainConfig c;
+  TrainConfig c = TrainConfig::Silent(1);
   c.hyper["momentum"] = 0.9;
-  c.progress = false;
   auto st = t.Train(Synthetic(16, 1), c);
   EXPECT_EQ(st.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.status().message().find("no hyperparameter 'momentum'"), std::string::npos);

@@ -64,14 +64,6 @@ Steps Compile(const Optimizer& opt, int64_t in = 16, int64_t hidden = 8, int64_t
   return s;
 }
 
-TrainConfig Quiet(int epochs) {
-  TrainConfig c;
-  c.epochs = epochs;
-  c.log_every = 0;
-  c.progress = false;
-  return c;
-}
-
 bool SameBits(const Tensor& a, const Tensor& b) {
   return a.bytes() == b.bytes() && std::memcmp(a.raw(), b.raw(), a.bytes()) == 0;
 }
@@ -82,7 +74,7 @@ TEST(WorkflowTest, ResumingFromAnEpochCheckpointIsBitExact) {
   Dataset data = Blocks(96, 1);
   Trainer straight(s.train.get(), s.eval.get());
   ASSERT_TRUE(straight.Initialize(7).ok());
-  TrainConfig c = Quiet(3);
+  TrainConfig c = TrainConfig::Silent(3);
   c.schedule = LrSchedule::Cosine(0.01, 36).WithWarmup(5);
   ASSERT_TRUE(straight.Train(data, c).ok());
 
@@ -127,7 +119,7 @@ TEST(WorkflowTest, DivergenceStopsWithTheStepAndTheLastFiniteLoss) {
   ASSERT_TRUE(step.ok()) << step.status();
   Trainer t(step->get(), nullptr);
   ASSERT_TRUE(t.Initialize(1).ok());
-  auto r = t.Train(Blocks(400, 2), Quiet(5));
+  auto r = t.Train(Blocks(400, 2), TrainConfig::Silent(5));
   ASSERT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
   std::string msg(r.status().message());
   EXPECT_NE(msg.find("training diverged: the loss is"), std::string::npos) << msg;
@@ -144,7 +136,7 @@ TEST(DeterminismChild, WriteParameters) {
   ASSERT_TRUE(s.train && s.eval);
   Trainer t(s.train.get(), s.eval.get());
   ASSERT_TRUE(t.Initialize(3).ok());
-  ASSERT_TRUE(t.Train(Blocks(640, 3, 16), Quiet(2)).ok());
+  ASSERT_TRUE(t.Train(Blocks(640, 3, 16), TrainConfig::Silent(2)).ok());
   ASSERT_TRUE(t.Save(out).ok());
 }
 
@@ -175,7 +167,7 @@ TEST(WorkflowTest, ValidationEveryEpochPicksTheBestEpochAndReportsLoss) {
   Trainer t(s.train.get(), s.eval.get());
   ASSERT_TRUE(t.Initialize(5).ok());
   Dataset val = Blocks(23, 9);
-  TrainConfig c = Quiet(3);
+  TrainConfig c = TrainConfig::Silent(3);
   c.validation = &val;
   int calls = 0;
   c.on_epoch = [&](const EpochReport& r) {
@@ -204,7 +196,7 @@ TEST(WorkflowTest, ScheduleFeedsTheLearningRate) {
   ASSERT_TRUE(s.train && s.eval);
   Trainer t(s.train.get(), s.eval.get());
   ASSERT_TRUE(t.Initialize(1).ok());
-  TrainConfig c = Quiet(2);
+  TrainConfig c = TrainConfig::Silent(2);
   c.schedule = LrSchedule::Step(0.5, 1, 0.1);
   auto st = t.Train(Blocks(80, 1), c);
   ASSERT_TRUE(st.ok());
@@ -240,7 +232,7 @@ TEST(WorkflowTest, BatchNormAndDropoutTrainEvaluateCheckpointAndResumeExactly) {
   Dataset data = Blocks(96, 6);
   Trainer straight(train->get(), eval->get());
   ASSERT_TRUE(straight.Initialize(2).ok());
-  ASSERT_TRUE(straight.Train(data, Quiet(2)).ok());
+  ASSERT_TRUE(straight.Train(data, TrainConfig::Silent(2)).ok());
   const Tensor& rv = straight.parameter("bn.running_var");
   const Tensor& rm = straight.parameter("bn.running_mean");
   EXPECT_NE(rv.data<float>()[0], 1.0f) << "running variance updated";
@@ -252,13 +244,13 @@ TEST(WorkflowTest, BatchNormAndDropoutTrainEvaluateCheckpointAndResumeExactly) {
   std::string path = ::testing::TempDir() + "/bn.safetensors";
   Trainer first(train->get(), eval->get());
   ASSERT_TRUE(first.Initialize(2).ok());
-  TrainConfig c1 = Quiet(1);
+  TrainConfig c1 = TrainConfig::Silent(1);
   c1.on_epoch = [&](const EpochReport&) { return first.Save(path); };
   ASSERT_TRUE(first.Train(data, c1).ok());
   Trainer resumed(train->get(), eval->get());
   ASSERT_TRUE(resumed.Initialize(3).ok());
   ASSERT_TRUE(resumed.Load(path).ok());
-  ASSERT_TRUE(resumed.Train(data, Quiet(1)).ok());
+  ASSERT_TRUE(resumed.Train(data, TrainConfig::Silent(1)).ok());
   for (const std::string& name : {"fc1.weight", "fc2.weight", "bn.weight"}) {
     EXPECT_TRUE(SameBits(straight.parameter(name), resumed.parameter(name))) << name;
   }

@@ -57,19 +57,11 @@ std::unique_ptr<Compiled> Compile(ModelDef (*model)(Graph&, int64_t), int64_t ba
   return c;
 }
 
-TrainConfig Quiet(int epochs) {
-  TrainConfig c;
-  c.epochs = epochs;
-  c.log_every = 0;
-  c.progress = false;
-  return c;
-}
-
 TEST_F(MnistE2eTest, SoftmaxReaches90PercentInOneEpoch) {
   auto m = Compile(examples::MnistSoftmax, 64, Sgd(0.1));
   ASSERT_NE(m, nullptr);
   Trainer& t = *m->trainer;
-  auto stats = t.Train(*train_, Quiet(1));
+  auto stats = t.Train(*train_, TrainConfig::Silent(1));
   ASSERT_TRUE(stats.ok()) << stats.status();
   EXPECT_EQ(stats->steps, 60000 / 64);
   auto r = t.Evaluate(*test_);
@@ -87,7 +79,7 @@ TEST_F(MnistE2eTest, TutorialLinearModelLossGoesDown) {
   auto m = Compile(examples::MnistLinear, 16, Sgd(0.001));
   ASSERT_NE(m, nullptr);
   Trainer& t = *m->trainer;
-  auto stats = t.Train(*train_, Quiet(2));
+  auto stats = t.Train(*train_, TrainConfig::Silent(2));
   ASSERT_TRUE(stats.ok()) << stats.status();
   ASSERT_EQ(stats->epochs.size(), 2u);
   // Predicting the mean digit (4.45) costs about 8.4; the model must beat that and improve.
@@ -104,7 +96,7 @@ TEST_F(MnistE2eTest, TutorialCnnPassesAModestBarAfter300Steps) {
   auto m = Compile(examples::MnistCnn, 64, Adam(2e-3));
   ASSERT_NE(m, nullptr);
   Trainer& t = *m->trainer;
-  TrainConfig c = Quiet(1);
+  TrainConfig c = TrainConfig::Silent(1);
   c.max_steps = 300;
   auto stats = t.Train(*train_, c);
   ASSERT_TRUE(stats.ok()) << stats.status();

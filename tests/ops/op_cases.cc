@@ -10,14 +10,6 @@ namespace {
 using V = std::vector<Value>;
 using N = std::vector<Nd>;
 
-InputSpec F(Shape s, double lo = -1, double hi = 1) {
-  return {std::move(s), DType::kFloat, lo, hi};
-}
-InputSpec I(Shape s, int lo, int hi) {
-  return {std::move(s), DType::kInt32, double(lo), double(hi)};
-}
-InputSpec P(Shape s) { return {std::move(s), DType::kFloat, -1, 1, /*parameter=*/true}; }
-
 Nd Softmax(const Nd& x) {
   Nd m = ReduceRef(x, {-1}, true, -INFINITY, [](double a, double b) { return std::max(a, b); });
   Nd e = Zip(x, m, [](double a, double b) { return std::exp(a - b); });

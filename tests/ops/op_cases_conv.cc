@@ -11,13 +11,6 @@ namespace {
 using V = std::vector<Value>;
 using N = std::vector<Nd>;
 
-InputSpec F(Shape s, double lo = -1, double hi = 1) {
-  return {std::move(s), DType::kFloat, lo, hi};
-}
-InputSpec I(Shape s, int lo, int hi) {
-  return {std::move(s), DType::kInt32, double(lo), double(hi)};
-}
-
 struct Conv {
   int64_t sh, sw, ph, pw, dh, dw;
   ConvParams params() const { return {sh, sw, ph, pw, dh, dw}; }

@@ -9,10 +9,6 @@ namespace {
 using V = std::vector<Value>;
 using N = std::vector<Nd>;
 
-InputSpec F(Shape s, double lo = -1, double hi = 1) {
-  return {std::move(s), DType::kFloat, lo, hi};
-}
-
 // The dropout hash, written out independently of the lowering (murmur3-style finalizer).
 bool DropoutKeeps(uint32_t index, uint32_t step, uint32_t seed, double p) {
   uint32_t h = index * 0x9E3779B1u + step * 0x85EBCA77u + seed * 0xC2B2AE3Du;

@@ -39,6 +39,16 @@ struct InputSpec {
   bool parameter = false;  // create with Graph::Parameter instead of Graph::Input
 };
 
+// Shorthands for the case tables: float input in [lo, hi), int32 input in [lo, hi), and a float
+// input created as a parameter.
+inline InputSpec F(Shape s, double lo = -1, double hi = 1) {
+  return {std::move(s), DType::kFloat, lo, hi};
+}
+inline InputSpec I(Shape s, int lo, int hi) {
+  return {std::move(s), DType::kInt32, double(lo), double(hi)};
+}
+inline InputSpec P(Shape s) { return {std::move(s), DType::kFloat, -1, 1, /*parameter=*/true}; }
+
 struct OpCase {
   std::string name;
   std::vector<OpKind> covers;  // primitives this case exercises (the coverage test reads this)
