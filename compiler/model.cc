@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
 #include "compiler/autodiff.h"
+#include "compiler/cache.h"
 #include "compiler/jit.h"
 #include "compiler/lower.h"
 #include "compiler/passes.h"
@@ -103,7 +104,20 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram
       return absl::InternalError(absl::StrCat("writing the loop nest failed: ", e.what()));
     }
   }
-  return JitCompile(std::move(lowered), std::move(sig), target);
+  if (options.cache_dir.empty()) return JitCompile(std::move(lowered), std::move(sig), target);
+  std::string material = absl::StrCat("target=", target.to_string(), " f64=", options.float64,
+                                      " plain=", options.plain_schedule, "\n");
+  for (const auto* list : {&program.inputs, &program.outputs}) {
+    for (const auto& [id, spec] : *list) {
+      absl::StrAppend(&material, "arg ", id, " ", spec.name, " ", ArgRoleName(spec.role), " ",
+                      ScalarTypeName(spec.type), ShapeString(spec.shape), "\n");
+    }
+  }
+  absl::StrAppend(&material, g.Fingerprint(roots));
+  KILN_ASSIGN_OR_RETURN(CacheResult cached,
+                        CompileCached(std::move(lowered), std::move(sig), target, options.cache_dir,
+                                      CacheKey(material)));
+  return std::move(cached.executable);
 }
 
 absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const ModelDef& model,

@@ -44,6 +44,9 @@ struct CompileOptions {
   bool plain_schedule = false;  // every Func compute_root, no op schedules (a yardstick in tests)
   std::string dot_path;         // if set, write the final step graph as Graphviz DOT here
   std::string stmt_path;        // if set, write Halide's lowered loop nest (text) here
+  // If set, the persistent compile cache's directory (compiler/cache.h; DefaultCacheDir() gives
+  // the usual one). Empty: compile in memory with Halide's JIT every time.
+  std::string cache_dir;
 };
 
 // Builds the training graph (adds gradient and update nodes to `g`), runs the passes, lowers and

@@ -208,6 +208,21 @@ std::string Graph::Dump(const std::vector<int>& roots) const {
   return out;
 }
 
+std::string Graph::Fingerprint(const std::vector<int>& roots) const {
+  std::string out;
+  auto exact = [](double v) { return absl::StrFormat("%a", v); };
+  for (int id : Reachable(roots)) {
+    const Node& n = nodes_[id];
+    absl::StrAppend(&out, n.id, " ", static_cast<int>(n.op), " ", DefOf(n).name, " ",
+                    DTypeName(n.dtype), ShapeString(n.shape), " in=", absl::StrJoin(n.inputs, ","),
+                    " ints=", absl::StrJoin(n.attrs.ints, ","), " s=", exact(n.attrs.scalar),
+                    " r=");
+    for (double r : n.attrs.reals) absl::StrAppend(&out, exact(r), ",");
+    absl::StrAppend(&out, " f=", n.attrs.flag, " name=", n.name, "\n");
+  }
+  return out;
+}
+
 std::string Graph::ToDot(const std::vector<int>& roots) const {
   std::string out = "digraph kiln {\n  node [shape=box, fontname=\"monospace\"];\n";
   for (int id : Reachable(roots)) {

@@ -146,6 +146,9 @@ class Graph {
   // depend on (all nodes when empty), and the same as Graphviz DOT.
   std::string Dump(const std::vector<int>& roots = {}) const;
   std::string ToDot(const std::vector<int>& roots = {}) const;
+  // Everything about those nodes that decides the code they compile to, attributes in full
+  // precision and custom ops by name (the compile cache's key material).
+  std::string Fingerprint(const std::vector<int>& roots) const;
   // Ids reachable backwards from `roots`, in increasing (topological) order.
   std::vector<int> Reachable(const std::vector<int>& roots) const;
 

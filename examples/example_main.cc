@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "compiler/cache.h"
 #include "runtime/idx.h"
 #include "runtime/image.h"
 #include "runtime/plot.h"
@@ -56,6 +57,9 @@ ABSL_FLAG(std::string, dot, "",
           "<dot>_forward.dot and <dot>_train.dot");
 ABSL_FLAG(std::string, stmt, "", "write the training step's Halide loop nest (text) to this file");
 ABSL_FLAG(bool, dump_graph, false, "print the training graph after each compiler pass");
+ABSL_FLAG(std::string, cache_dir, "auto",
+          "compile cache directory ('auto': $KILN_CACHE_DIR if set, else ~/.cache/kiln; empty: "
+          "compile in memory on every run)");
 ABSL_FLAG(bool, progress, true, "show a progress bar (plain lines when not a terminal)");
 
 namespace kiln::examples {
@@ -130,6 +134,8 @@ int RunExample(int argc, char** argv, const Example& e) {
   CompileOptions options;
   options.dump_graphs = absl::GetFlag(FLAGS_dump_graph);
   options.stmt_path = absl::GetFlag(FLAGS_stmt);
+  options.cache_dir = absl::GetFlag(FLAGS_cache_dir);
+  if (options.cache_dir == "auto") options.cache_dir = DefaultCacheDir();
   absl::StatusOr<std::unique_ptr<Optimizer>> made =
       MakeOptimizer(absl::GetFlag(FLAGS_optimizer), absl::GetFlag(FLAGS_lr));
   if (!made.ok()) return Fail(made.status());
@@ -179,11 +185,14 @@ int RunExample(int argc, char** argv, const Example& e) {
   absl::StatusOr<std::unique_ptr<Executable>> eval_step =
       CompileEvalStep(eval_graph, e.build(eval_graph, eval_batch), options);
   if (!eval_step.ok()) return Fail(eval_step.status());
-  double compile_s = (*train_step)->compile_seconds();
-  std::printf(
-      "compiled: training step (batch %lld) in %.2f s, evaluation step (batch %lld) in %.2f s\n",
-      static_cast<long long>(batch), compile_s, static_cast<long long>(eval_batch),
-      (*eval_step)->compile_seconds());
+  const double compile_s = (*train_step)->compile_seconds();  // 0 when loaded from the cache
+  auto how = [](const Executable& x) {
+    return x.compile_seconds() > 0 ? absl::StrFormat("compiled in %.2f s", x.compile_seconds())
+                                   : std::string("loaded from the compile cache");
+  };
+  std::printf("training step (batch %lld) %s, evaluation step (batch %lld) %s\n",
+              static_cast<long long>(batch), how(**train_step).c_str(),
+              static_cast<long long>(eval_batch), how(**eval_step).c_str());
 
   Trainer trainer(train_step->get(), eval_step->get());
   const uint64_t seed = absl::GetFlag(FLAGS_seed);

@@ -1,0 +1,215 @@
+#include "runtime/native_step.h"
+
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <vector>
+
+#include "HalideRuntime.h"
+#include "absl/strings/str_cat.h"
+#include "base/status.h"
+
+namespace kiln {
+namespace {
+
+halide_type_t HalideTypeOf(ScalarType t) {
+  switch (t) {
+    case ScalarType::kF32:
+      return halide_type_t(halide_type_float, 32);
+    case ScalarType::kF64:
+      return halide_type_t(halide_type_float, 64);
+    case ScalarType::kI32:
+      return halide_type_t(halide_type_int, 32);
+    case ScalarType::kU8:
+      return halide_type_t(halide_type_uint, 8);
+  }
+  return halide_type_t(halide_type_float, 32);
+}
+
+absl::Status CheckMetadata(const Signature& sig, const halide_filter_metadata_t* md) {
+  if (md == nullptr) return absl::FailedPreconditionError("the compiled step has no metadata");
+  const size_t n = sig.inputs.size() + sig.outputs.size();
+  if (md->num_arguments < 0 || static_cast<size_t>(md->num_arguments) != n) {
+    return absl::FailedPreconditionError(absl::StrCat("the compiled step takes ", md->num_arguments,
+                                                      " arguments, the model ", n,
+                                                      ": it was compiled for another model"));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const bool in = i < sig.inputs.size();
+    const ArgSpec& s = in ? sig.inputs[i] : sig.outputs[i - sig.inputs.size()];
+    const halide_filter_argument_t& a = md->arguments[i];
+    const int kind = in ? halide_argument_kind_input_buffer : halide_argument_kind_output_buffer;
+    if (a.kind != kind || a.dimensions != static_cast<int>(s.shape.size()) ||
+        !(a.type == HalideTypeOf(s.type))) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("argument ", i, " of the compiled step ('", a.name ? a.name : "?",
+                       "') does not match the model's '", s.name, "' (", ScalarTypeName(s.type),
+                       ShapeString(s.shape), ", ", in ? "input" : "output",
+                       "): it was compiled for another model"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+class NativeExecutable : public Executable {
+ public:
+  NativeExecutable(Signature sig, NativeStepFn fn, std::shared_ptr<void> keepalive, double s)
+      : sig_(std::move(sig)), fn_(fn), keepalive_(std::move(keepalive)), compile_s_(s) {
+    const size_t n = sig_.inputs.size() + sig_.outputs.size();
+    bufs_.resize(n);
+    dims_.resize(n);
+    argv_.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const ArgSpec& a =
+          i < sig_.inputs.size() ? sig_.inputs[i] : sig_.outputs[i - sig_.inputs.size()];
+      // Halide's dim 0 is the innermost (row-major last) axis.
+      int64_t stride = 1;
+      for (int d = static_cast<int>(a.shape.size()) - 1; d >= 0; --d) {
+        dims_[i].push_back({0, static_cast<int32_t>(a.shape[d]), static_cast<int32_t>(stride), 0});
+        stride *= a.shape[d];
+      }
+      halide_buffer_t& b = bufs_[i];
+      b = halide_buffer_t();
+      b.type = HalideTypeOf(a.type);
+      b.dimensions = static_cast<int32_t>(dims_[i].size());
+      b.dim = dims_[i].empty() ? nullptr : dims_[i].data();
+      argv_[i] = &b;
+    }
+  }
+
+  const Signature& signature() const override { return sig_; }
+  double compile_seconds() const override { return compile_s_; }
+
+  absl::Status Run(const std::vector<TensorRef>& inputs,
+                   const std::vector<TensorRef>& outputs) override {
+    if (absl::Status s = CheckArguments(sig_, inputs, outputs); !s.ok()) return s;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      bufs_[i].host = static_cast<uint8_t*>(inputs[i].data);
+    }
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      bufs_[inputs.size() + i].host = static_cast<uint8_t*>(outputs[i].data);
+    }
+    if (int rc = fn_(argv_.data()); rc != 0) {
+      return absl::InternalError(absl::StrCat("the compiled step failed with Halide error ", rc));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  Signature sig_;
+  NativeStepFn fn_;
+  std::shared_ptr<void> keepalive_;
+  double compile_s_;
+  std::vector<halide_buffer_t> bufs_;
+  std::vector<std::vector<halide_dimension_t>> dims_;
+  std::vector<void*> argv_;
+};
+
+constexpr uint64_t kMagic = 0x31656863614b4c4bULL;  // "KLKache1"
+constexpr size_t kTrailer = 24;                     // hash, length, magic
+
+absl::StatusOr<std::string> ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (f.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  return bytes;
+}
+
+}  // namespace
+
+uint64_t ContentHash(const void* data, size_t size) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < size; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
+  return h;
+}
+
+absl::Status SealCacheFile(const std::string& path) {
+  auto bytes = ReadAll(path);
+  if (!bytes.ok()) return bytes.status();
+  uint64_t trailer[3] = {ContentHash(bytes->data(), bytes->size()), bytes->size(), kMagic};
+  std::ofstream f(path, std::ios::binary | std::ios::app);
+  f.write(reinterpret_cast<const char*>(trailer), sizeof(trailer));
+  f.close();
+  if (!f) return absl::DataLossError(absl::StrCat(path, ": cannot write the trailer"));
+  return absl::OkStatus();
+}
+
+absl::Status VerifyCacheFile(const std::string& path) {
+  auto bytes = ReadAll(path);
+  if (!bytes.ok()) return bytes.status();
+  if (bytes->size() < kTrailer) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": ", bytes->size(), " bytes, too short for a Kiln cache file"));
+  }
+  uint64_t trailer[3];
+  std::memcpy(trailer, bytes->data() + bytes->size() - kTrailer, kTrailer);
+  const size_t body = bytes->size() - kTrailer;
+  if (trailer[2] != kMagic || trailer[1] != body) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": not a complete Kiln cache file (bad trailer)"));
+  }
+  if (trailer[0] != ContentHash(bytes->data(), body)) {
+    return absl::DataLossError(absl::StrCat(path, ": content hash mismatch (corrupt)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Executable>> MakeNativeExecutable(Signature sig, NativeStepFn fn,
+                                                                 NativeMetadataFn metadata,
+                                                                 std::shared_ptr<void> keepalive,
+                                                                 double compile_seconds) {
+  if (fn == nullptr || metadata == nullptr) {
+    return absl::InvalidArgumentError("a native step needs its argv and metadata functions");
+  }
+  if (absl::Status s = CheckMetadata(sig, metadata()); !s.ok()) return s;
+  return std::unique_ptr<Executable>(
+      new NativeExecutable(std::move(sig), fn, std::move(keepalive), compile_seconds));
+}
+
+absl::Status LoadHalideRuntime(const std::string& path) {
+  static std::mutex mu;
+  static std::set<std::string> loaded;
+  std::lock_guard<std::mutex> lock(mu);
+  if (loaded.count(path)) return absl::OkStatus();
+  KILN_RETURN_IF_ERROR(VerifyCacheFile(path));
+  // Never closed: the runtime's thread pool lives as long as the process.
+  if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+    const char* err = dlerror();
+    return absl::FailedPreconditionError(absl::StrCat(path, ": ", err ? err : "dlopen failed"));
+  }
+  loaded.insert(path);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Executable>> LoadCachedStep(const std::string& path, Signature sig,
+                                                           double compile_seconds) {
+  if (absl::Status s = VerifyCacheFile(path); !s.ok()) return s;
+  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    const char* err = dlerror();
+    return absl::FailedPreconditionError(absl::StrCat(path, ": ", err ? err : "dlopen failed"));
+  }
+  // Never dlclose'd (a process loads a handful of steps): the shared runtime's worker threads may
+  // still hold the step's loop bodies when the executable goes away.
+  std::shared_ptr<void> keep(handle, [](void*) {});
+  const std::string name = kNativeStepName;
+  auto fn = reinterpret_cast<NativeStepFn>(dlsym(handle, (name + "_argv").c_str()));
+  auto md = reinterpret_cast<NativeMetadataFn>(dlsym(handle, (name + "_metadata").c_str()));
+  if (fn == nullptr || md == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": no ", name, "_argv/_metadata entry point"));
+  }
+  auto exe = MakeNativeExecutable(std::move(sig), fn, md, std::move(keep), compile_seconds);
+  if (!exe.ok()) {
+    return absl::Status(exe.status().code(), absl::StrCat(path, ": ", exe.status().message()));
+  }
+  return exe;
+}
+
+}  // namespace kiln
