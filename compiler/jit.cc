@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/step_allocator.h"
 
 namespace kiln {
 namespace {
@@ -85,6 +86,9 @@ absl::StatusOr<std::unique_ptr<Executable>> JitCompile(LoweredStep step, Signatu
                                                        const Halide::Target& target) {
   auto t0 = std::chrono::steady_clock::now();
   try {
+    Halide::JITHandlers& h = step.pipeline.jit_handlers();
+    h.custom_malloc = [](Halide::JITUserContext* c, size_t n) { return StepMalloc(c, n); };
+    h.custom_free = [](Halide::JITUserContext* c, void* p) { StepFree(c, p); };
     step.pipeline.compile_jit(target);
   } catch (const Halide::Error& e) {
     return absl::InternalError(absl::StrCat("Halide JIT compilation failed: ", e.what()));

@@ -12,6 +12,7 @@
 #include "HalideRuntime.h"
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
+#include "runtime/step_allocator.h"
 
 namespace kiln {
 namespace {
@@ -179,9 +180,19 @@ absl::Status LoadHalideRuntime(const std::string& path) {
   if (loaded.count(path)) return absl::OkStatus();
   KILN_RETURN_IF_ERROR(VerifyCacheFile(path));
   // Never closed: the runtime's thread pool lives as long as the process.
-  if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+  void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+  if (h == nullptr) {
     const char* err = dlerror();
     return absl::FailedPreconditionError(absl::StrCat(path, ": ", err ? err : "dlopen failed"));
+  }
+  // Route the steps' scratch memory through the pool (the runtime's hooks, found by name).
+  using SetMalloc = halide_malloc_t (*)(halide_malloc_t);
+  using SetFree = halide_free_t (*)(halide_free_t);
+  auto set_malloc = reinterpret_cast<SetMalloc>(dlsym(h, "halide_set_custom_malloc"));
+  auto set_free = reinterpret_cast<SetFree>(dlsym(h, "halide_set_custom_free"));
+  if (set_malloc && set_free) {
+    set_malloc(StepMalloc);
+    set_free(StepFree);
   }
   loaded.insert(path);
   return absl::OkStatus();
