@@ -274,6 +274,17 @@ std::vector<OpCase> MakeCases() {
                [](const N& x) {
                  return ReduceRef(x[0], {0, 2}, true, 0, Sum2);
                }});
+  // Large enough (>= 65536 elements, batch and innermost axes reduced) for the two-stage sum.
+  c.push_back({"sum_chunked_bias_gradient_shape",
+               {OpKind::kSum},
+               {F({12, 3, 50, 45})},
+               [](const V& x) { return Sum(x[0], {0, 2, 3}); },
+               [](const N& x) { return ReduceRef(x[0], {0, 2, 3}, false, 0, Sum2); }});
+  c.push_back({"sum_chunked_keepdims_middle_axis_kept",
+               {OpKind::kSum},
+               {F({10, 5, 40, 41})},
+               [](const V& x) { return Sum(x[0], {0, 1, 3}, true); },
+               [](const N& x) { return ReduceRef(x[0], {0, 1, 3}, true, 0, Sum2); }});
   c.push_back({"mean",
                {OpKind::kSum, OpKind::kMul},
                {F({5, 3})},
