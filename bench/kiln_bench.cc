@@ -44,11 +44,11 @@ double SinceStart() {
 
 // The benchmark MLP: 784-128-10 (the examples' MLP has a second hidden layer).
 ModelDef BenchMlp(Graph& g, int64_t batch) {
-  Value image = g.Input("image", {batch, 784});
+  Value image = g.Input("image", {batch, 784}, DType::kUInt8);
   Value label = g.Input("label", {batch}, DType::kInt32);
   Linear::Options relu_init;
   relu_init.weight_init = Initializer::KaimingUniform();
-  Value h = Relu(Linear(g, "fc1", 784, 128, relu_init)(image));
+  Value h = Relu(Linear(g, "fc1", 784, 128, relu_init)(UnitPixels(image)));
   return examples::Classifier(image, label, Linear(g, "fc2", 128, 10)(h));
 }
 

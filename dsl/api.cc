@@ -65,6 +65,15 @@ Value Square(Value x) { return Unary(OpKind::kSquare, x); }
 Value Sqrt(Value x) { return Unary(OpKind::kSqrt, x); }
 Value Step(Value x) { return Unary(OpKind::kStep, x); }
 Value ToFloat(Value x) { return Unary(OpKind::kToFloat, x); }
+Value UnitPixels(Value pixels) {
+  if (pixels.valid() && pixels.dtype() != DType::kUInt8) {
+    pixels.graph()->ReportError(absl::InvalidArgumentError(
+        absl::StrCat("UnitPixels: expected uint8 pixels, got ", DTypeName(pixels.dtype()),
+                     ShapeString(pixels.shape()))));
+    return Value();
+  }
+  return ToFloat(pixels) * static_cast<double>(1.0f / 255.0f);
+}
 Value Equal(Value a, Value b) { return Binary(OpKind::kEqual, a, b); }
 
 Value RoundToInt(Value x, int64_t lo, int64_t hi) {

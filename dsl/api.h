@@ -51,7 +51,10 @@ Value Step(Value x);                                // 1 where x > 0 else 0; not
 Value Equal(Value a, Value b);                      // 1 where a == b else 0, in the inputs' dtype
 Value RoundToInt(Value x, int64_t lo, int64_t hi);  // int32 clamp(round(x), lo, hi)
 Value OneHot(Value labels, int64_t depth);          // int32 [..] -> float [.., depth]
-Value ToFloat(Value x);                             // int32 -> float
+Value ToFloat(Value x);                             // int32 or uint8 -> float
+// Raw uint8 pixels -> float in [0, 1] inside the step (pixel * float(1/255), bit for bit what the
+// host-side feeder computes): the runtime then feeds bytes, not four times as many floats.
+Value UnitPixels(Value pixels);
 
 // Shapes.
 Value Reshape(Value x, Shape shape);

@@ -5,9 +5,10 @@
 namespace kiln::examples {
 
 ModelDef MnistLinear(Graph& g, int64_t batch) {
-  Value image = g.Input("image", {batch, 784});
+  Value image = g.Input("image", {batch, 784}, DType::kUInt8);  // raw pixels
+  Value pixels = UnitPixels(image);
   Value label = g.Input("label", {batch}, DType::kInt32);
-  Value pred = Linear(g, "fc", 784, 1)(image);  // [batch, 1]
+  Value pred = Linear(g, "fc", 784, 1)(pixels);  // [batch, 1]
   Value target = Reshape(ToFloat(label), {batch, 1});
   ModelDef m;
   m.inputs = {image, label};
@@ -26,23 +27,26 @@ ModelDef Classifier(Value image, Value label, Value logits) {
 }
 
 ModelDef MnistMlp(Graph& g, int64_t batch) {
-  Value image = g.Input("image", {batch, 784});
+  Value image = g.Input("image", {batch, 784}, DType::kUInt8);  // raw pixels
+  Value pixels = UnitPixels(image);
   Value label = g.Input("label", {batch}, DType::kInt32);
   Linear::Options relu_init;
   relu_init.weight_init = Initializer::KaimingUniform();
-  Value h = Relu(Linear(g, "fc1", 784, 128, relu_init)(image));
+  Value h = Relu(Linear(g, "fc1", 784, 128, relu_init)(pixels));
   h = Relu(Linear(g, "fc2", 128, 64, relu_init)(h));
   return Classifier(image, label, Linear(g, "fc3", 64, 10)(h));
 }
 
 ModelDef MnistSoftmax(Graph& g, int64_t batch) {
-  Value image = g.Input("image", {batch, 784});
+  Value image = g.Input("image", {batch, 784}, DType::kUInt8);  // raw pixels
+  Value pixels = UnitPixels(image);
   Value label = g.Input("label", {batch}, DType::kInt32);
-  return Classifier(image, label, Linear(g, "fc", 784, 10)(image));
+  return Classifier(image, label, Linear(g, "fc", 784, 10)(pixels));
 }
 
 ModelDef MnistCnn(Graph& g, int64_t batch) {
-  Value image = g.Input("image", {batch, 784});
+  Value image = g.Input("image", {batch, 784}, DType::kUInt8);  // raw pixels
+  Value pixels = UnitPixels(image);
   Value label = g.Input("label", {batch}, DType::kInt32);
   Conv2D::Options same;
   same.padding = 2;
@@ -52,17 +56,18 @@ ModelDef MnistCnn(Graph& g, int64_t batch) {
   net.Add(Conv2D(g, "conv1", 1, 20, 5, same)).Add(Relu).Add(pool);
   net.Add(Conv2D(g, "conv2", 20, 20, 5, same)).Add(Relu).Add(pool);
   net.Add(flatten).Add(Linear(g, "fc", 980, 10));
-  return Classifier(image, label, net(Reshape(image, {batch, 1, 28, 28})));
+  return Classifier(image, label, net(Reshape(pixels, {batch, 1, 28, 28})));
 }
 
 ModelDef MnistLeNet5(Graph& g, int64_t batch) {
-  Value image = g.Input("image", {batch, 784});
+  Value image = g.Input("image", {batch, 784}, DType::kUInt8);  // raw pixels
+  Value pixels = UnitPixels(image);
   Value label = g.Input("label", {batch}, DType::kInt32);
   Conv2D::Options pad2;
   pad2.padding = 2;  // 28 -> 32 as LeNet-5's 32x32 input, then the valid 5x5 convolution
   Linear::Options relu_init;
   relu_init.weight_init = Initializer::KaimingUniform();
-  Value x = Reshape(image, {batch, 1, 28, 28});
+  Value x = Reshape(pixels, {batch, 1, 28, 28});
   x = MaxPool2d(Relu(Conv2D(g, "c1", 1, 6, 5, pad2)(x)), 2);  // 6 x 14 x 14
   x = MaxPool2d(Relu(Conv2D(g, "c3", 6, 16, 5)(x)), 2);       // 16 x 5 x 5
   x = Relu(Linear(g, "f5", 400, 120, relu_init)(Flatten(x)));
@@ -71,12 +76,13 @@ ModelDef MnistLeNet5(Graph& g, int64_t batch) {
 }
 
 ModelDef MnistCnnBn(Graph& g, int64_t batch) {
-  Value image = g.Input("image", {batch, 784});
+  Value image = g.Input("image", {batch, 784}, DType::kUInt8);  // raw pixels
+  Value pixels = UnitPixels(image);
   Value label = g.Input("label", {batch}, DType::kInt32);
   Conv2D::Options same;
   same.padding = 2;
   same.bias = false;  // batch norm's shift replaces it
-  Value x = Reshape(image, {batch, 1, 28, 28});
+  Value x = Reshape(pixels, {batch, 1, 28, 28});
   x = MaxPool2d(Relu(BatchNorm(g, "bn1", 20)(Conv2D(g, "conv1", 1, 20, 5, same)(x))), 2);
   x = MaxPool2d(Relu(BatchNorm(g, "bn2", 20)(Conv2D(g, "conv2", 20, 20, 5, same)(x))), 2);
   x = Dropout(Flatten(x), 0.25, /*seed=*/1);

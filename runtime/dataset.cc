@@ -52,14 +52,20 @@ int64_t BatchFeeder::IndexOf(int64_t b, int64_t row) const {
   return i < data_.count ? order_[static_cast<size_t>(i)] : -1;
 }
 
-int64_t BatchFeeder::Fill(int64_t b, float* images, int32_t* labels) const {
+namespace {
+inline void Put(float* dst, uint8_t v) { *dst = static_cast<float>(v) * (1.0f / 255.0f); }
+inline void Put(uint8_t* dst, uint8_t v) { *dst = v; }
+}  // namespace
+
+template <typename T>
+int64_t BatchFeeder::FillT(int64_t b, T* images, int32_t* labels) const {
   const int64_t n = data_.example_size();
   int64_t real = 0;
   for (int64_t row = 0; row < batch_; ++row) {
     int64_t idx = IndexOf(b, row);
-    float* dst = images + row * n;
+    T* dst = images + row * n;
     if (idx < 0) {
-      std::memset(dst, 0, static_cast<size_t>(n) * sizeof(float));
+      std::memset(dst, 0, static_cast<size_t>(n) * sizeof(T));
       labels[row] = 0;
       continue;
     }
@@ -75,16 +81,23 @@ int64_t BatchFeeder::Fill(int64_t b, float* images, int32_t* labels) const {
         for (int64_t x = 0; x < w; ++x) {
           int64_t yy = y - sy, xx = x - sx;
           bool in = yy >= 0 && yy < h && xx >= 0 && xx < w;
-          dst[y * w + x] = in ? static_cast<float>(src[yy * w + xx]) * (1.0f / 255.0f) : 0.0f;
+          Put(&dst[y * w + x], in ? src[yy * w + xx] : uint8_t{0});
         }
       }
     } else {
-      for (int64_t k = 0; k < n; ++k) dst[k] = static_cast<float>(src[k]) * (1.0f / 255.0f);
+      for (int64_t k = 0; k < n; ++k) Put(&dst[k], src[k]);
     }
     labels[row] = data_.labels[static_cast<size_t>(idx)];
     ++real;
   }
   return real;
+}
+
+int64_t BatchFeeder::Fill(int64_t b, float* images, int32_t* labels) const {
+  return FillT(b, images, labels);
+}
+int64_t BatchFeeder::Fill(int64_t b, uint8_t* images, int32_t* labels) const {
+  return FillT(b, images, labels);
 }
 
 }  // namespace kiln

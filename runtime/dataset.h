@@ -39,10 +39,14 @@ class BatchFeeder {
   // Writes batch `b` as floats [batch, example_size] in [0, 1] and labels [batch]. Rows past the
   // end of the data are zero. Returns the number of real rows.
   int64_t Fill(int64_t b, float* images, int32_t* labels) const;
+  // The same batch as raw pixels (0..255), for steps that normalize inside the compiled pipeline.
+  int64_t Fill(int64_t b, uint8_t* images, int32_t* labels) const;
   // The dataset index of row `row` of batch `b` (for reporting), or -1 for padding.
   int64_t IndexOf(int64_t b, int64_t row) const;
 
  private:
+  template <typename T>
+  int64_t FillT(int64_t b, T* images, int32_t* labels) const;
   const Dataset& data_;
   int64_t batch_;
   uint64_t seed_;

@@ -1,5 +1,6 @@
 #include "runtime/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -50,16 +51,26 @@ struct DataBuffers {
   Tensor* labels = nullptr;
 };
 
+// Batch b of `feeder` into the image tensor: floats in [0, 1], or raw pixels for a step that
+// normalizes them itself.
+int64_t FillImages(const BatchFeeder& feeder, int64_t b, Tensor& images, int32_t* labels) {
+  return images.type() == ScalarType::kU8 ? feeder.Fill(b, images.data<uint8_t>(), labels)
+                                          : feeder.Fill(b, images.data<float>(), labels);
+}
+
 absl::Status MakeDataBuffers(const Signature& sig, const Dataset& data, DataBuffers& d) {
   for (const ArgSpec& a : sig.inputs) {
     if (a.role == ArgRole::kData) d.tensors.emplace_back(a.type, a.shape);
   }
   for (Tensor& t : d.tensors) {
     if (t.type() == ScalarType::kI32 && d.labels == nullptr) d.labels = &t;
-    if (t.type() == ScalarType::kF32 && d.images == nullptr) d.images = &t;
+    if ((t.type() == ScalarType::kF32 || t.type() == ScalarType::kU8) && d.images == nullptr) {
+      d.images = &t;
+    }
   }
   if (d.images == nullptr) {
-    return absl::InvalidArgumentError("the step has no float32 data input for the images");
+    return absl::InvalidArgumentError(
+        "the step has no float32 (normalized) or uint8 (raw pixels) data input for the images");
   }
   const Shape& s = d.images->shape();
   if (s.empty() || NumElements(s) != s[0] * data.example_size()) {
@@ -229,7 +240,7 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
     int64_t b = 0;
     for (; b < feeder.num_batches(); ++b) {
       if (config.max_steps >= 0 && stats.steps >= config.max_steps) break;
-      feeder.Fill(b, d.images->data<float>(), d.labels->data<int32_t>());
+      FillImages(feeder, b, *d.images, d.labels->data<int32_t>());
       if (config.schedule) {
         report.lr = config.schedule->At(step_, epoch);
         SetScalar(hyper[lr_index], report.lr);
@@ -318,7 +329,7 @@ absl::StatusOr<EvalResult> Trainer::Evaluate(const Dataset& data) {
   auto t0 = std::chrono::steady_clock::now();
   int32_t* labels = d.labels ? d.labels->data<int32_t>() : scratch_labels.data();
   for (int64_t b = 0; b < feeder.num_batches(); ++b) {
-    int64_t real = feeder.Fill(b, d.images->data<float>(), labels);
+    int64_t real = FillImages(feeder, b, *d.images, labels);
     KILN_RETURN_IF_ERROR(eval_->Run(in, out));
     const int32_t* pred = outputs[pred_index].data<int32_t>();
     for (int64_t row = 0; loss_index >= 0 && row < real; ++row) {
@@ -367,7 +378,14 @@ absl::StatusOr<int32_t> Trainer::Predict(const std::vector<float>& example) {
   DataBuffers d;
   one.pixels.resize(example.size());
   KILN_RETURN_IF_ERROR(MakeDataBuffers(sig, one, d));
-  std::copy(example.begin(), example.end(), d.images->data<float>());
+  if (d.images->type() == ScalarType::kU8) {  // back to the pixels the step normalizes itself
+    uint8_t* px = d.images->data<uint8_t>();
+    for (size_t i = 0; i < example.size(); ++i) {
+      px[i] = static_cast<uint8_t>(std::lround(std::clamp(example[i], 0.0f, 1.0f) * 255.0f));
+    }
+  } else {
+    std::copy(example.begin(), example.end(), d.images->data<float>());
+  }
   std::vector<Tensor> outputs;
   std::vector<TensorRef> in, out;
   KILN_RETURN_IF_ERROR(BindEval(d.tensors, outputs, in, out));

@@ -152,9 +152,9 @@ Lowered LowerOneHot(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
 
 // to_float: int32 -> float (labels as regression targets). Integers carry no gradient.
 absl::StatusOr<TypeAndShape> InferToFloat(const std::vector<const Node*>& in, const Attrs&) {
-  if (in[0]->dtype != DType::kInt32) {
+  if (in[0]->dtype != DType::kInt32 && in[0]->dtype != DType::kUInt8) {
     return absl::InvalidArgumentError(
-        absl::StrCat("expected an int32 input, got ", DTypeName(in[0]->dtype)));
+        absl::StrCat("expected an int32 or uint8 input, got ", DTypeName(in[0]->dtype)));
   }
   return TypeAndShape{DType::kFloat, in[0]->shape};
 }

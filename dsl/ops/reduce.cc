@@ -86,9 +86,9 @@ Lowered LowerChunkedSum(LowerCtx& ctx, const Node& n, const std::vector<Func>& i
 
 void ScheduleSum(LowerCtx& ctx, const Node& n, Lowered& l) {
   if (l.aux.empty()) {  // the default schedule of a reduction
-    ctx.ScheduleMaterialized(l.f, n.shape,
-                             NumElements(ctx.input_shape(n, 0)) /
-                                 std::max<int64_t>(1, NumElements(n.shape)));
+    ctx.ScheduleMaterialized(
+        l.f, n.shape,
+        NumElements(ctx.input_shape(n, 0)) / std::max<int64_t>(1, NumElements(n.shape)));
     return;
   }
   const Shape& is = ctx.input_shape(n, 0);

@@ -187,7 +187,7 @@ std::vector<OpCase> MakeCases() {
                [](const N& x) { return x[0]; },
                "integer input",
                [](Graph& g) { return ToFloat(g.Input("a", {3})); },
-               "expected an int32 input"});
+               "expected an int32 or uint8 input"});
   // ---- shapes ----
   c.push_back({"reshape_split",
                {OpKind::kReshape},
@@ -278,13 +278,21 @@ std::vector<OpCase> MakeCases() {
   c.push_back({"sum_chunked_bias_gradient_shape",
                {OpKind::kSum},
                {F({12, 3, 50, 45})},
-               [](const V& x) { return Sum(x[0], {0, 2, 3}); },
-               [](const N& x) { return ReduceRef(x[0], {0, 2, 3}, false, 0, Sum2); }});
+               [](const V& x) {
+                 return Sum(x[0], {0, 2, 3});
+               },
+               [](const N& x) {
+                 return ReduceRef(x[0], {0, 2, 3}, false, 0, Sum2);
+               }});
   c.push_back({"sum_chunked_keepdims_middle_axis_kept",
                {OpKind::kSum},
                {F({10, 5, 40, 41})},
-               [](const V& x) { return Sum(x[0], {0, 1, 3}, true); },
-               [](const N& x) { return ReduceRef(x[0], {0, 1, 3}, true, 0, Sum2); }});
+               [](const V& x) {
+                 return Sum(x[0], {0, 1, 3}, true);
+               },
+               [](const N& x) {
+                 return ReduceRef(x[0], {0, 1, 3}, true, 0, Sum2);
+               }});
   c.push_back({"mean",
                {OpKind::kSum, OpKind::kMul},
                {F({5, 3})},
