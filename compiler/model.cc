@@ -69,10 +69,21 @@ bool HasOp(const Graph& g, const std::vector<int>& roots, OpKind op) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram program,
-                                                           const CompileOptions& options) {
+namespace {
+
+// A step program lowered to one Halide pipeline, ready to be compiled in memory or to a library.
+struct Prepared {
+  LoweredStep lowered;
+  Signature sig;
+  Halide::Target target;
+  std::string key_material;  // the compile cache's description of the step
+};
+
+absl::StatusOr<Prepared> PrepareProgram(Graph& g, StepProgram program,
+                                        const CompileOptions& options) {
   if (!g.status().ok()) return g.status();
-  KILN_ASSIGN_OR_RETURN(Halide::Target target, ToHalideTarget(options.target));
+  Prepared out;
+  KILN_ASSIGN_OR_RETURN(out.target, ToHalideTarget(options.target));
   std::vector<int> roots;
   for (const auto& o : program.outputs) roots.push_back(o.first);
   RunPasses(g, roots, options.dump_graphs);
@@ -91,38 +102,61 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram
   if (!options.dot_path.empty()) {
     std::ofstream(options.dot_path) << g.ToDot(roots);
   }
-  Signature sig;
-  for (const auto& in : program.inputs) sig.inputs.push_back(in.second);
-  for (const auto& out : program.outputs) sig.outputs.push_back(out.second);
-  LowerCtx ctx(options.float64 ? Halide::Float(64) : Halide::Float(32), target);
-  KILN_ASSIGN_OR_RETURN(LoweredStep lowered, LowerStep(g, program, ctx, options.plain_schedule));
+  for (const auto& in : program.inputs) out.sig.inputs.push_back(in.second);
+  for (const auto& o : program.outputs) out.sig.outputs.push_back(o.second);
+  LowerCtx ctx(options.float64 ? Halide::Float(64) : Halide::Float(32), out.target);
+  KILN_ASSIGN_OR_RETURN(out.lowered, LowerStep(g, program, ctx, options.plain_schedule));
   if (!options.stmt_path.empty()) {
     try {
-      lowered.pipeline.compile_to_lowered_stmt(
-          options.stmt_path, lowered.pipeline.infer_arguments(), Halide::Text, target);
+      out.lowered.pipeline.compile_to_lowered_stmt(
+          options.stmt_path, out.lowered.pipeline.infer_arguments(), Halide::Text, out.target);
     } catch (const Halide::Error& e) {
       return absl::InternalError(absl::StrCat("writing the loop nest failed: ", e.what()));
     }
   }
-  if (options.cache_dir.empty()) return JitCompile(std::move(lowered), std::move(sig), target);
-  std::string material = absl::StrCat("target=", target.to_string(), " f64=", options.float64,
-                                      " plain=", options.plain_schedule, "\n");
+  out.key_material = absl::StrCat("target=", out.target.to_string(), " f64=", options.float64,
+                                  " plain=", options.plain_schedule, "\n");
   for (const auto* list : {&program.inputs, &program.outputs}) {
     for (const auto& [id, spec] : *list) {
-      absl::StrAppend(&material, "arg ", id, " ", spec.name, " ", ArgRoleName(spec.role), " ",
-                      ScalarTypeName(spec.type), ShapeString(spec.shape), "\n");
+      absl::StrAppend(&out.key_material, "arg ", id, " ", spec.name, " ", ArgRoleName(spec.role),
+                      " ", ScalarTypeName(spec.type), ShapeString(spec.shape), "\n");
     }
   }
-  absl::StrAppend(&material, g.Fingerprint(roots));
+  absl::StrAppend(&out.key_material, g.Fingerprint(roots));
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram program,
+                                                           const CompileOptions& options) {
+  KILN_ASSIGN_OR_RETURN(Prepared p, PrepareProgram(g, std::move(program), options));
+  if (options.cache_dir.empty()) {
+    return JitCompile(std::move(p.lowered), std::move(p.sig), p.target);
+  }
   KILN_ASSIGN_OR_RETURN(CacheResult cached,
-                        CompileCached(std::move(lowered), std::move(sig), target, options.cache_dir,
-                                      CacheKey(material)));
+                        CompileCached(std::move(p.lowered), std::move(p.sig), p.target,
+                                      options.cache_dir, CacheKey(p.key_material)));
   return std::move(cached.executable);
 }
 
-absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const ModelDef& model,
-                                                             const Optimizer& optimizer,
-                                                             const CompileOptions& options) {
+absl::StatusOr<Signature> EmitProgram(Graph& g, StepProgram program, const CompileOptions& options,
+                                      const std::string& prefix, const std::string& function) {
+  KILN_ASSIGN_OR_RETURN(Prepared p, PrepareProgram(g, std::move(program), options));
+  std::vector<Halide::Argument> args(p.lowered.inputs.begin(), p.lowered.inputs.end());
+  try {
+    p.lowered.pipeline.compile_to_static_library(
+        prefix, args, function,
+        p.target.without_feature(Halide::Target::JIT).with_feature(Halide::Target::NoRuntime));
+  } catch (const Halide::Error& e) {
+    return absl::InternalError(absl::StrCat("Halide compilation failed: ", e.what()));
+  }
+  return p.sig;
+}
+
+absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
+                                              const Optimizer& optimizer,
+                                              const CompileOptions& options) {
   KILN_RETURN_IF_ERROR(CheckModel(g, model));
   if (!model.loss.valid()) return absl::InvalidArgumentError("the model has no loss");
   std::vector<int> params = UsedParameters(g, {model.loss.id()});
@@ -213,11 +247,18 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const Mod
   }
   p.outputs.insert(p.outputs.end(), new_params.begin(), new_params.end());
   p.outputs.insert(p.outputs.end(), new_states.begin(), new_states.end());
+  return p;
+}
+
+absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const ModelDef& model,
+                                                             const Optimizer& optimizer,
+                                                             const CompileOptions& options) {
+  KILN_ASSIGN_OR_RETURN(StepProgram p, BuildTrainProgram(g, model, optimizer, options));
   return CompileProgram(g, std::move(p), options);
 }
 
-absl::StatusOr<std::unique_ptr<Executable>> CompileEvalStep(Graph& g, const ModelDef& model,
-                                                            const CompileOptions& options) {
+absl::StatusOr<StepProgram> BuildEvalProgram(Graph& g, const ModelDef& model,
+                                             const CompileOptions& options) {
   KILN_RETURN_IF_ERROR(CheckModel(g, model));
   if (model.eval_outputs.empty()) {
     return absl::InvalidArgumentError("the model has no eval outputs");
@@ -252,6 +293,12 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileEvalStep(Graph& g, const Mode
   for (int id : Used(g, roots, OpKind::kBuffer)) {
     p.inputs.push_back({id, Spec(g.node(id), ArgRole::kState, g.node(id).name, f64)});
   }
+  return p;
+}
+
+absl::StatusOr<std::unique_ptr<Executable>> CompileEvalStep(Graph& g, const ModelDef& model,
+                                                            const CompileOptions& options) {
+  KILN_ASSIGN_OR_RETURN(StepProgram p, BuildEvalProgram(g, model, options));
   return CompileProgram(g, std::move(p), options);
 }
 

@@ -69,4 +69,18 @@ struct StepProgram {
 absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram program,
                                                            const CompileOptions& options);
 
+// The programs CompileTrainStep and CompileEvalStep compile (the training program adds gradient
+// and update nodes to `g`).
+absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
+                                              const Optimizer& optimizer,
+                                              const CompileOptions& options);
+absl::StatusOr<StepProgram> BuildEvalProgram(Graph& g, const ModelDef& model,
+                                             const CompileOptions& options);
+
+// Ahead of time: writes the program as a Halide static library `<prefix>.a` with header
+// `<prefix>.h`, entry points `<function>_argv` and `<function>_metadata`, without Halide's
+// runtime (link one from Halide::compile_standalone_runtime). Returns its signature.
+absl::StatusOr<Signature> EmitProgram(Graph& g, StepProgram program, const CompileOptions& options,
+                                      const std::string& prefix, const std::string& function);
+
 }  // namespace kiln

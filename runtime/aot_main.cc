@@ -1,0 +1,43 @@
+// main() of the ahead-of-time compiled training binaries: the manifest is parsed and validated,
+// each compiled step is checked against its signature, and the shared driver (runtime/driver.h)
+// does the rest with the same flags and RESULT line as the JIT examples. Links the runtime only.
+#include <cstdio>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/aot_program.h"
+#include "runtime/driver.h"
+#include "runtime/manifest.h"
+#include "runtime/step_allocator.h"
+
+int main(int argc, char** argv) {
+  using namespace kiln;
+  absl::StatusOr<AotManifest> m = ParseManifest(kKilnAotProgram.manifest);
+  if (!m.ok()) return DriverFail(m.status());
+  SetDriverDefaults(m->defaults);
+  ParseDriverCommandLine(
+      argc, argv,
+      absl::StrCat(m->name, ": a Kiln training program compiled ahead of time (batch ", m->batch,
+                   ", ", m->optimizer, ", target ", m->target, ")\nUsage: ", m->name, " [flags]"),
+      {"aot_main"});
+  // The steps' scratch memory comes from the pool (the runtime is linked in statically).
+  halide_set_custom_malloc(StepMalloc);
+  halide_set_custom_free(StepFree);
+  auto train = MakeNativeExecutable(m->train, kKilnAotProgram.train, kKilnAotProgram.train_metadata,
+                                    nullptr);
+  if (!train.ok()) return DriverFail(train.status());
+  auto eval =
+      MakeNativeExecutable(m->eval, kKilnAotProgram.eval, kKilnAotProgram.eval_metadata, nullptr);
+  if (!eval.ok()) return DriverFail(eval.status());
+  absl::StatusOr<DriverData> data = LoadDriverData();
+  if (!data.ok()) return DriverFail(data.status());
+  std::printf("%s: compiled ahead of time for %s, training batch %lld, evaluation batch %lld\n",
+              m->name.c_str(), m->target.c_str(), static_cast<long long>(m->batch),
+              static_cast<long long>(m->eval_batch));
+  DriverInfo info;
+  info.name = m->name;
+  info.optimizer = m->optimizer;
+  info.batch = m->batch;
+  info.compile_s = 0;
+  return RunDriver(info, *data, train->get(), eval->get());
+}

@@ -1,0 +1,188 @@
+#include "runtime/manifest.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "base/status.h"
+#include "nlohmann/json.hpp"
+
+namespace kiln {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr ArgRole kRoles[] = {ArgRole::kData,     ArgRole::kHyper,    ArgRole::kParam,
+                              ArgRole::kState,    ArgRole::kLoss,     ArgRole::kMetric,
+                              ArgRole::kNewParam, ArgRole::kNewState, ArgRole::kOutput};
+constexpr ScalarType kTypes[] = {ScalarType::kF32, ScalarType::kF64, ScalarType::kI32,
+                                 ScalarType::kU8};
+constexpr Initializer::Kind kInits[] = {
+    Initializer::Kind::kZeros,          Initializer::Kind::kConstant,
+    Initializer::Kind::kUniform,        Initializer::Kind::kNormal,
+    Initializer::Kind::kXavierUniform,  Initializer::Kind::kXavierNormal,
+    Initializer::Kind::kKaimingUniform, Initializer::Kind::kKaimingNormal};
+
+Json ArgsToJson(const std::vector<ArgSpec>& args) {
+  Json out = Json::array();
+  for (const ArgSpec& a : args) {
+    out.push_back(
+        {{"name", a.name},
+         {"role", ArgRoleName(a.role)},
+         {"dtype", ScalarTypeName(a.type)},
+         {"shape", a.shape},
+         {"init", {{"kind", static_cast<int>(a.init.kind)}, {"a", a.init.a}, {"b", a.init.b}}}});
+  }
+  return out;
+}
+
+// Field access that reports the path of what is missing or mistyped.
+template <typename T>
+absl::StatusOr<T> Get(const Json& j, const char* key, const std::string& where) {
+  if (!j.is_object() || !j.contains(key)) {
+    return absl::InvalidArgumentError(absl::StrCat("manifest: ", where, ".", key, " is missing"));
+  }
+  try {
+    return j.at(key).get<T>();
+  } catch (const Json::exception&) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest: ", where, ".", key, " has the wrong type"));
+  }
+}
+
+absl::StatusOr<std::vector<ArgSpec>> ArgsFromJson(const Json& j, const std::string& where) {
+  if (!j.is_array())
+    return absl::InvalidArgumentError(absl::StrCat("manifest: ", where, " must be a list"));
+  std::vector<ArgSpec> out;
+  std::set<std::string> names;
+  for (size_t i = 0; i < j.size(); ++i) {
+    const std::string at = absl::StrCat(where, "[", i, "]");
+    ArgSpec a;
+    KILN_ASSIGN_OR_RETURN(a.name, Get<std::string>(j[i], "name", at));
+    KILN_ASSIGN_OR_RETURN(std::string role, Get<std::string>(j[i], "role", at));
+    KILN_ASSIGN_OR_RETURN(std::string dtype, Get<std::string>(j[i], "dtype", at));
+    KILN_ASSIGN_OR_RETURN(a.shape, Get<std::vector<int64_t>>(j[i], "shape", at));
+    bool found = false;
+    for (ArgRole r : kRoles) {
+      if (role == ArgRoleName(r)) a.role = r, found = true;
+    }
+    if (!found)
+      return absl::InvalidArgumentError(
+          absl::StrCat("manifest: ", at, ".role '", role, "' is unknown"));
+    found = false;
+    for (ScalarType t : kTypes) {
+      if (dtype == ScalarTypeName(t)) a.type = t, found = true;
+    }
+    if (!found)
+      return absl::InvalidArgumentError(
+          absl::StrCat("manifest: ", at, ".dtype '", dtype, "' is unknown"));
+    if (a.shape.size() > 8)
+      return absl::InvalidArgumentError(
+          absl::StrCat("manifest: ", at, ".shape has rank ", a.shape.size(), " (at most 8)"));
+    int64_t elems = 1;
+    for (int64_t d : a.shape) {
+      if (d <= 0 || d > (int64_t{1} << 31) || elems > (int64_t{1} << 34) / d) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("manifest: ", at, ".shape ", ShapeString(a.shape),
+                         " is not a valid tensor shape (positive extents, at most 2^34 elements)"));
+      }
+      elems *= d;
+    }
+    if (j[i].contains("init")) {
+      const Json& init = j[i]["init"];
+      KILN_ASSIGN_OR_RETURN(int kind, Get<int>(init, "kind", at + ".init"));
+      if (kind < 0 || kind >= static_cast<int>(std::size(kInits))) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("manifest: ", at, ".init.kind ", kind, " is unknown"));
+      }
+      a.init.kind = kInits[kind];
+      KILN_ASSIGN_OR_RETURN(a.init.a, Get<double>(init, "a", at + ".init"));
+      KILN_ASSIGN_OR_RETURN(a.init.b, Get<double>(init, "b", at + ".init"));
+    }
+    if (!names.insert(absl::StrCat(role, "/", a.name)).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("manifest: ", at, " duplicates ", role, " '", a.name, "'"));
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+absl::Status CheckBatch(const std::vector<ArgSpec>& in, int64_t batch, const char* step) {
+  for (const ArgSpec& a : in) {
+    if (a.role == ArgRole::kData && (a.shape.empty() || a.shape[0] != batch)) {
+      return absl::InvalidArgumentError(absl::StrCat("manifest: ", step, " data input '", a.name,
+                                                     "' has shape ", ShapeString(a.shape),
+                                                     ", expected batch ", batch, " first"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string ManifestToJson(const AotManifest& m) {
+  Json j = {
+      {"version", m.version},
+      {"name", m.name},
+      {"target", m.target},
+      {"optimizer", m.optimizer},
+      {"batch", m.batch},
+      {"eval_batch", m.eval_batch},
+      {"defaults",
+       {{"epochs", m.defaults.epochs},
+        {"lr", m.defaults.lr},
+        {"lr_schedule", m.defaults.lr_schedule},
+        {"random_shift", m.defaults.random_shift},
+        {"log_every", m.defaults.log_every}}},
+      {"train", {{"inputs", ArgsToJson(m.train.inputs)}, {"outputs", ArgsToJson(m.train.outputs)}}},
+      {"eval", {{"inputs", ArgsToJson(m.eval.inputs)}, {"outputs", ArgsToJson(m.eval.outputs)}}}};
+  return j.dump(1);
+}
+
+absl::StatusOr<AotManifest> ParseManifest(absl::string_view text) {
+  if (text.size() > (1u << 20)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest: ", text.size(), " bytes (at most 1 MiB)"));
+  }
+  Json j = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return absl::InvalidArgumentError("manifest: not a JSON object");
+  AotManifest m;
+  KILN_ASSIGN_OR_RETURN(m.version, Get<int>(j, "version", "manifest"));
+  if (m.version != 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest: version ", m.version, " (this runtime reads version 1)"));
+  KILN_ASSIGN_OR_RETURN(m.name, Get<std::string>(j, "name", "manifest"));
+  KILN_ASSIGN_OR_RETURN(m.target, Get<std::string>(j, "target", "manifest"));
+  KILN_ASSIGN_OR_RETURN(m.optimizer, Get<std::string>(j, "optimizer", "manifest"));
+  KILN_ASSIGN_OR_RETURN(m.batch, Get<int64_t>(j, "batch", "manifest"));
+  KILN_ASSIGN_OR_RETURN(m.eval_batch, Get<int64_t>(j, "eval_batch", "manifest"));
+  if (m.batch <= 0 || m.eval_batch <= 0)
+    return absl::InvalidArgumentError("manifest: batch sizes must be positive");
+  if (!j.contains("defaults"))
+    return absl::InvalidArgumentError("manifest: manifest.defaults is missing");
+  const Json& d = j["defaults"];
+  m.defaults.name = m.name;
+  KILN_ASSIGN_OR_RETURN(m.defaults.epochs, Get<int>(d, "epochs", "defaults"));
+  KILN_ASSIGN_OR_RETURN(m.defaults.lr, Get<double>(d, "lr", "defaults"));
+  KILN_ASSIGN_OR_RETURN(m.defaults.lr_schedule, Get<std::string>(d, "lr_schedule", "defaults"));
+  KILN_ASSIGN_OR_RETURN(m.defaults.random_shift, Get<int>(d, "random_shift", "defaults"));
+  KILN_ASSIGN_OR_RETURN(m.defaults.log_every, Get<int64_t>(d, "log_every", "defaults"));
+  for (auto [key, sig] :
+       {std::pair<const char*, Signature*>{"train", &m.train}, {"eval", &m.eval}}) {
+    if (!j.contains(key) || !j[key].is_object())
+      return absl::InvalidArgumentError(absl::StrCat("manifest: ", key, " is missing"));
+    if (!j[key].contains("inputs") || !j[key].contains("outputs"))
+      return absl::InvalidArgumentError(
+          absl::StrCat("manifest: ", key, ".inputs/outputs is missing"));
+    KILN_ASSIGN_OR_RETURN(sig->inputs,
+                          ArgsFromJson(j[key]["inputs"], absl::StrCat(key, ".inputs")));
+    KILN_ASSIGN_OR_RETURN(sig->outputs,
+                          ArgsFromJson(j[key]["outputs"], absl::StrCat(key, ".outputs")));
+  }
+  KILN_RETURN_IF_ERROR(CheckBatch(m.train.inputs, m.batch, "train"));
+  KILN_RETURN_IF_ERROR(CheckBatch(m.eval.inputs, m.eval_batch, "eval"));
+  return m;
+}
+
+}  // namespace kiln

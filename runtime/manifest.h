@@ -1,0 +1,37 @@
+// The manifest of an ahead-of-time compiled model: everything the runtime needs besides the
+// compiled code itself - the two steps' signatures (argument names, roles, types, shapes,
+// initializers), the batch sizes, the target the code was compiled for and the program's defaults.
+// The generator writes it as JSON and embeds it in the binary; the binary parses and validates it
+// at start-up (and checks it against each compiled function's own metadata).
+//
+//   std::string json = kiln::ManifestToJson(m);
+//   absl::StatusOr<kiln::AotManifest> back = kiln::ParseManifest(json);
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "runtime/driver.h"
+#include "runtime/executable.h"
+
+namespace kiln {
+
+struct AotManifest {
+  int version = 1;
+  std::string name;
+  std::string target;     // Halide target string(s) the steps were compiled for
+  std::string optimizer;  // for the log line (the update is compiled into the step)
+  int64_t batch = 0, eval_batch = 0;
+  DriverDefaults defaults;
+  Signature train, eval;
+};
+
+std::string ManifestToJson(const AotManifest& m);
+
+// Strict: unknown roles or dtypes, missing fields, non-positive or overflowing shapes, a data input
+// whose batch axis differs from the batch size, duplicate argument names, or more than 1 MiB of
+// text are InvalidArgument naming the field.
+absl::StatusOr<AotManifest> ParseManifest(absl::string_view json);
+
+}  // namespace kiln
