@@ -35,9 +35,6 @@ struct AotModel {
   DriverDefaults defaults;        // name (overridden by the program name), epochs, lr, ...
 };
 
-// Defined by the model file.
-AotModel KilnAotModel();
-
 struct AotOptions {
   std::string name;     // program name (a C identifier is derived from it)
   std::string out_dir;  // where the files go
@@ -48,3 +45,6 @@ struct AotOptions {
 absl::Status EmitTrainingProgram(const AotModel& model, const AotOptions& options);
 
 }  // namespace kiln
+
+// Defined by the model file, at global scope.
+kiln::AotModel KilnAotModel();

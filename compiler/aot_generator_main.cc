@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: unknown --target '%s' (host, portable)\n", target.c_str());
     return 2;
   }
-  absl::Status s = kiln::EmitTrainingProgram(kiln::KilnAotModel(), o);
+  absl::Status s = kiln::EmitTrainingProgram(KilnAotModel(), o);
   if (!s.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(s.ToString()).c_str());
     return 1;
