@@ -1,0 +1,20 @@
+// The same model compiled in memory with the installed compiler and trained by the driver.
+#include "compiler/model.h"
+#include "runtime/driver.h"
+
+kiln::ModelDef Softmax(kiln::Graph& g, int64_t batch);
+
+int main(int argc, char** argv) {
+  kiln::SetDriverDefaults({"jit_softmax", 1, 0.2, "constant", 0, 0, ""});
+  kiln::ParseDriverCommandLine(argc, argv, "jit_softmax [flags]", {});
+  auto data = kiln::LoadDriverData();
+  if (!data.ok()) return kiln::DriverFail(data.status());
+  kiln::Graph tg, eg(kiln::Mode::kEval);
+  auto train = kiln::CompileTrainStep(tg, Softmax(tg, 64), kiln::Sgd(0.2), {});
+  auto eval = kiln::CompileEvalStep(eg, Softmax(eg, 1000), {});
+  if (!train.ok() || !eval.ok()) {
+    return kiln::DriverFail(train.ok() ? eval.status() : train.status());
+  }
+  return kiln::RunDriver({"jit_softmax", "sgd", 64, (*train)->compile_seconds()}, *data,
+                         train->get(), eval->get());
+}
