@@ -16,6 +16,7 @@
 #include "runtime/plot.h"
 #include "runtime/schedule.h"
 #include "runtime/trainer.h"
+#include "runtime/weights_import.h"
 
 ABSL_FLAG(std::string, data_dir, "data/mnist", "directory with the four MNIST IDX files");
 ABSL_FLAG(int32_t, epochs, 1, "training epochs in total (0: evaluate only, e.g. with --load)");
@@ -43,6 +44,11 @@ ABSL_FLAG(std::string, save, "",
           "save the trained parameters here (safetensors); empty: skip "
           "(default: <program>.safetensors)");
 ABSL_FLAG(std::string, load, "", "load parameters from this checkpoint before training");
+ABSL_FLAG(std::string, import, "",
+          "load parameters from a safetensors file written elsewhere (e.g. PyTorch), renamed by "
+          "--import_map");
+ABSL_FLAG(std::string, import_map, "",
+          "name map for --import: lines '<kiln name> <name in the file> [transpose]'");
 ABSL_FLAG(std::string, predict, "", "PNG or JPEG image of one digit to classify");
 ABSL_FLAG(bool, invert, false, "invert the --predict image (dark digit on a light background)");
 ABSL_FLAG(std::string, plot, "",
@@ -193,6 +199,18 @@ int RunDriver(const DriverInfo& info, DriverData& data, Executable* train, Execu
     absl::Status s = trainer.Load(absl::GetFlag(FLAGS_load), /*restore_counters=*/false);
     if (!s.ok()) return DriverFail(s);
     std::printf("loaded parameters from %s\n", absl::GetFlag(FLAGS_load).c_str());
+  }
+  if (!absl::GetFlag(FLAGS_import).empty()) {
+    const std::string file = absl::GetFlag(FLAGS_import);
+    if (absl::GetFlag(FLAGS_import_map).empty()) {
+      return DriverFail(absl::InvalidArgumentError("--import needs --import_map"));
+    }
+    auto map = ParseNameMapFile(absl::GetFlag(FLAGS_import_map));
+    if (!map.ok()) return DriverFail(map.status());
+    auto weights = ImportSafetensors(file, *map);
+    if (!weights.ok()) return DriverFail(weights.status());
+    if (absl::Status s = trainer.LoadFrom(*weights, file); !s.ok()) return DriverFail(s);
+    std::printf("imported %zu parameters from %s\n", weights->tensors.size(), file.c_str());
   }
   const std::string resume = absl::GetFlag(FLAGS_resume);
   if (!resume.empty()) {

@@ -409,6 +409,12 @@ absl::Status Trainer::Save(const std::string& path,
 absl::Status Trainer::Load(const std::string& path, bool restore_counters) {
   if (!initialized_) return absl::FailedPreconditionError("call Initialize() before Load()");
   KILN_ASSIGN_OR_RETURN(SafetensorsFile f, LoadSafetensors(path));
+  return LoadFrom(f, path, restore_counters);
+}
+
+absl::Status Trainer::LoadFrom(const SafetensorsFile& f, const std::string& path,
+                               bool restore_counters) {
+  if (!initialized_) return absl::FailedPreconditionError("call Initialize() before Load()");
   for (Slot& s : slots_) {
     if (s.role != ArgRole::kParam) continue;
     const Tensor* t = f.Find(s.name);

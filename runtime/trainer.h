@@ -19,6 +19,7 @@
 #include "base/tensor.h"
 #include "runtime/executable.h"
 #include "runtime/idx.h"
+#include "runtime/safetensors.h"
 #include "runtime/schedule.h"
 
 namespace kiln {
@@ -110,6 +111,10 @@ class Trainer {
   // With restore_counters=false only tensors are loaded (fine-tuning from saved weights: the
   // epoch and step counters and the seed stay as they are).
   absl::Status Load(const std::string& path, bool restore_counters = true);
+  // The same from tensors already read (e.g. weights imported under a name map); `path` names
+  // the source in errors.
+  absl::Status LoadFrom(const SafetensorsFile& f, const std::string& path,
+                        bool restore_counters = false);
   int64_t step() const { return step_; }
   int epoch() const { return epoch_; }
 

@@ -1,0 +1,94 @@
+// Importing weights written elsewhere under a name map; the AOT manifest's parser.
+#include "runtime/weights_import.h"
+
+#include "gtest/gtest.h"
+#include "runtime/manifest.h"
+#include "tests/runtime/test_files.h"
+
+namespace kiln {
+namespace {
+
+TEST(NameMapTest, ParsesLinesCommentsAndTranspose) {
+  auto m = ParseNameMap("# header\nfc.weight  classifier.weight transpose\n\nfc.bias b # c\n", "m");
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_EQ(m->size(), 2u);
+  EXPECT_EQ((*m)[0].kiln, "fc.weight");
+  EXPECT_EQ((*m)[0].source, "classifier.weight");
+  EXPECT_TRUE((*m)[0].transpose);
+  EXPECT_EQ((*m)[1].source, "b");
+  EXPECT_FALSE((*m)[1].transpose);
+}
+
+TEST(NameMapTest, RejectsMalformedLinesDuplicatesAndEmptyMaps) {
+  auto bad = ParseNameMap("a b\nc d flip\n", "map.txt");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("map.txt:2: expected"), std::string::npos) << bad.status();
+  auto dup = ParseNameMap("a b\na c\n", "map.txt");
+  EXPECT_NE(dup.status().message().find("map.txt:2: 'a' is mapped twice"), std::string::npos);
+  EXPECT_FALSE(ParseNameMap("# nothing\n", "m").ok());
+  EXPECT_EQ(ParseNameMapFile("/nonexistent/map").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ImportTest, RenamesAndTransposes) {
+  Tensor w(ScalarType::kF32, {2, 3}), b(ScalarType::kF32, {3});
+  for (int i = 0; i < 6; ++i) w.data<float>()[i] = static_cast<float>(i);  // [[0 1 2] [3 4 5]]
+  const std::string path = ::testing::TempDir() + "/import.safetensors";
+  ASSERT_TRUE(SaveSafetensors(path, {{"lin.weight", &w}, {"lin.bias", &b}}).ok());
+  auto f = ImportSafetensors(path, {{"fc.weight", "lin.weight", true}, {"fc.bias", "lin.bias"}});
+  ASSERT_TRUE(f.ok()) << f.status();
+  const Tensor* t = f->Find("fc.weight");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->shape(), (Shape{3, 2}));
+  const float want[6] = {0, 3, 1, 4, 2, 5};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(t->data<float>()[i], want[i]) << i;
+  EXPECT_EQ(f->Find("lin.weight"), nullptr);
+  auto missing = ImportSafetensors(path, {{"fc.weight", "nope"}});
+  EXPECT_NE(missing.status().message().find("'nope' (for 'fc.weight') is not in the file"),
+            std::string::npos);
+  auto not2d = ImportSafetensors(path, {{"fc.bias", "lin.bias", true}});
+  EXPECT_NE(not2d.status().message().find("cannot be transposed"), std::string::npos);
+}
+
+TEST(ManifestTest, RoundTripsAndRejectsBadFields) {
+  AotManifest m;
+  m.name = "p";
+  m.target = "x86-64-linux-avx2";
+  m.optimizer = "adam";
+  m.batch = 4;
+  m.eval_batch = 10;
+  m.defaults.lr = 0.5;
+  m.train.inputs = {
+      {"image", ArgRole::kData, ScalarType::kU8, {4, 784}, {}},
+      {"fc.weight", ArgRole::kParam, ScalarType::kF32, {784, 10}, Initializer::XavierUniform()}};
+  m.train.outputs = {{"loss", ArgRole::kLoss, ScalarType::kF32, {}, {}}};
+  m.eval.inputs = {{"image", ArgRole::kData, ScalarType::kU8, {10, 784}, {}}};
+  m.eval.outputs = {{"prediction", ArgRole::kOutput, ScalarType::kI32, {10}, {}}};
+  auto back = ParseManifest(ManifestToJson(m));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->train.inputs[1].init.kind, Initializer::Kind::kXavierUniform);
+  EXPECT_EQ(back->train.inputs[0].type, ScalarType::kU8);
+  EXPECT_EQ(back->defaults.lr, 0.5);
+  EXPECT_EQ(ManifestToJson(*back), ManifestToJson(m));
+
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string j = ManifestToJson(m);
+    size_t at = j.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return ParseManifest(j.replace(at, from.size(), to)).status();
+  };
+  EXPECT_NE(with("\"F32\"", "\"F16\"").message().find("dtype 'F16' is unknown"), std::string::npos);
+  EXPECT_NE(
+      with("\"role\": \"loss\"", "\"role\": \"lost\"").message().find("role 'lost' is unknown"),
+      std::string::npos);
+  EXPECT_NE(with("784,\n", "-784,\n").message().find("not a valid tensor shape"),
+            std::string::npos);
+  EXPECT_NE(with("\"batch\": 4", "\"batch\": 5").message().find("expected batch 5 first"),
+            std::string::npos);
+  EXPECT_NE(with("\"version\": 1", "\"version\": 2").message().find("version 2"),
+            std::string::npos);
+  EXPECT_FALSE(ParseManifest("{").ok());
+  EXPECT_FALSE(ParseManifest(std::string(2 << 20, ' ')).ok());
+}
+
+}  // namespace
+}  // namespace kiln
