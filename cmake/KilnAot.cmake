@@ -33,7 +33,8 @@ function(kiln_add_training_binary)
     endif()
     set(out ${CMAKE_CURRENT_BINARY_DIR}/${exe}_aot)
     set(files ${out}/${exe}_train.a ${out}/${exe}_eval.a ${out}/${exe}_runtime.o
-              ${out}/${exe}_program.cc ${out}/${exe}_manifest.json)
+              ${out}/${exe}_program.cc ${out}/${exe}_manifest.json ${out}/${exe}_inference.h
+              ${out}/${exe}_inference.cc ${out}/${exe}_predict.cc)
     add_custom_command(
       OUTPUT ${files}
       COMMAND ${K_NAME}_generator --name=${exe} --out_dir=${out} --batch=${K_BATCH_SIZE}
@@ -44,5 +45,31 @@ function(kiln_add_training_binary)
     add_executable(${exe} ${out}/${exe}_program.cc)
     target_link_libraries(${exe} PRIVATE ${out}/${exe}_train.a ${out}/${exe}_eval.a
       ${out}/${exe}_runtime.o Kiln::aot_runtime)
+    # Inference export: NAME_inference (a library with the C API of NAME_inference.h over the
+    # evaluation step), NAME_predict (classifies image files), and lib<NAME>_inference_all.a, the
+    # same library with everything it needs merged in, for projects built without CMake.
+    add_library(${exe}_inference STATIC ${out}/${exe}_inference.cc)
+    target_include_directories(${exe}_inference PUBLIC ${out})
+    target_link_libraries(${exe}_inference PUBLIC ${out}/${exe}_eval.a ${out}/${exe}_runtime.o
+      Kiln::aot_runtime)
+    add_executable(${exe}_predict ${out}/${exe}_predict.cc)
+    target_link_libraries(${exe}_predict PRIVATE ${exe}_inference)
+    get_target_property(rt_libs Kiln::aot_runtime INTERFACE_LINK_LIBRARIES)
+    set(mri "CREATE ${out}/lib${exe}_inference_all.a\nADDLIB $<TARGET_FILE:${exe}_inference>\n")
+    string(APPEND mri "ADDLIB ${out}/${exe}_eval.a\nADDMOD ${out}/${exe}_runtime.o\n")
+    string(APPEND mri "ADDLIB $<TARGET_FILE:Kiln::aot_runtime>\n")
+    foreach(l IN LISTS rt_libs)
+      if(l MATCHES "\\.a$")
+        string(APPEND mri "ADDLIB ${l}\n")
+      endif()
+    endforeach()
+    string(APPEND mri "SAVE\nEND\n")
+    file(GENERATE OUTPUT ${out}/bundle_$<CONFIG>.mri CONTENT "${mri}")
+    add_custom_command(OUTPUT ${out}/lib${exe}_inference_all.a
+      COMMAND ${CMAKE_COMMAND} -E remove -f ${out}/lib${exe}_inference_all.a
+      COMMAND ${CMAKE_AR} -M < ${out}/bundle_$<CONFIG>.mri
+      DEPENDS ${exe}_inference Kiln::aot_runtime ${out}/${exe}_eval.a
+      COMMENT "Bundling lib${exe}_inference_all.a")
+    add_custom_target(${exe}_inference_bundle ALL DEPENDS ${out}/lib${exe}_inference_all.a)
   endforeach()
 endfunction()
