@@ -12,7 +12,7 @@ epochs=${1:-3}
 models=${2:-linear softmax mlp cnn lenet5}
 scripts/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" --target kiln_bench ceiling
+cmake --build build -j"$(nproc)" --target kiln_bench ceiling linear_train mnist_linear
 peer_ok=1
 sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
 if ! /usr/bin/python3 -c "import torch" 2>/dev/null || ! dpkg -s libtorch-dev >/dev/null 2>&1; then
@@ -47,6 +47,14 @@ for m in $models; do
 done
 [ "$peer_ok" = 1 ] || echo "bench: the PyTorch peer could not be installed"
 [ "$libtorch_ok" = 1 ] || echo "bench: the LibTorch peer could not be built"
+# Per-step time of the tutorial's linear model (batch 16) through the same driver: the AOT binary
+# and the JIT example, 3 runs of one epoch each (the batch feed is included).
+for run in 1 2 3; do
+  for prog in ./build/bench/linear_train "./build/examples/mnist_linear --cache_dir="; do
+    $prog --data_dir=data/mnist --epochs=1 --progress=false --save= --plot= --log_every=0 |
+      sed -n "s|^trained \([0-9]*\) steps, \([0-9]*\) images/s|{\"peer\": \"kiln\", \"probe\": \"per_step\", \"program\": \"${prog%% *}\", \"images_per_s\": \2}|p" >>"$out"
+  done
+done
 # Compile cache: a cold process compiles and stores both steps, a second one loads them.
 cache=$(mktemp -d)
 for m in cnn lenet5; do
@@ -96,6 +104,22 @@ if probes:
     for r in probes:
         print(f"| {r['model']} | {'hit' if r['cached'] else 'cold (compile + store)'} | {r['data_load_s']:.3f} "
               f"| {r['steps_ready_s']:.3f} | {r['first_step_done_s']:.3f} | {r['process_age_s']:.2f} |")
+per = [r for r in rows if r.get("probe") == "per_step"]
+if per:
+    import statistics
+    print("\n## Per-step time, tutorial linear model, batch 16 (whole loop: batch feed + step)\n")
+    print("| program | median us per step | images/s |")
+    print("|---|---|---|")
+    for prog, label in (("./build/bench/linear_train", "Kiln AOT binary"),
+                        ("./build/examples/mnist_linear", "Kiln JIT example")):
+        r = [x["images_per_s"] for x in per if x["program"] == prog]
+        if r:
+            m = statistics.median(r)
+            print(f"| {label} | {16e6 / m:.2f} | {m:,.0f} |")
+    for d, label in ((torch, "PyTorch"), (libtorch, "LibTorch")):
+        if "linear" in d:
+            m = d["linear"]["train_images_per_s"]
+            print(f"| {label} (bench loop) | {16e6 / m:.2f} | {m:,.0f} |")
 peers = [next(iter(d.values()))["config"] for d in (torch, libtorch) if d]
 print("\nPeers: " + "; ".join(peers) + ". Data preloaded as tensors, batches gathered through a "
       "per-epoch permutation; medians of the timed epochs after a 200-step warm-up; SGD for every "
