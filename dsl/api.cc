@@ -258,6 +258,12 @@ Value SquareErrorCost(Value pred, Value label) { return Square(pred - label); }
 // (softmax - one_hot) through the VJPs of the pieces.
 Value SoftmaxCrossEntropy(Value logits, Value labels) {
   if (!logits.valid()) return logits;
+  if (logits.rank() < 1) {  // found by tests/fuzz/graph_fuzz.cc: shape().back() of a scalar
+    logits.graph()->ReportError(absl::InvalidArgumentError(absl::StrCat(
+        "softmax_cross_entropy: expected logits [..., classes], got a scalar ",
+        ShapeString(logits.shape()))));
+    return Value();
+  }
   return -Sum(LogSoftmax(logits, -1) * OneHot(labels, logits.shape().back()), {-1});
 }
 

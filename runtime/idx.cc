@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 
 namespace kiln {
 namespace {
@@ -14,52 +15,78 @@ struct FileCloser {
 
 }  // namespace
 
+absl::StatusOr<Shape> ParseIdxHeader(absl::string_view header, int64_t file_size,
+                                     int expected_rank, const std::string& what) {
+  const auto* b = reinterpret_cast<const unsigned char*>(header.data());
+  if (file_size < 4 || header.size() < 4) {
+    return absl::DataLossError(absl::StrCat(what, ": truncated IDX file (no 4-byte magic)"));
+  }
+  if (b[0] != 0 || b[1] != 0 || b[2] != 0x08) {
+    return absl::DataLossError(absl::StrCat(
+        what, ": wrong magic: expected 00 00 08 xx (unsigned byte IDX), got ",
+        absl::Hex(b[0], absl::kZeroPad2), " ", absl::Hex(b[1], absl::kZeroPad2), " ",
+        absl::Hex(b[2], absl::kZeroPad2), " ", absl::Hex(b[3], absl::kZeroPad2)));
+  }
+  if (b[3] != expected_rank) {
+    return absl::DataLossError(absl::StrCat(what, ": expected rank ", expected_rank, ", got rank ",
+                                            static_cast<int>(b[3])));
+  }
+  const int64_t header_size = 4 + 4 * int64_t{expected_rank};
+  if (static_cast<int64_t>(header.size()) < header_size || file_size < header_size) {
+    return absl::DataLossError(absl::StrCat(what, ": truncated header"));
+  }
+  Shape shape;
+  int64_t count = 1;
+  for (int d = 0; d < expected_rank; ++d) {
+    const unsigned char* p = b + 4 + 4 * d;
+    int64_t dim = (int64_t{p[0]} << 24) | (int64_t{p[1]} << 16) | (int64_t{p[2]} << 8) | p[3];
+    if (dim <= 0) {
+      return absl::DataLossError(
+          absl::StrCat(what, ": dimension ", d, " is ", dim, ", expected a positive size"));
+    }
+    // Each dim is < 2^32 and the running product stays <= file_size (< 2^63) before the next
+    // multiplication, so it cannot overflow.
+    count *= dim;
+    if (count > file_size) {
+      return absl::DataLossError(absl::StrCat(what, ": header promises more data than the ",
+                                              file_size, "-byte file holds"));
+    }
+    shape.push_back(dim);
+  }
+  if (file_size - header_size != count) {
+    return absl::DataLossError(absl::StrCat(
+        what, file_size - header_size < count ? ": truncated" : ": trailing bytes",
+        ": header dims ", ShapeString(shape), " need ", count, " data bytes, file has ",
+        file_size - header_size));
+  }
+  return shape;
+}
+
+absl::StatusOr<IdxArray> ParseIdx(absl::string_view bytes, int expected_rank,
+                                  const std::string& what) {
+  IdxArray out;
+  KILN_ASSIGN_OR_RETURN(out.shape, ParseIdxHeader(bytes, static_cast<int64_t>(bytes.size()),
+                                                  expected_rank, what));
+  const size_t header = 4 + 4 * static_cast<size_t>(expected_rank);
+  out.data.assign(bytes.begin() + header, bytes.end());
+  return out;
+}
+
 absl::StatusOr<IdxArray> ReadIdx(const std::string& path, int expected_rank) {
   std::unique_ptr<std::FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
   if (!f) return absl::NotFoundError(absl::StrCat(path, ": cannot open IDX file"));
   std::fseek(f.get(), 0, SEEK_END);
   long file_size = std::ftell(f.get());
   std::fseek(f.get(), 0, SEEK_SET);
-  unsigned char magic[4];
-  if (file_size < 4 || std::fread(magic, 1, 4, f.get()) != 4) {
-    return absl::DataLossError(absl::StrCat(path, ": truncated IDX file (no 4-byte magic)"));
+  if (expected_rank < 1 || expected_rank > 8) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": rank ", expected_rank, " unsupported"));
   }
-  if (magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08) {
-    return absl::DataLossError(absl::StrCat(
-        path, ": wrong magic: expected 00 00 08 xx (unsigned byte IDX), got ",
-        absl::Hex(magic[0], absl::kZeroPad2), " ", absl::Hex(magic[1], absl::kZeroPad2), " ",
-        absl::Hex(magic[2], absl::kZeroPad2), " ", absl::Hex(magic[3], absl::kZeroPad2)));
-  }
-  if (magic[3] != expected_rank) {
-    return absl::DataLossError(absl::StrCat(path, ": expected rank ", expected_rank, ", got rank ",
-                                            static_cast<int>(magic[3])));
-  }
+  char header[4 + 4 * 8];
+  const size_t got = std::fread(header, 1, 4 + 4 * static_cast<size_t>(expected_rank), f.get());
   IdxArray out;
-  int64_t count = 1;
-  for (int d = 0; d < expected_rank; ++d) {
-    unsigned char b[4];
-    if (std::fread(b, 1, 4, f.get()) != 4) {
-      return absl::DataLossError(absl::StrCat(path, ": truncated header"));
-    }
-    int64_t dim = (int64_t{b[0]} << 24) | (int64_t{b[1]} << 16) | (int64_t{b[2]} << 8) | b[3];
-    if (dim <= 0) {
-      return absl::DataLossError(
-          absl::StrCat(path, ": dimension ", d, " is ", dim, ", expected a positive size"));
-    }
-    count *= dim;  // at most 3 dims of < 2^32 each: checked against the file size below
-    if (count > file_size) {
-      return absl::DataLossError(absl::StrCat(path, ": header promises more data than the ",
-                                              file_size, "-byte file holds"));
-    }
-    out.shape.push_back(dim);
-  }
-  int64_t header = 4 + 4 * int64_t{expected_rank};
-  if (file_size - header != count) {
-    return absl::DataLossError(absl::StrCat(
-        path, file_size - header < count ? ": truncated" : ": trailing bytes", ": header dims ",
-        ShapeString(out.shape), " need ", count, " data bytes, file has ", file_size - header));
-  }
-  out.data.resize(static_cast<size_t>(count));
+  KILN_ASSIGN_OR_RETURN(out.shape, ParseIdxHeader(absl::string_view(header, got), file_size,
+                                                  expected_rank, path));
+  out.data.resize(static_cast<size_t>(NumElements(out.shape)));
   if (std::fread(out.data.data(), 1, out.data.size(), f.get()) != out.data.size()) {
     return absl::DataLossError(absl::StrCat(path, ": read error"));
   }

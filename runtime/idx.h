@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "base/types.h"
 
 namespace kiln {
@@ -29,8 +30,12 @@ struct IdxArray {
   std::vector<uint8_t> data;  // unsigned-byte payload
 };
 
-// Reads an unsigned-byte IDX file of the expected rank (3 for images, 1 for labels).
+// Reads an unsigned-byte IDX file of the expected rank (3 for images, 1 for labels). The header
+// is validated against the file size before the payload is allocated.
 absl::StatusOr<IdxArray> ReadIdx(const std::string& path, int expected_rank);
+// The same from bytes in memory (`what` names the source in errors).
+absl::StatusOr<IdxArray> ParseIdx(absl::string_view bytes, int expected_rank,
+                                  const std::string& what);
 
 // Reads images + labels and checks they agree and labels are in [0, num_classes).
 absl::StatusOr<Dataset> LoadIdxPair(const std::string& images_path, const std::string& labels_path,

@@ -16,17 +16,29 @@
 namespace kiln {
 namespace {
 
-absl::StatusOr<GrayImage> ReadPng(const std::string& path) {
+// Decoded images are at most kMaxSide pixels on a side and kMaxPixels in all, checked from the
+// header before the pixel buffer is allocated.
+constexpr uint32_t kMaxSide = 8192;
+constexpr uint64_t kMaxPixels = uint64_t{1} << 25;
+
+absl::Status CheckSize(const std::string& what, uint64_t w, uint64_t h) {
+  if (w == 0 || h == 0 || w > kMaxSide || h > kMaxSide || w * h > kMaxPixels) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": image size ", w, "x", h,
+                                                   " outside 1..8192 per side, 2^25 pixels"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<GrayImage> DecodePng(absl::string_view bytes, const std::string& what) {
   png_image img;
   std::memset(&img, 0, sizeof(img));
   img.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_file(&img, path.c_str())) {
-    return absl::DataLossError(absl::StrCat(path, ": not a readable PNG: ", img.message));
+  if (!png_image_begin_read_from_memory(&img, bytes.data(), bytes.size())) {
+    return absl::DataLossError(absl::StrCat(what, ": not a readable PNG: ", img.message));
   }
-  if (img.width == 0 || img.height == 0 || img.width > 16384 || img.height > 16384) {
+  if (absl::Status s = CheckSize(what, img.width, img.height); !s.ok()) {
     png_image_free(&img);
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": image size ", img.width, "x", img.height, " outside 1..16384"));
+    return s;
   }
   img.format = PNG_FORMAT_GRAY;
   GrayImage out;
@@ -36,7 +48,8 @@ absl::StatusOr<GrayImage> ReadPng(const std::string& path) {
   // A white background for transparent pixels, as most viewers show them.
   png_color background = {255, 255, 255};
   if (!png_image_finish_read(&img, &background, out.pixels.data(), 0, nullptr)) {
-    return absl::DataLossError(absl::StrCat(path, ": PNG decode failed: ", img.message));
+    png_image_free(&img);
+    return absl::DataLossError(absl::StrCat(what, ": PNG decode failed: ", img.message));
   }
   return out;
 }
@@ -53,28 +66,28 @@ void OnJpegError(j_common_ptr cinfo) {
   longjmp(e->jump, 1);
 }
 
-absl::StatusOr<GrayImage> ReadJpeg(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+void QuietJpegWarning(j_common_ptr, int) {}
+
+absl::StatusOr<GrayImage> DecodeJpeg(absl::string_view bytes, const std::string& what) {
   jpeg_decompress_struct cinfo;
   JpegError err;
   cinfo.err = jpeg_std_error(&err.mgr);
   err.mgr.error_exit = OnJpegError;
+  err.mgr.emit_message = QuietJpegWarning;
+  // Declared before setjmp: longjmp leaves locals changed after it indeterminate.
   GrayImage out;
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&cinfo);
-    std::fclose(f);
-    return absl::DataLossError(absl::StrCat(path, ": JPEG decode failed: ", err.message));
+    return absl::DataLossError(absl::StrCat(what, ": JPEG decode failed: ", err.message));
   }
   jpeg_create_decompress(&cinfo);
-  jpeg_stdio_src(&cinfo, f);
+  jpeg_mem_src(&cinfo, reinterpret_cast<const unsigned char*>(bytes.data()),
+               static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&cinfo, TRUE);
   cinfo.out_color_space = JCS_GRAYSCALE;
-  if (cinfo.image_width == 0 || cinfo.image_height == 0 || cinfo.image_width > 16384 ||
-      cinfo.image_height > 16384) {
+  if (absl::Status s = CheckSize(what, cinfo.image_width, cinfo.image_height); !s.ok()) {
     jpeg_destroy_decompress(&cinfo);
-    std::fclose(f);
-    return absl::InvalidArgumentError(absl::StrCat(path, ": image size outside 1..16384"));
+    return s;
   }
   jpeg_start_decompress(&cinfo);
   out.width = static_cast<int>(cinfo.output_width);
@@ -86,7 +99,6 @@ absl::StatusOr<GrayImage> ReadJpeg(const std::string& path) {
   }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
-  std::fclose(f);
   return out;
 }
 
@@ -111,15 +123,28 @@ void Resample1D(const float* in, int n_in, int in_stride, float* out, int n_out,
 
 }  // namespace
 
-absl::StatusOr<GrayImage> ReadGrayImage(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open image"));
-  unsigned char sig[8] = {0};
-  in.read(reinterpret_cast<char*>(sig), 8);
-  if (in.gcount() >= 8 && png_sig_cmp(sig, 0, 8) == 0) return ReadPng(path);
-  if (in.gcount() >= 3 && sig[0] == 0xFF && sig[1] == 0xD8 && sig[2] == 0xFF) return ReadJpeg(path);
+absl::StatusOr<GrayImage> DecodeGrayImage(absl::string_view bytes, const std::string& what) {
+  const auto* sig = reinterpret_cast<const unsigned char*>(bytes.data());
+  if (bytes.size() >= 8 && png_sig_cmp(sig, 0, 8) == 0) return DecodePng(bytes, what);
+  if (bytes.size() >= 3 && sig[0] == 0xFF && sig[1] == 0xD8 && sig[2] == 0xFF) {
+    return DecodeJpeg(bytes, what);
+  }
   return absl::InvalidArgumentError(
-      absl::StrCat(path, ": unsupported image format: expected PNG or JPEG"));
+      absl::StrCat(what, ": unsupported image format: expected PNG or JPEG"));
+}
+
+absl::StatusOr<GrayImage> ReadGrayImage(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open image"));
+  const std::streamoff size = in.tellg();
+  if (size < 0 || size > (std::streamoff{64} << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", size, " bytes (at most 64 MiB)"));
+  }
+  std::string bytes(static_cast<size_t>(size), '\0');
+  in.seekg(0);
+  in.read(bytes.data(), size);
+  if (!in) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  return DecodeGrayImage(bytes, path);
 }
 
 absl::Status WriteGrayPng(const std::string& path, const GrayImage& image) {

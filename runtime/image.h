@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace kiln {
 
@@ -18,8 +19,11 @@ struct GrayImage {
   std::vector<uint8_t> pixels;  // row-major
 };
 
-// Reads a PNG or JPEG (recognized by its signature) and converts it to 8-bit grayscale.
+// Reads a PNG or JPEG (recognized by its signature, at most 64 MiB) and converts it to 8-bit
+// grayscale. Images over 8192 pixels on a side or 2^25 pixels are refused from their header.
 absl::StatusOr<GrayImage> ReadGrayImage(const std::string& path);
+// The same from bytes in memory (`what` names the source in errors).
+absl::StatusOr<GrayImage> DecodeGrayImage(absl::string_view bytes, const std::string& what);
 // Writes 8-bit grayscale PNG.
 absl::Status WriteGrayPng(const std::string& path, const GrayImage& image);
 // Resizes with a triangle filter whose support widens with the downscale factor (antialiasing).
