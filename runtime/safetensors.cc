@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -26,12 +28,27 @@ absl::StatusOr<ScalarType> ParseDType(const std::string& s) {
       absl::StrCat("unsupported dtype \"", s, "\": expected one of F32, F64, I32, U8"));
 }
 
+std::atomic<SaveFaultHook> fault_hook{nullptr};
+
+// The hook's verdict at `point` (0: go on), or 0 without a hook.
+int Fault(SavePoint point, size_t* len = nullptr) {
+  SaveFaultHook h = fault_hook.load();
+  size_t unused = 0;
+  return h ? h(point, len ? len : &unused) : 0;
+}
+
 absl::Status WriteAll(int fd, const char* p, size_t n, const std::string& path) {
   while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
+    size_t chunk = n;
+    if (int e = Fault(SavePoint::kWrite, &chunk); e != 0) {
+      return absl::ResourceExhaustedError(absl::StrCat(path, ": write failed: ", std::strerror(e)));
+    }
+    ssize_t w = ::write(fd, p, std::min(chunk, n));
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
-      return absl::InternalError(absl::StrCat(path, ": write failed: ", std::strerror(errno)));
+      return (errno == ENOSPC || errno == EDQUOT ? absl::ResourceExhaustedError
+                                                 : absl::InternalError)(
+          absl::StrCat(path, ": write failed: ", std::strerror(errno)));
     }
     p += w;
     n -= static_cast<size_t>(w);
@@ -40,6 +57,8 @@ absl::Status WriteAll(int fd, const char* p, size_t n, const std::string& path) 
 }
 
 }  // namespace
+
+void SetSaveFaultHookForTesting(SaveFaultHook hook) { fault_hook.store(hook); }
 
 const Tensor* SafetensorsFile::Find(const std::string& name) const {
   for (const auto& [n, t] : tensors) {
@@ -76,21 +95,35 @@ absl::Status SaveSafetensors(const std::string& path,
   if (fd < 0) {
     return absl::NotFoundError(absl::StrCat(tmp, ": cannot create: ", std::strerror(errno)));
   }
-  absl::Status s = WriteAll(fd, reinterpret_cast<const char*>(len), 8, tmp);
+  absl::Status s;
+  if (int e = Fault(SavePoint::kOpened); e != 0) {
+    s = absl::InternalError(absl::StrCat(tmp, ": ", std::strerror(e)));
+  }
+  if (s.ok()) s = WriteAll(fd, reinterpret_cast<const char*>(len), 8, tmp);
   if (s.ok()) s = WriteAll(fd, json.data(), json.size(), tmp);
   for (const auto& [name, t] : tensors) {
     if (s.ok())
       s = WriteAll(fd, static_cast<const char*>(t->raw()), static_cast<size_t>(t->bytes()), tmp);
   }
+  if (int e = s.ok() ? Fault(SavePoint::kBeforeFsync) : 0; e != 0) {
+    s = absl::InternalError(absl::StrCat(tmp, ": fsync failed: ", std::strerror(e)));
+  }
   if (s.ok() && ::fsync(fd) != 0) {
     s = absl::InternalError(absl::StrCat(tmp, ": fsync failed: ", std::strerror(errno)));
+  }
+  if (int e = s.ok() ? Fault(SavePoint::kAfterFsync) : 0; e != 0) {
+    s = absl::InternalError(absl::StrCat(tmp, ": ", std::strerror(e)));
   }
   if (::close(fd) != 0 && s.ok()) {
     s = absl::InternalError(absl::StrCat(tmp, ": close failed: ", std::strerror(errno)));
   }
+  if (int e = s.ok() ? Fault(SavePoint::kBeforeRename) : 0; e != 0) {
+    s = absl::InternalError(absl::StrCat(path, ": rename failed: ", std::strerror(e)));
+  }
   if (s.ok() && std::rename(tmp.c_str(), path.c_str()) != 0) {
     s = absl::InternalError(absl::StrCat(path, ": rename failed: ", std::strerror(errno)));
   }
+  if (s.ok()) Fault(SavePoint::kAfterRename);
   if (!s.ok()) {
     ::unlink(tmp.c_str());
     return s;

@@ -34,6 +34,14 @@ absl::Status SaveSafetensors(const std::string& path,
                              const std::map<std::string, std::string>& metadata = {});
 
 absl::StatusOr<SafetensorsFile> LoadSafetensors(const std::string& path);
+
+// Fault injection for tests (tests/runtime/crash_safety_test.cc): the hook is called at each step
+// of a save. At kWrite, *len is the size of the next write() and may be lowered (a short write);
+// a non-zero return is taken as that errno from the step (ENOSPC: disk full). A hook may also
+// end the process (SIGKILL) to test what a crash at that point leaves on disk. Null: no hook.
+enum class SavePoint { kOpened, kWrite, kBeforeFsync, kAfterFsync, kBeforeRename, kAfterRename };
+using SaveFaultHook = int (*)(SavePoint point, size_t* len);
+void SetSaveFaultHookForTesting(SaveFaultHook hook);
 // The same from bytes in memory (`what` names the source in errors).
 absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes, const std::string& what);
 

@@ -38,30 +38,78 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const int64_t k = b.Small(5) - 1, m = b.Small(5) - 1;
     Value r;
     switch (b.Next() % 24) {
-      case 0: r = a + c; break;
-      case 1: r = a * c; break;
-      case 2: r = a / c; break;
-      case 3: r = Relu(a); break;
-      case 4: r = Exp(a); break;
-      case 5: r = Sum(a, {k}, b.Next() % 2); break;
-      case 6: r = Max(a, k); break;
-      case 7: r = ArgMax(a, k); break;
-      case 8: r = MatMul(a, c); break;
-      case 9: r = Reshape(a, {k, m}); break;
-      case 10: r = Transpose(a); break;
-      case 11: r = BroadcastTo(a, {k + 1, m + 1, 2}); break;
-      case 12: r = Slice(a, k, m, b.Small(4)); break;
-      case 13: r = Pad(a, {k, m}); break;
-      case 14: r = Concat({a, c}, k); break;
-      case 15: r = Conv2d(a, c, {}); break;
-      case 16: r = MaxPool2d(a, k + 1, m, b.Small(2)); break;
-      case 17: r = AvgPool2d(a, k + 1, m); break;
-      case 18: r = Softmax(a, k); break;
-      case 19: r = SoftmaxCrossEntropy(a, c); break;
-      case 20: r = OneHot(a, k); break;
-      case 21: r = ToFloat(a); break;
-      case 22: r = Dropout(a, 0.1 * b.Small(12), k); break;
-      case 23: r = Flatten(a, k); break;
+      case 0:
+        r = a + c;
+        break;
+      case 1:
+        r = a * c;
+        break;
+      case 2:
+        r = a / c;
+        break;
+      case 3:
+        r = Relu(a);
+        break;
+      case 4:
+        r = Exp(a);
+        break;
+      case 5:
+        r = Sum(a, {k}, b.Next() % 2);
+        break;
+      case 6:
+        r = Max(a, k);
+        break;
+      case 7:
+        r = ArgMax(a, k);
+        break;
+      case 8:
+        r = MatMul(a, c);
+        break;
+      case 9:
+        r = Reshape(a, {k, m});
+        break;
+      case 10:
+        r = Transpose(a);
+        break;
+      case 11:
+        r = BroadcastTo(a, {k + 1, m + 1, 2});
+        break;
+      case 12:
+        r = Slice(a, k, m, b.Small(4));
+        break;
+      case 13:
+        r = Pad(a, {k, m});
+        break;
+      case 14:
+        r = Concat({a, c}, k);
+        break;
+      case 15:
+        r = Conv2d(a, c, {});
+        break;
+      case 16:
+        r = MaxPool2d(a, k + 1, m, b.Small(2));
+        break;
+      case 17:
+        r = AvgPool2d(a, k + 1, m);
+        break;
+      case 18:
+        r = Softmax(a, k);
+        break;
+      case 19:
+        r = SoftmaxCrossEntropy(a, c);
+        break;
+      case 20:
+        r = OneHot(a, k);
+        break;
+      case 21:
+        r = ToFloat(a);
+        break;
+      case 22:
+        r = Dropout(a, 0.1 * b.Small(12), k);
+        break;
+      case 23:
+        r = Flatten(a, k);
+        break;
     }
     if (r.valid()) vals.push_back(r);
   }

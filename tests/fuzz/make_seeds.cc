@@ -83,7 +83,10 @@ int main(int argc, char** argv) {
   m.batch = 2;
   m.eval_batch = 3;
   m.train.inputs = {{"image", kiln::ArgRole::kData, kiln::ScalarType::kU8, {2, 4}, {}},
-                    {"w", kiln::ArgRole::kParam, kiln::ScalarType::kF32, {4, 2},
+                    {"w",
+                     kiln::ArgRole::kParam,
+                     kiln::ScalarType::kF32,
+                     {4, 2},
                      kiln::Initializer::KaimingUniform()}};
   m.train.outputs = {{"loss", kiln::ArgRole::kLoss, kiln::ScalarType::kF32, {}, {}}};
   m.eval.inputs = {{"image", kiln::ArgRole::kData, kiln::ScalarType::kU8, {3, 4}, {}}};
@@ -93,8 +96,9 @@ int main(int argc, char** argv) {
   kiln::GrayImage tiny{3, 2, {0, 50, 100, 150, 200, 250}};
   kiln::WriteGrayPng(out + "/image/tiny.png", tiny);
   WriteJpeg(out + "/image/gradient.jpg", 9, 7);
-  Write(out + "/name_map/map", "# kiln  file  [transpose]\nfc.weight classifier.weight transpose\n"
-                               "fc.bias classifier.bias\n");
+  Write(out + "/name_map/map",
+        "# kiln  file  [transpose]\nfc.weight classifier.weight transpose\n"
+        "fc.bias classifier.bias\n");
   Write(out + "/graph/seed1", std::string("\x01\x02\x03\x04\x02\x05\x00\x01\x08\x00\x01\x03", 12));
   Write(out + "/graph/seed2", std::string("\x00\x04\x02\x03\x05\x05\x01\x00\x0f\x02\x01\x10", 12));
   std::printf("fuzz seeds written to %s\n", out.c_str());

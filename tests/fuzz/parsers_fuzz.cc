@@ -18,7 +18,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The rank comes from the first byte so both image (3) and label (1) files are explored.
   if (size == 0) return 0;
   auto r = kiln::ParseIdx(absl::string_view(bytes).substr(1), 1 + data[0] % 3, "fuzz.idx");
-  if (r.ok() && static_cast<int64_t>(r->data.size()) != kiln::NumElements(r->shape)) __builtin_trap();
+  if (r.ok() && static_cast<int64_t>(r->data.size()) != kiln::NumElements(r->shape))
+    __builtin_trap();
 #elif KILN_FUZZ_TARGET == 2
   auto r = kiln::ParseSafetensors(bytes, "fuzz.safetensors");
   if (r.ok()) {
