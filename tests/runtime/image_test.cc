@@ -107,3 +107,37 @@ TEST(ImageTest, RejectsOtherFormatsAndMissingFiles) {
 
 }  // namespace
 }  // namespace kiln
+
+namespace kiln {
+namespace {
+
+// A PNG header claiming 100000 x 100000 pixels is refused before the pixels are allocated.
+TEST(ImageHostileTest, HugeDeclaredSizeIsRefusedFromTheHeader) {
+  GrayImage tiny{2, 2, {0, 1, 2, 3}};
+  const std::string path = ::testing::TempDir() + "/tiny.png";
+  ASSERT_TRUE(WriteGrayPng(path, tiny).ok());
+  std::string png = kiln::testing::ReadAll(path);
+  // IHDR width and height are the big-endian words at offsets 16 and 20.
+  for (int off : {16, 20}) {
+    png[off] = 0, png[off + 1] = 0x01, png[off + 2] = static_cast<char>(0x86),
+    png[off + 3] = static_cast<char>(0xA0);
+  }
+  // A valid CRC over the chunk type and data (bytes 12..28), so only the size is wrong.
+  uint32_t crc = 0xffffffffu;
+  for (int i = 12; i < 29; ++i) {
+    crc ^= static_cast<unsigned char>(png[i]);
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1)));
+  }
+  crc ^= 0xffffffffu;
+  for (int i = 0; i < 4; ++i) png[29 + i] = static_cast<char>(crc >> (24 - 8 * i));
+  auto r = DecodeGrayImage(png, "huge.png");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("huge.png: image size 100000x100000 outside"),
+            std::string::npos)
+      << r.status();
+  EXPECT_FALSE(DecodeGrayImage("\x89PNG", "short.png").ok());
+  EXPECT_FALSE(DecodeGrayImage(std::string("\xff\xd8\xff\x00", 4), "short.jpg").ok());
+}
+
+}  // namespace
+}  // namespace kiln

@@ -166,3 +166,32 @@ TEST(SafetensorsTest, NumPyReadsAKilnFile) {
 
 }  // namespace
 }  // namespace kiln
+
+namespace kiln {
+namespace {
+
+// Hostile sizes: every one is refused from the header, before any tensor is allocated.
+TEST(SafetensorsHostileTest, ShapesWhoseProductOverflowsAndOffsetsPastTheEnd) {
+  auto parse = [](const std::string& bytes) { return ParseSafetensors(bytes, "hostile"); };
+  auto raw = [](const std::string& json, size_t data) {
+    std::string s(8, '\0');
+    for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((json.size() >> (8 * i)) & 0xff);
+    return s + json + std::string(data, '\0');
+  };
+  auto overflow = parse(raw(
+      R"({"a":{"dtype":"F64","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}})", 8));
+  EXPECT_NE(overflow.status().message().find("larger than the file's data"), std::string::npos)
+      << overflow.status();
+  auto past = parse(raw(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4000000000]}})", 4));
+  EXPECT_EQ(past.status().code(), absl::StatusCode::kDataLoss) << past.status();
+  auto negative = parse(raw(R"({"a":{"dtype":"U8","shape":[-4],"data_offsets":[0,4]}})", 4));
+  EXPECT_EQ(negative.status().code(), absl::StatusCode::kDataLoss);
+  std::string huge_len(8, '\xff');  // a header length of 2^64 - 1
+  EXPECT_NE(parse(huge_len + "{}").status().message().find("exceeds the 100 MB limit"),
+            std::string::npos);
+  auto dtype = parse(raw(R"({"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})", 4));
+  EXPECT_NE(dtype.status().message().find("unsupported dtype"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kiln
