@@ -5,6 +5,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "base/status.h"
 #include "compiler/autodiff.h"
 #include "compiler/cache.h"
@@ -71,6 +72,35 @@ bool HasOp(const Graph& g, const std::vector<int>& roots, OpKind op) {
 
 namespace {
 
+// The memory a step may need: its arguments, plus (an upper bound) every intermediate the
+// schedules materialize - reductions, matmuls, convolutions and pooling, the elementwise producers
+// of their operands, and a padded copy of each convolution input - as if all were live at once.
+absl::Status CheckMemory(const Graph& g, const std::vector<int>& roots, const StepProgram& p,
+                         const CompileOptions& options) {
+  const int64_t fsize = options.float64 ? 8 : 4;
+  auto bytes = [&](const Node& n) {
+    return NumElements(n.shape) * (n.dtype == DType::kUInt8 ? 1 : n.dtype == DType::kInt32 ? 4 : fsize);
+  };
+  int64_t args = 0, inter = 0;
+  for (const auto* list : {&p.inputs, &p.outputs}) {
+    for (const auto& [id, spec] : *list) args += NumElements(spec.shape) * ScalarSize(spec.type);
+  }
+  for (int id : g.Reachable(roots)) {
+    const Node& n = g.node(id);
+    const Pattern pat = DefOf(n).pattern;
+    if (pat != Pattern::kReduction && pat != Pattern::kComplex) continue;
+    inter += bytes(n);
+    for (int in : n.inputs) inter += bytes(g.node(in));  // operand copies, padded inputs
+  }
+  const int64_t total = args + inter;
+  if (total <= options.memory_limit_bytes) return absl::OkStatus();
+  auto mib = [](int64_t b) { return absl::StrFormat("%.1f MiB", b / 1048576.0); };
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the step would need about ", mib(total), " (arguments ", mib(args), ", intermediates ",
+      mib(inter), "), over the memory limit of ", mib(options.memory_limit_bytes),
+      ": use a smaller batch size or raise the limit"));
+}
+
 // A step program lowered to one Halide pipeline, ready to be compiled in memory or to a library.
 struct Prepared {
   LoweredStep lowered;
@@ -101,6 +131,9 @@ absl::StatusOr<Prepared> PrepareProgram(Graph& g, StepProgram program,
   }
   if (!options.dot_path.empty()) {
     std::ofstream(options.dot_path) << g.ToDot(roots);
+  }
+  if (options.memory_limit_bytes > 0) {
+    KILN_RETURN_IF_ERROR(CheckMemory(g, roots, program, options));
   }
   for (const auto& in : program.inputs) out.sig.inputs.push_back(in.second);
   for (const auto& o : program.outputs) out.sig.outputs.push_back(o.second);

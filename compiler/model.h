@@ -47,6 +47,10 @@ struct CompileOptions {
   // If set, the persistent compile cache's directory (compiler/cache.h; DefaultCacheDir() gives
   // the usual one). Empty: compile in memory with Halide's JIT every time.
   std::string cache_dir;
+  // If positive, a step whose estimated memory (arguments plus every intermediate the schedule
+  // materializes, as if all were live at once) exceeds this many bytes is refused with the
+  // estimate (ResourceExhausted) before anything is compiled.
+  int64_t memory_limit_bytes = 0;
 };
 
 // Builds the training graph (adds gradient and update nodes to `g`), runs the passes, lowers and

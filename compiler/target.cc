@@ -8,6 +8,10 @@ absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
         "the CUDA target has no schedules yet: compile for the CPU (--target=host)");
   }
   Halide::Target host = Halide::get_jit_target_from_environment();
+#ifdef KILN_SANITIZE
+  // Generated code checks its own loads and stores against the sanitizer's shadow memory.
+  host = host.with_feature(Halide::Target::ASAN);
+#endif
   if (!spec.portable) return host;
   Halide::Target t(host.os, host.arch, host.bits);
   if (host.arch == Halide::Target::X86) {
@@ -17,6 +21,9 @@ absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
             .with_feature(Halide::Target::FMA)
             .with_feature(Halide::Target::F16C);
   }
+#ifdef KILN_SANITIZE
+  t = t.with_feature(Halide::Target::ASAN);
+#endif
   return t;
 }
 

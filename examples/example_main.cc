@@ -1,5 +1,7 @@
 #include "examples/example_main.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <string>
 
@@ -20,6 +22,9 @@ ABSL_FLAG(std::string, dot, "",
           "<dot>_forward.dot and <dot>_train.dot");
 ABSL_FLAG(std::string, stmt, "", "write the training step's Halide loop nest (text) to this file");
 ABSL_FLAG(bool, dump_graph, false, "print the training graph after each compiler pass");
+ABSL_FLAG(int64_t, memory_limit_mb, -1,
+          "refuse to compile a step whose estimated memory exceeds this (-1: 90% of the "
+          "machine's physical memory; 0: no limit)");
 ABSL_FLAG(std::string, cache_dir, "auto",
           "compile cache directory ('auto': $KILN_CACHE_DIR if set, else ~/.cache/kiln; empty: "
           "compile in memory on every run)");
@@ -47,6 +52,10 @@ int RunExample(int argc, char** argv, const Example& e) {
   options.stmt_path = absl::GetFlag(FLAGS_stmt);
   options.cache_dir = absl::GetFlag(FLAGS_cache_dir);
   if (options.cache_dir == "auto") options.cache_dir = DefaultCacheDir();
+  const int64_t limit_mb = absl::GetFlag(FLAGS_memory_limit_mb);
+  options.memory_limit_bytes =
+      limit_mb >= 0 ? limit_mb * 1048576
+                    : static_cast<int64_t>(0.9 * sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE));
   absl::StatusOr<std::unique_ptr<Optimizer>> made =
       MakeOptimizer(absl::GetFlag(FLAGS_optimizer), absl::GetFlag(FLAGS_lr));
   if (!made.ok()) return DriverFail(made.status());

@@ -341,3 +341,37 @@ TEST_F(TrainerTest, RejectsUnknownHyperparameterAndMismatchedData) {
 
 }  // namespace
 }  // namespace kiln
+
+namespace kiln {
+namespace {
+
+// Resource limits: a step whose estimated memory exceeds the configured limit is refused with
+// the estimate before any Halide compilation; under the limit it compiles.
+TEST(MemoryLimitTest, RefusesAStepOverTheLimitWithTheEstimate) {
+  auto build = [](Graph& g) {
+    ModelDef m;
+    Value x = g.Input("x", {4096, 1, 28, 28});
+    Value y = g.Input("y", {4096}, DType::kInt32);
+    Value h = Relu(Conv2D(g, "conv", 1, 8, 3)(x));
+    Value logits = Linear(g, "fc", 8 * 26 * 26, 10)(Flatten(h));
+    m.inputs = {x, y};
+    m.loss = Mean(SoftmaxCrossEntropy(logits, y));
+    return m;
+  };
+  Graph g;
+  CompileOptions o;
+  o.memory_limit_bytes = 64 << 20;
+  auto refused = CompileTrainStep(g, build(g), Sgd(0.1), o);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_NE(refused.status().message().find("the step would need about"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("over the memory limit of 64.0 MiB"),
+            std::string::npos)
+      << refused.status();
+  Graph g2;
+  o.memory_limit_bytes = int64_t{8} << 30;
+  auto fits = CompileTrainStep(g2, build(g2), Sgd(0.1), o);
+  EXPECT_TRUE(fits.ok()) << fits.status();
+}
+
+}  // namespace
+}  // namespace kiln
