@@ -25,7 +25,7 @@ status=0
 for t in idx safetensors manifest image name_map graph; do
   mkdir -p build-fuzz/crashes/$t build-fuzz/work/$t
   log=build-fuzz/$t.log
-  start=$(date +%s.%N)
+  start=$(date +%s%N)
   # The corpus copy grows with what the run finds; the seed directory stays as generated.
   if ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 build-fuzz/${t}_fuzz \
       build-fuzz/work/$t "$corpus/$t" -seed=1 $limit -rss_limit_mb=2048 -malloc_limit_mb=1024 \
@@ -35,8 +35,9 @@ for t in idx safetensors manifest image name_map graph; do
     result=CRASH; status=1
   fi
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  secs=$(echo "$(date +%s.%N) - $start" | bc)
-  printf 'fuzz %-12s %s executions in %.1f s: %s\n' "$t" "${execs:-?}" "$secs" "$result"
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  printf 'fuzz %-12s %s executions in %d.%03d s: %s\n' "$t" "${execs:-?}" $((ms / 1000)) \
+    $((ms % 1000)) "$result"
   [ "$result" = ok ] || tail -30 "$log"
 done
 exit $status
