@@ -3,7 +3,7 @@
 # seed corpus the tests generate, with a fixed seed.
 #   scripts/fuzz.sh --runs=N        N executions per target (reproducible; ./test.sh uses this)
 #   scripts/fuzz.sh --seconds=S     S seconds per target (the long run: --seconds=600)
-# Prints one line per target (executions, seconds, crashes) and exits 1 if any target crashed;
+# FUZZ_TARGETS="idx image" limits the run to some targets. Prints one line per target (executions, seconds, crashes) and exits 1 if any target crashed;
 # crash inputs are kept in build-fuzz/crashes/<target>/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,9 +20,9 @@ cmake -S tests/fuzz -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang-14 \
 cmake --build build-fuzz -j"$(nproc)" >/dev/null
 [ -x build/tests/fuzz_seeds ] || cmake --build build --target fuzz_seeds >/dev/null
 corpus=build-fuzz/corpus
-rm -rf "$corpus" && build/tests/fuzz_seeds "$corpus" examples/data/digit_7.png >/dev/null
+mkdir -p "$corpus" && build/tests/fuzz_seeds "$corpus" examples/data/digit_7.png >/dev/null
 status=0
-for t in idx safetensors manifest image name_map graph; do
+for t in ${FUZZ_TARGETS:-idx safetensors manifest image name_map graph}; do
   mkdir -p build-fuzz/crashes/$t build-fuzz/work/$t
   log=build-fuzz/$t.log
   start=$(date +%s%N)
