@@ -1,5 +1,8 @@
 #include "compiler/target.h"
 
+#include <cstdlib>
+#include <string>
+
 namespace kiln {
 
 absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
@@ -9,8 +12,11 @@ absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
   }
   Halide::Target host = Halide::get_jit_target_from_environment();
 #ifdef KILN_SANITIZE
-  // Generated code checks its own loads and stores against the sanitizer's shadow memory.
-  host = host.with_feature(Halide::Target::ASAN);
+  // Generated code checks its own loads and stores against the sanitizer's shadow memory
+  // (KILN_HALIDE_ASAN=0 leaves it out, to tell Halide's instrumentation from Kiln's code).
+  if (const char* e = std::getenv("KILN_HALIDE_ASAN"); e == nullptr || std::string(e) != "0") {
+    host = host.with_feature(Halide::Target::ASAN);
+  }
 #endif
   if (!spec.portable) return host;
   Halide::Target t(host.os, host.arch, host.bits);

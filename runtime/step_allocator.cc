@@ -24,8 +24,12 @@ Pool& ThePool() {
 }
 
 // Each block starts with a header holding its rounded size; the caller's pointer is kAlign bytes
-// in.
-size_t Rounded(size_t size) { return size < kPooledMin ? size : (size + 4095) / 4096 * 4096; }
+// in. Sizes are multiples of kAlign: aligned_alloc requires the size to be a multiple of the
+// alignment (glibc tolerates other sizes; AddressSanitizer reports them, which is how this was
+// found).
+size_t Rounded(size_t size) {
+  return size < kPooledMin ? (size + kAlign - 1) / kAlign * kAlign : (size + 4095) / 4096 * 4096;
+}
 
 }  // namespace
 
