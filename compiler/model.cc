@@ -79,7 +79,9 @@ absl::Status CheckMemory(const Graph& g, const std::vector<int>& roots, const St
                          const CompileOptions& options) {
   const int64_t fsize = options.float64 ? 8 : 4;
   auto bytes = [&](const Node& n) {
-    return NumElements(n.shape) * (n.dtype == DType::kUInt8 ? 1 : n.dtype == DType::kInt32 ? 4 : fsize);
+    return NumElements(n.shape) * (n.dtype == DType::kUInt8   ? 1
+                                   : n.dtype == DType::kInt32 ? 4
+                                                              : fsize);
   };
   int64_t args = 0, inter = 0;
   for (const auto* list : {&p.inputs, &p.outputs}) {

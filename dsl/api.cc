@@ -259,9 +259,9 @@ Value SquareErrorCost(Value pred, Value label) { return Square(pred - label); }
 Value SoftmaxCrossEntropy(Value logits, Value labels) {
   if (!logits.valid()) return logits;
   if (logits.rank() < 1) {  // found by tests/fuzz/graph_fuzz.cc: shape().back() of a scalar
-    logits.graph()->ReportError(absl::InvalidArgumentError(absl::StrCat(
-        "softmax_cross_entropy: expected logits [..., classes], got a scalar ",
-        ShapeString(logits.shape()))));
+    logits.graph()->ReportError(absl::InvalidArgumentError(
+        absl::StrCat("softmax_cross_entropy: expected logits [..., classes], got a scalar ",
+                     ShapeString(logits.shape()))));
     return Value();
   }
   return -Sum(LogSoftmax(logits, -1) * OneHot(labels, logits.shape().back()), {-1});

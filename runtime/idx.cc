@@ -15,17 +15,17 @@ struct FileCloser {
 
 }  // namespace
 
-absl::StatusOr<Shape> ParseIdxHeader(absl::string_view header, int64_t file_size,
-                                     int expected_rank, const std::string& what) {
+absl::StatusOr<Shape> ParseIdxHeader(absl::string_view header, int64_t file_size, int expected_rank,
+                                     const std::string& what) {
   const auto* b = reinterpret_cast<const unsigned char*>(header.data());
   if (file_size < 4 || header.size() < 4) {
     return absl::DataLossError(absl::StrCat(what, ": truncated IDX file (no 4-byte magic)"));
   }
   if (b[0] != 0 || b[1] != 0 || b[2] != 0x08) {
-    return absl::DataLossError(absl::StrCat(
-        what, ": wrong magic: expected 00 00 08 xx (unsigned byte IDX), got ",
-        absl::Hex(b[0], absl::kZeroPad2), " ", absl::Hex(b[1], absl::kZeroPad2), " ",
-        absl::Hex(b[2], absl::kZeroPad2), " ", absl::Hex(b[3], absl::kZeroPad2)));
+    return absl::DataLossError(
+        absl::StrCat(what, ": wrong magic: expected 00 00 08 xx (unsigned byte IDX), got ",
+                     absl::Hex(b[0], absl::kZeroPad2), " ", absl::Hex(b[1], absl::kZeroPad2), " ",
+                     absl::Hex(b[2], absl::kZeroPad2), " ", absl::Hex(b[3], absl::kZeroPad2)));
   }
   if (b[3] != expected_rank) {
     return absl::DataLossError(absl::StrCat(what, ": expected rank ", expected_rank, ", got rank ",
@@ -54,10 +54,10 @@ absl::StatusOr<Shape> ParseIdxHeader(absl::string_view header, int64_t file_size
     shape.push_back(dim);
   }
   if (file_size - header_size != count) {
-    return absl::DataLossError(absl::StrCat(
-        what, file_size - header_size < count ? ": truncated" : ": trailing bytes",
-        ": header dims ", ShapeString(shape), " need ", count, " data bytes, file has ",
-        file_size - header_size));
+    return absl::DataLossError(
+        absl::StrCat(what, file_size - header_size < count ? ": truncated" : ": trailing bytes",
+                     ": header dims ", ShapeString(shape), " need ", count,
+                     " data bytes, file has ", file_size - header_size));
   }
   return shape;
 }
@@ -65,8 +65,8 @@ absl::StatusOr<Shape> ParseIdxHeader(absl::string_view header, int64_t file_size
 absl::StatusOr<IdxArray> ParseIdx(absl::string_view bytes, int expected_rank,
                                   const std::string& what) {
   IdxArray out;
-  KILN_ASSIGN_OR_RETURN(out.shape, ParseIdxHeader(bytes, static_cast<int64_t>(bytes.size()),
-                                                  expected_rank, what));
+  KILN_ASSIGN_OR_RETURN(
+      out.shape, ParseIdxHeader(bytes, static_cast<int64_t>(bytes.size()), expected_rank, what));
   const size_t header = 4 + 4 * static_cast<size_t>(expected_rank);
   out.data.assign(bytes.begin() + header, bytes.end());
   return out;
@@ -84,8 +84,8 @@ absl::StatusOr<IdxArray> ReadIdx(const std::string& path, int expected_rank) {
   char header[4 + 4 * 8];
   const size_t got = std::fread(header, 1, 4 + 4 * static_cast<size_t>(expected_rank), f.get());
   IdxArray out;
-  KILN_ASSIGN_OR_RETURN(out.shape, ParseIdxHeader(absl::string_view(header, got), file_size,
-                                                  expected_rank, path));
+  KILN_ASSIGN_OR_RETURN(
+      out.shape, ParseIdxHeader(absl::string_view(header, got), file_size, expected_rank, path));
   out.data.resize(static_cast<size_t>(NumElements(out.shape)));
   if (std::fread(out.data.data(), 1, out.data.size(), f.get()) != out.data.size()) {
     return absl::DataLossError(absl::StrCat(path, ": read error"));

@@ -23,8 +23,8 @@ constexpr uint64_t kMaxPixels = uint64_t{1} << 25;
 
 absl::Status CheckSize(const std::string& what, uint64_t w, uint64_t h) {
   if (w == 0 || h == 0 || w > kMaxSide || h > kMaxSide || w * h > kMaxPixels) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": image size ", w, "x", h,
-                                                   " outside 1..8192 per side, 2^25 pixels"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": image size ", w, "x", h, " outside 1..8192 per side, 2^25 pixels"));
   }
   return absl::OkStatus();
 }

@@ -364,8 +364,7 @@ TEST(MemoryLimitTest, RefusesAStepOverTheLimitWithTheEstimate) {
   auto refused = CompileTrainStep(g, build(g), Sgd(0.1), o);
   ASSERT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
   EXPECT_NE(refused.status().message().find("the step would need about"), std::string::npos);
-  EXPECT_NE(refused.status().message().find("over the memory limit of 64.0 MiB"),
-            std::string::npos)
+  EXPECT_NE(refused.status().message().find("over the memory limit of 64.0 MiB"), std::string::npos)
       << refused.status();
   Graph g2;
   o.memory_limit_bytes = int64_t{8} << 30;

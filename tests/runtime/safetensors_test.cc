@@ -178,8 +178,8 @@ TEST(SafetensorsHostileTest, ShapesWhoseProductOverflowsAndOffsetsPastTheEnd) {
     for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((json.size() >> (8 * i)) & 0xff);
     return s + json + std::string(data, '\0');
   };
-  auto overflow = parse(raw(
-      R"({"a":{"dtype":"F64","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}})", 8));
+  auto overflow = parse(
+      raw(R"({"a":{"dtype":"F64","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}})", 8));
   EXPECT_NE(overflow.status().message().find("larger than the file's data"), std::string::npos)
       << overflow.status();
   auto past = parse(raw(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4000000000]}})", 4));
