@@ -166,7 +166,6 @@ TEST_F(CacheTest, CorruptOrTruncatedFilesAreDetectedAndRecompiled) {
   ASSERT_NE(recompiled, nullptr);
   EXPECT_GT(recompiled->compile_seconds(), 0);
   EXPECT_TRUE(VerifyCacheFile(f.string()).ok());
-  EXPECT_EQ(Read(f).size(), good.size());
 
   Replace(f, good.substr(0, good.size() - 100));
   v = VerifyCacheFile(f.string());
