@@ -1,6 +1,8 @@
 #include "runtime/manifest.h"
 
+#include <limits>
 #include <set>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
@@ -35,18 +37,55 @@ Json ArgsToJson(const std::vector<ArgSpec>& args) {
   return out;
 }
 
-// Field access that reports the path of what is missing or mistyped.
+// Field access that reports the path of what is missing or mistyped. Numbers are checked before
+// conversion: nlohmann's get<int>() of 1e27 is undefined behaviour (found by the manifest fuzz
+// target), so integers must be JSON integers within the type's range.
+template <typename T>
+bool Convert(const Json& v, T* out) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (!v.is_string()) return false;
+    *out = v.get<std::string>();
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number()) return false;
+    *out = v.get<T>();
+  } else if constexpr (std::is_integral_v<T>) {
+    if (v.is_number_unsigned()) {
+      const uint64_t u = v.get<uint64_t>();
+      if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) return false;
+      *out = static_cast<T>(u);
+    } else if (v.is_number_integer()) {
+      const int64_t i = v.get<int64_t>();
+      if (i < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+          i > static_cast<int64_t>(std::numeric_limits<T>::max())) {
+        return false;
+      }
+      *out = static_cast<T>(i);
+    } else {
+      return false;
+    }
+  } else {  // std::vector<int64_t>
+    if (!v.is_array()) return false;
+    out->clear();
+    for (const Json& e : v) {
+      int64_t x;
+      if (!Convert(e, &x)) return false;
+      out->push_back(x);
+    }
+  }
+  return true;
+}
+
 template <typename T>
 absl::StatusOr<T> Get(const Json& j, const char* key, const std::string& where) {
   if (!j.is_object() || !j.contains(key)) {
     return absl::InvalidArgumentError(absl::StrCat("manifest: ", where, ".", key, " is missing"));
   }
-  try {
-    return j.at(key).get<T>();
-  } catch (const Json::exception&) {
+  T out{};
+  if (!Convert(j.at(key), &out)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("manifest: ", where, ".", key, " has the wrong type"));
+        absl::StrCat("manifest: ", where, ".", key, " has the wrong type or is out of range"));
   }
+  return out;
 }
 
 absl::StatusOr<std::vector<ArgSpec>> ArgsFromJson(const Json& j, const std::string& where) {

@@ -86,6 +86,11 @@ TEST(ManifestTest, RoundTripsAndRejectsBadFields) {
             std::string::npos);
   EXPECT_NE(with("\"version\": 1", "\"version\": 2").message().find("version 2"),
             std::string::npos);
+  // A float where an integer belongs (found by the fuzz target: converting it was undefined).
+  EXPECT_NE(with("\"batch\": 4", "\"batch\": 1.33e27").message().find("out of range"),
+            std::string::npos);
+  EXPECT_NE(with("\"version\": 1", "\"version\": 4294967296").message().find("out of range"),
+            std::string::npos);
   EXPECT_FALSE(ParseManifest("{").ok());
   EXPECT_FALSE(ParseManifest(std::string(2 << 20, ' ')).ok());
 }
