@@ -3,24 +3,11 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/native_step.h"
 #include "runtime/step_allocator.h"
 
 namespace kiln {
 namespace {
-
-halide_type_t HalideTypeOf(ScalarType t) {
-  switch (t) {
-    case ScalarType::kF32:
-      return halide_type_of<float>();
-    case ScalarType::kF64:
-      return halide_type_of<double>();
-    case ScalarType::kI32:
-      return halide_type_of<int32_t>();
-    case ScalarType::kU8:
-      return halide_type_of<uint8_t>();
-  }
-  return halide_type_of<float>();
-}
 
 // Halide buffers wrapping caller memory, cached per data pointer: the runtime swaps between two
 // parameter sets, so after the first two steps no Buffer is constructed again.

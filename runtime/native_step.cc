@@ -17,20 +17,6 @@
 namespace kiln {
 namespace {
 
-halide_type_t HalideTypeOf(ScalarType t) {
-  switch (t) {
-    case ScalarType::kF32:
-      return halide_type_t(halide_type_float, 32);
-    case ScalarType::kF64:
-      return halide_type_t(halide_type_float, 64);
-    case ScalarType::kI32:
-      return halide_type_t(halide_type_int, 32);
-    case ScalarType::kU8:
-      return halide_type_t(halide_type_uint, 8);
-  }
-  return halide_type_t(halide_type_float, 32);
-}
-
 absl::Status CheckMetadata(const Signature& sig, const halide_filter_metadata_t* md) {
   if (md == nullptr) return absl::FailedPreconditionError("the compiled step has no metadata");
   const size_t n = sig.inputs.size() + sig.outputs.size();
@@ -122,6 +108,20 @@ absl::StatusOr<std::string> ReadAll(const std::string& path) {
 }
 
 }  // namespace
+
+halide_type_t HalideTypeOf(ScalarType t) {
+  switch (t) {
+    case ScalarType::kF32:
+      return halide_type_t(halide_type_float, 32);
+    case ScalarType::kF64:
+      return halide_type_t(halide_type_float, 64);
+    case ScalarType::kI32:
+      return halide_type_t(halide_type_int, 32);
+    case ScalarType::kU8:
+      return halide_type_t(halide_type_uint, 8);
+  }
+  return halide_type_t(halide_type_float, 32);
+}
 
 uint64_t ContentHash(const void* data, size_t size) {
   uint64_t h = 0xcbf29ce484222325ULL;

@@ -15,11 +15,15 @@
 #include "runtime/executable.h"
 
 struct halide_filter_metadata_t;
+struct halide_type_t;
 
 namespace kiln {
 
 using NativeStepFn = int (*)(void**);
 using NativeMetadataFn = const halide_filter_metadata_t* (*)();
+
+// Halide's runtime type for a tensor element type (JIT and native steps share it).
+halide_type_t HalideTypeOf(ScalarType t);
 
 // The entry point every Kiln step is compiled with (`kiln_step_argv`, `kiln_step_metadata`).
 inline constexpr char kNativeStepName[] = "kiln_step";
