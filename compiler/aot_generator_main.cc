@@ -1,7 +1,7 @@
 // The generator of an AOT training program: linked with a model file that defines KilnAotModel()
 // (see compiler/aot.h), run at build time by kiln_add_training_binary or kiln-aot.
 //   <generator> --name=mnist_cnn_train --out_dir=DIR --batch=64 [--eval_batch=1000]
-//               [--target=host|portable]
+//               [--target=host|portable|host-cuda[:CC]]
 #include <cstdio>
 #include <string>
 
@@ -14,7 +14,8 @@ ABSL_FLAG(std::string, out_dir, ".", "output directory");
 ABSL_FLAG(int64_t, batch, 64, "training batch size (fixed in the compiled step)");
 ABSL_FLAG(int64_t, eval_batch, 1000, "evaluation batch size (the last batch is padded)");
 ABSL_FLAG(std::string, target, "host",
-          "host: this machine's CPU features; portable: x86-64 with AVX2 + FMA");
+          "host: this machine's CPU features; portable: x86-64 with AVX2 + FMA; host-cuda "
+          "(or host-cuda:CC, e.g. host-cuda:86): kernels for NVIDIA GPUs, host code for this CPU");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
@@ -23,15 +24,12 @@ int main(int argc, char** argv) {
   o.out_dir = absl::GetFlag(FLAGS_out_dir);
   o.batch = absl::GetFlag(FLAGS_batch);
   o.eval_batch = absl::GetFlag(FLAGS_eval_batch);
-  const std::string target = absl::GetFlag(FLAGS_target);
-  if (target == "portable") {
-    o.target.portable = true;
-  } else if (target == "host-cuda" || target == "cuda") {
-    o.target.device = kiln::Device::kCuda;
-  } else if (target != "host") {
-    std::fprintf(stderr, "error: unknown --target '%s' (host, portable)\n", target.c_str());
+  absl::StatusOr<kiln::TargetSpec> target = kiln::ParseTarget(absl::GetFlag(FLAGS_target));
+  if (!target.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(target.status().message()).c_str());
     return 2;
   }
+  o.target = *target;
   absl::Status s = kiln::EmitTrainingProgram(KilnAotModel(), o);
   if (!s.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(s.ToString()).c_str());

@@ -1,5 +1,6 @@
 #include "compiler/lower.h"
 
+#include <algorithm>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -31,6 +32,61 @@ std::string Sanitize(const std::string& s) {
 int ThroughViews(const Graph& g, int id) {
   while (DefOf(g.node(id)).pattern == Pattern::kInjective) id = g.node(id).inputs[0];
   return id;
+}
+
+bool IsGpuLoop(Halide::Internal::ForType t) {
+  using Halide::Internal::ForType;
+  return t == ForType::GPUBlock || t == ForType::GPUThread || t == ForType::GPULane;
+}
+
+const std::vector<Halide::Internal::Dim>& StageDims(const Halide::Internal::Function& f,
+                                                    int stage) {
+  return stage == 0 ? f.definition().schedule().dims() : f.updates()[stage - 1].schedule().dims();
+}
+
+// On a GPU target every stage that is not inlined must run on the device: at root as a kernel
+// (block and thread loops), or inside another stage's GPU loops. A stage left on the host would
+// run serially on the CPU and move its buffers across the bus every step. Internal error naming
+// the Func (Funcs are named after their graph nodes) otherwise.
+absl::Status CheckGpuPlacement(const std::vector<Halide::Func>& outputs) {
+  std::map<std::string, Halide::Internal::Function> env;
+  for (const Halide::Func& f : outputs) {
+    env[f.name()] = f.function();
+    for (auto& [name, fn] : Halide::Internal::find_transitive_calls(f.function())) env[name] = fn;
+  }
+  for (auto& [name, fn] : env) {
+    Halide::LoopLevel level = fn.schedule().compute_level();
+    level.lock();
+    if (level.is_inlined()) continue;
+    if (level.is_root()) {
+      for (int s = 0; s <= static_cast<int>(fn.updates().size()); ++s) {
+        const auto& dims = StageDims(fn, s);
+        if (std::none_of(dims.begin(), dims.end(),
+                         [](const Halide::Internal::Dim& d) { return IsGpuLoop(d.for_type); })) {
+          return absl::InternalError(absl::StrCat("GPU schedule: stage ", s, " of '", name,
+                                                  "' would run on the host (no GPU loops)"));
+        }
+      }
+      continue;
+    }
+    auto it = env.find(level.func());
+    bool inside_gpu = false;
+    // compute_at(func, var) names the func's last stage (its stage index is not set yet): any
+    // stage of it with a GPU loop at or around the var will do.
+    for (int s = 0; it != env.end() && s <= static_cast<int>(it->second.updates().size()); ++s) {
+      const std::string var = level.var().name();
+      bool outside = false;  // dims run innermost first: the level's var, then what encloses it
+      for (const auto& d : StageDims(it->second, s)) {
+        if (Halide::Internal::ends_with(d.var, "." + var) || d.var == var) outside = true;
+        if (outside && IsGpuLoop(d.for_type)) inside_gpu = true;
+      }
+    }
+    if (!inside_gpu) {
+      return absl::InternalError(absl::StrCat("GPU schedule: '", name, "' is computed at ",
+                                              level.to_string(), ", outside any GPU loop"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -133,7 +189,7 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
     // parameter and state: one fused loop instead of three passes over memory that no longer
     // fits in cache (MLP 784-128-64-10, Adam, batch 64, 2026-11-28, 2-core Zen 4: the step went
     // from 760 to 542 us).
-    if (!plain) {
+    if (!plain && !ctx.gpu()) {
       for (size_t i = 0; i < program.outputs.size(); ++i) {
         const ArgSpec& state = program.outputs[i].second;
         if (state.role != ArgRole::kNewState || state.shape.size() < 2) continue;
@@ -147,6 +203,9 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
           }
         }
       }
+    }
+    if (ctx.gpu() && !plain) {
+      if (absl::Status st = CheckGpuPlacement(out.outputs); !st.ok()) return st;
     }
     out.pipeline = Halide::Pipeline(out.outputs);
     return out;

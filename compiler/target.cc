@@ -3,13 +3,68 @@
 #include <cstdlib>
 #include <string>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
 namespace kiln {
 
-absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
-  if (spec.device == Device::kCuda) {
-    return absl::UnimplementedError(
-        "the CUDA target has no schedules yet: compile for the CPU (--target=host)");
+absl::StatusOr<TargetSpec> ParseTarget(const std::string& name) {
+  TargetSpec t;
+  std::string base = name;
+  if (size_t colon = name.find(':'); colon != std::string::npos) {
+    base = name.substr(0, colon);
+    if (!absl::SimpleAtoi(name.substr(colon + 1), &t.cuda_capability) || t.cuda_capability < 30 ||
+        t.cuda_capability > 999) {
+      return absl::InvalidArgumentError(absl::StrCat("target '", name,
+                                                     "': expected a CUDA capability such as "
+                                                     "host-cuda:86 after the colon"));
+    }
   }
+  if (base == "host") {
+  } else if (base == "portable") {
+    t.portable = true;
+  } else if (base == "host-cuda" || base == "cuda") {
+    t.device = Device::kCuda;
+  } else if (base == "portable-cuda") {
+    t.device = Device::kCuda;
+    t.portable = true;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown target '", name, "': expected host, portable, host-cuda or portable-cuda"));
+  }
+  if (t.cuda_capability != 0 && t.device != Device::kCuda) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("target '", name, "': a capability only applies to CUDA targets"));
+  }
+  return t;
+}
+
+std::string TargetName(const TargetSpec& spec) {
+  std::string s = spec.portable ? "portable" : "host";
+  if (spec.device == Device::kCuda) {
+    s = spec.portable ? "portable-cuda" : "host-cuda";
+    if (spec.cuda_capability != 0) absl::StrAppend(&s, ":", spec.cuda_capability);
+  }
+  return s;
+}
+
+namespace {
+
+Halide::Target::Feature CudaFeature(int capability) {
+  using F = Halide::Target::Feature;
+  const std::pair<int, F> flags[] = {{86, F::CUDACapability86}, {80, F::CUDACapability80},
+                                     {75, F::CUDACapability75}, {70, F::CUDACapability70},
+                                     {61, F::CUDACapability61}, {50, F::CUDACapability50},
+                                     {35, F::CUDACapability35}, {32, F::CUDACapability32}};
+  for (const auto& [cc, f] : flags) {
+    if (capability >= cc) return f;
+  }
+  return F::CUDACapability30;
+}
+
+}  // namespace
+
+absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
   Halide::Target host = Halide::get_jit_target_from_environment();
 #ifdef KILN_SANITIZE
   // Generated code checks its own loads and stores against the sanitizer's shadow memory
@@ -18,18 +73,29 @@ absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
     host = host.with_feature(Halide::Target::ASAN);
   }
 #endif
-  if (!spec.portable) return host;
-  Halide::Target t(host.os, host.arch, host.bits);
-  if (host.arch == Halide::Target::X86) {
-    t = t.with_feature(Halide::Target::SSE41)
-            .with_feature(Halide::Target::AVX)
-            .with_feature(Halide::Target::AVX2)
-            .with_feature(Halide::Target::FMA)
-            .with_feature(Halide::Target::F16C);
-  }
+  Halide::Target t = host;
+  if (spec.portable) {
+    t = Halide::Target(host.os, host.arch, host.bits);
+    if (host.arch == Halide::Target::X86) {
+      t = t.with_feature(Halide::Target::SSE41)
+              .with_feature(Halide::Target::AVX)
+              .with_feature(Halide::Target::AVX2)
+              .with_feature(Halide::Target::FMA)
+              .with_feature(Halide::Target::F16C);
+    }
 #ifdef KILN_SANITIZE
-  t = t.with_feature(Halide::Target::ASAN);
+    t = t.with_feature(Halide::Target::ASAN);
 #endif
+  }
+  if (spec.device == Device::kCuda) {
+    if (host.os != Halide::Target::Linux || host.arch != Halide::Target::X86 || host.bits != 64) {
+      return absl::UnimplementedError(
+          absl::StrCat("the CUDA target is built for x86-64 Linux hosts, not ", host.to_string()));
+    }
+    t = t.with_feature(Halide::Target::CUDA)
+            .with_feature(
+                CudaFeature(spec.cuda_capability ? spec.cuda_capability : kDefaultCudaCapability));
+  }
   return t;
 }
 

@@ -1,8 +1,9 @@
-// Where a step runs. CPU (the host's SIMD as detected, AVX2/AVX-512 here) is implemented; CUDA
-// has its place here and answers Unimplemented until its schedules exist.
+// Where a step runs: the host CPU (its SIMD as detected, AVX2/AVX-512 here), a portable x86-64
+// baseline, or an NVIDIA GPU through Halide's CUDA backend (host code for the host CPU, kernels as
+// PTX for a CUDA capability; the driver JIT-compiles the PTX for newer chips).
 //
-//   kiln::TargetSpec t;                       // host CPU
-//   absl::StatusOr<Halide::Target> ht = kiln::ToHalideTarget(t);
+//   absl::StatusOr<kiln::TargetSpec> t = kiln::ParseTarget("host-cuda");
+//   absl::StatusOr<Halide::Target> ht = kiln::ToHalideTarget(*t);
 #pragma once
 
 #include <string>
@@ -14,11 +15,25 @@ namespace kiln {
 
 enum class Device { kCpu, kCuda };
 
+// Halide 14's highest CUDA capability flag; newer devices get PTX for it.
+inline constexpr int kMaxCudaCapability = 86;
+// Without a device to ask (building AOT binaries, compile-only tests): PTX for Volta (7.0) and
+// every later chip.
+inline constexpr int kDefaultCudaCapability = 70;
+
 struct TargetSpec {
   Device device = Device::kCpu;
   // Restrict the CPU features to a portable baseline (x86-64 AVX2 + FMA) instead of the host's.
   bool portable = false;
+  // CUDA: the device's compute capability as major*10+minor (e.g. 90 for an H100); 0 means
+  // kDefaultCudaCapability. Mapped to the highest Halide flag not above it.
+  int cuda_capability = 0;
 };
+
+// "host", "portable", "host-cuda" (or "cuda"), "portable-cuda"; InvalidArgument otherwise.
+absl::StatusOr<TargetSpec> ParseTarget(const std::string& name);
+// The name ParseTarget reads back ("host-cuda"), with the capability when set ("host-cuda:86").
+std::string TargetName(const TargetSpec& spec);
 
 absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec);
 

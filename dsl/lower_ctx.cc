@@ -68,8 +68,51 @@ Halide::Func LowerCtx::NewFunc(const Node& n, const std::string& suffix) const {
   return Halide::Func(absl::StrCat(name, "_n", n.id));
 }
 
+int GpuExtent(int64_t extent, int cap) {
+  int p = 1;
+  while (p * 2 <= cap && p < extent) p *= 2;
+  return p;
+}
+
+void LowerCtx::GpuTile(Halide::Stage s, const Shape& shape) const {
+  const int rank = static_cast<int>(shape.size());
+  if (rank == 0) {
+    s.gpu_single_thread();
+    return;
+  }
+  std::vector<Halide::Var> v = Vars(rank);
+  const auto guard = Halide::TailStrategy::GuardWithIf;
+  Halide::Var bx("gbx"), tx("gtx"), by("gby"), ty("gty");
+  if (rank == 1) {
+    s.gpu_tile(v[0], bx, tx, GpuExtent(shape[0], 256), guard);
+    return;
+  }
+  const int tw = GpuExtent(shape[rank - 1], 32);
+  const int th = GpuExtent(shape[rank - 2], 256 / tw);
+  s.gpu_tile(v[rank - 1], v[rank - 2], bx, by, tx, ty, tw, th, guard);
+  if (rank >= 3) {
+    Halide::Var outer = v[rank - 3];
+    for (int i = rank - 4; i >= 0; --i) {
+      Halide::Var fused(absl::StrCat("gbz", i));
+      s.fuse(outer, v[i], fused);
+      outer = fused;
+    }
+    s.gpu_blocks(outer);
+  }
+}
+
+void LowerCtx::GpuTileAll(Halide::Func f, const Shape& shape) const {
+  f.compute_root();
+  GpuTile(f, shape);
+  for (int i = 0; i < f.num_update_definitions(); ++i) GpuTile(f.update(i), shape);
+}
+
 void LowerCtx::ScheduleMaterialized(Halide::Func f, const Shape& shape,
                                     int64_t work_per_element) const {
+  if (gpu()) {
+    GpuTileAll(f, shape);
+    return;
+  }
   f.compute_root();
   int rank = static_cast<int>(shape.size());
   std::vector<Halide::Var> v = Vars(rank);  // logical order; v.back() is innermost

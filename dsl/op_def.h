@@ -67,6 +67,9 @@ const OpDef& GetOpDef(OpKind op);
 // The definition behind a node: the library's, or the node's own for a custom op.
 const OpDef& DefOf(const Node& n);
 
+// GPU thread counts: the smallest power of two covering `extent`, at most `cap`.
+int GpuExtent(int64_t extent, int cap);
+
 // Lowering context. Owns the layout decision: DSL shapes are logical, outermost first; Halide's
 // dimension 0 is innermost. The physical layout is row-major, so logical axis i of a rank-r tensor
 // is Halide dimension r-1-i. Op code only ever uses logical coordinates through At()/Define().
@@ -78,6 +81,8 @@ class LowerCtx {
   Halide::Type TypeOf(DType t) const;
   const Halide::Target& target() const { return target_; }
   int vector_width() const { return vector_width_; }  // natural lanes of the float type
+  // True when the step runs on a GPU (a CUDA target): schedules map loops to blocks and threads.
+  bool gpu() const { return target_.has_gpu_feature(); }
 
   // Pure variables for a rank-r output, in logical order. The Var of logical axis i is named
   // "d<r-1-i>", i.e. after its Halide dimension: "d0" is always the innermost. (Halide names its
@@ -113,7 +118,15 @@ class LowerCtx {
   // Default schedule of a materialized Func of logical shape `shape`: vectorize the innermost
   // dimension at the native width, parallelize the outermost when the work is big enough; the
   // same for its update definitions (reduction variables stay inside).
+  // On a GPU target it is GpuTileAll.
   void ScheduleMaterialized(Halide::Func f, const Shape& shape, int64_t work_per_element) const;
+
+  // GPU: one kernel per stage of `f` (compute_root; pure definition and every update), its two
+  // innermost logical axes tiled over threads (up to 32 x 8, powers of two no larger than the
+  // extents, guarded tails), every outer axis fused into one block index, reduction variables
+  // serial inside each thread. Rank 0: a single-thread kernel.
+  void GpuTileAll(Halide::Func f, const Shape& shape) const;
+  void GpuTile(Halide::Stage s, const Shape& shape) const;
 
  private:
   Halide::Type float_type_;

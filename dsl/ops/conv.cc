@@ -86,7 +86,52 @@ Func PadZero(LowerCtx& ctx, const Node& n, const Func& in, const Shape& s, int64
 // no wider than the native vector) x K-block x Y-rows, the accumulator tile in registers with the
 // reduction outside it, the padded input materialized per image, parallel over images.
 // Measured 2026-11-28 (2-core Zen 4, batch 64, tutorial CNN conv 20->20 k5 p2): see bench/.
+//
+// GPU: threads over a tile of (x, y) of one image, each thread holding a register tile of up to
+// 4 output channels; blocks over x tiles, y tiles and (channel block, image). The weights the
+// block needs (its channels x C x KH x KW) are staged once per block in shared memory when they
+// fit in 32 KiB; the padded input is its own kernel.
+void ScheduleConvLikeGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
+  std::vector<Var> v = ctx.Vars(4);  // n, k, y, x
+  const int64_t K = n.shape[1], Y = n.shape[2], X = n.shape[3];
+  const int kb = ops::Divisor(K, 4);
+  const int tx = GpuExtent(X, 32);
+  const int ty = GpuExtent(Y, 256 / tx);
+  const auto guard = Halide::TailStrategy::GuardWithIf;
+  Var xo("xo"), xi("xi"), yo("yo"), yi("yi"), ko("ko"), ki("ki"), kn("kn");
+  Func f = l.f, acc = l.aux[0];
+  f.compute_root()
+      .split(v[1], ko, ki, kb)
+      .tile(v[3], v[2], xo, yo, xi, yi, tx, ty, guard)
+      .reorder(ki, xi, yi, xo, yo, ko, v[0])
+      .fuse(ko, v[0], kn)
+      .gpu_blocks(xo, yo, kn)
+      .gpu_threads(xi, yi)
+      .unroll(ki);
+  acc.compute_at(f, xi).unroll(v[1]);
+  const Halide::RDom& r = l.rdoms[0];
+  acc.update().reorder(v[3], v[2], v[1], r.z, r.y, r.x).unroll(v[1]);
+  const Shape& ws = ctx.input_shape(n, 1);
+  const int64_t slab = kb * NumElements(ws) / ws[0];  // one block's weights, either layout
+  if (slab * 4 <= 32 * 1024) {
+    Func wsh = l.aux[1].in(acc);
+    std::vector<Var> wv = ctx.Vars(4);
+    Var t("t"), to("to"), ti("ti");
+    wsh.compute_at(f, xo)
+        .fuse(wv[3], wv[2], t)
+        .fuse(t, wv[1], t)
+        .fuse(t, wv[0], t)
+        .split(t, to, ti, tx * ty, guard)
+        .gpu_threads(ti);
+  }
+  if (l.aux.size() > 2) ctx.GpuTileAll(l.aux[2], ctx.input_shape(n, 0));
+}
+
 void ScheduleConvLike(LowerCtx& ctx, const Node& n, Lowered& l) {
+  if (ctx.gpu()) {
+    ScheduleConvLikeGpu(ctx, n, l);
+    return;
+  }
   const int vs = ctx.vector_width();
   std::vector<Var> v = ctx.Vars(4);  // n, k, y, x
   const int64_t K = n.shape[1], Y = n.shape[2], X = n.shape[3];
@@ -108,8 +153,8 @@ void ScheduleConvLike(LowerCtx& ctx, const Node& n, Lowered& l) {
   acc.compute_at(f, xo).vectorize(v[3]).unroll(v[1]).unroll(v[2]);
   const Halide::RDom& r = l.rdoms[0];
   acc.update().reorder(v[3], v[1], v[2], r.z, r.y, r.x).vectorize(v[3]).unroll(v[1]).unroll(v[2]);
-  if (l.aux.size() > 1) {
-    Func pad = l.aux[1];
+  if (l.aux.size() > 2) {
+    Func pad = l.aux[2];
     pad.compute_at(f, v[0]).vectorize(v[3], vs, Halide::TailStrategy::GuardWithIf);
   }
 }
@@ -132,7 +177,7 @@ Lowered LowerConv(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   acc(hv) += ctx.At(xpad, {v[0], r.x, iy, ix}) * ctx.At(in[1], {v[1], r.x, r.y, r.z});
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, ctx.At(acc, v));
-  Lowered l{f, {acc}, {r}};
+  Lowered l{f, {acc, in[1]}, {r}};  // the weights: staged in GPU shared memory
   if (a.ph || a.pw) l.aux.push_back(xpad);
   return l;
 }
@@ -199,7 +244,7 @@ Lowered LowerConvBackwardInput(LowerCtx& ctx, const Node& n, const std::vector<F
   acc(hv) += term;
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, ctx.At(acc, v));
-  Lowered l{f, {acc}, {r}};
+  Lowered l{f, {acc, in[1]}, {r}};  // the weights: staged in GPU shared memory
   if (pad_y || pad_x) l.aux.push_back(dypad);
   return l;
 }
@@ -274,7 +319,26 @@ Lowered LowerConvBackwardWeight(LowerCtx& ctx, const Node& n, const std::vector<
 // accumulating in L1 memory (one load and one store per FMA); conv2's weight gradient now runs at
 // about 160-190 GFLOP/s in the profile. Folding the lane reduction into the tile measured slower
 // (7.3-7.9k vs 8.1-8.7k images/s with the later changes) and was reverted.
+//
+// GPU: the partial sums part_acc(o, c, ky, kx, ox) are one thread each (ox and kx across the
+// threads of a block, the rest across blocks), every thread summing over (n, oy) in registers;
+// a second kernel sums the ox columns (the rfactor-and-second-kernel form of a small-output
+// reduction).
+void ScheduleConvBackwardWeightGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
+  const Shape& dys = ctx.input_shape(n, 1);
+  Shape part = n.shape;
+  part.push_back(PaddedColumns(dys[3], ctx.vector_width()));
+  ctx.GpuTileAll(l.aux[1], part);  // part_acc; part itself is inlined into the sum
+  ctx.GpuTileAll(l.aux[2], dys);   // dypad
+  ctx.GpuTileAll(l.f, n.shape);
+  if (l.aux.size() > 3) ctx.GpuTileAll(l.aux[3], ctx.input_shape(n, 0));  // xpad
+}
+
 void ScheduleConvBackwardWeight(LowerCtx& ctx, const Node& n, Lowered& l) {
+  if (ctx.gpu()) {
+    ScheduleConvBackwardWeightGpu(ctx, n, l);
+    return;
+  }
   const int vs = ctx.vector_width();
   std::vector<Var> v4 = ctx.Vars(4);
   std::vector<Var> v5 = ctx.Vars(5);  // o, c, ky, kx, ox

@@ -54,7 +54,36 @@ Lowered LowerMatMul(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
 // were measured 5x slower on the softmax step), and the row count is a divisor of the extent where
 // one exists, so no tile needs a guard. Tiles run in parallel when the product pays for a thread
 // wake-up.
+//
+// GPU: blocks of up to 32 x 8 threads, threads adjacent along N (coalesced loads of B and
+// stores of C, one broadcast row of A per warp); each thread holds a register tile of 4 rows of C
+// and streams k, so every load of B feeds 4 FMAs.
+void ScheduleMatMulGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
+  const int64_t m_ext = n.shape[0], n_ext = n.shape[1];
+  std::vector<Var> v = ctx.Vars(2);
+  Var m = v[0], nv = v[1];
+  const int rows = m_ext >= 16 ? 4 : 1;
+  const int tx = GpuExtent(n_ext, 32);
+  const int ty = GpuExtent((m_ext + rows - 1) / rows, 256 / tx);
+  Var xo("xo"), yo("yo"), xi("xi"), yi("yi"), yt("yt"), yr("yr");
+  const auto guard = Halide::TailStrategy::GuardWithIf;
+  Func f = l.f, acc = l.aux[0];
+  f.compute_root()
+      .tile(nv, m, xo, yo, xi, yi, tx, ty * rows, guard)
+      .split(yi, yt, yr, rows, guard)
+      .reorder(yr, xi, yt, xo, yo)
+      .gpu_blocks(xo, yo)
+      .gpu_threads(xi, yt)
+      .unroll(yr);
+  acc.compute_at(f, xi).unroll(m);
+  acc.update().reorder(nv, m, l.rdoms[0].x).unroll(m);
+}
+
 void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
+  if (ctx.gpu()) {
+    ScheduleMatMulGpu(ctx, n, l);
+    return;
+  }
   const int vs = ctx.vector_width();
   const int64_t m_ext = n.shape[0], n_ext = n.shape[1];
   const int64_t k_ext = ctx.input_shape(n, 0)[1];

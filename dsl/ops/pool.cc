@@ -72,6 +72,11 @@ Lowered LowerArgmax(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
 }
 
 void ScheduleArgmax(LowerCtx& ctx, const Node& n, Lowered& l) {
+  if (ctx.gpu()) {  // one thread per pooled output, the window unrolled
+    ctx.GpuTileAll(l.aux[0], n.shape);
+    l.aux[0].update().unroll(l.rdoms[0].x).unroll(l.rdoms[0].y);
+    return;
+  }
   std::vector<Var> v = ctx.Vars(4);
   int vx = ops::Divisor(n.shape[3], ctx.vector_width());
   Func best = l.aux[0];

@@ -33,12 +33,15 @@ bool ChunkedSum(const Shape& is, const std::vector<int64_t>& axes) {
          NumElements(is) >= (1 << 16);
 }
 
+// The batch rows each partial sum of a chunked sum covers.
+int SumChunk(const Shape& is) { return ops::Divisor(is[0], std::max<int64_t>(1, is[0] / 8)); }
+
 Lowered LowerChunkedSum(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   const Shape& is = ctx.input_shape(n, 0);
   const int rank = static_cast<int>(is.size());
   const std::vector<int64_t>& axes = n.attrs.ints;
   auto reduced = [&](int a) { return std::find(axes.begin(), axes.end(), a) != axes.end(); };
-  const int chunk = ops::Divisor(is[0], std::max<int64_t>(1, is[0] / 8));
+  const int chunk = SumChunk(is);
   const int chunks = static_cast<int>(is[0] / chunk);
   // part's logical axes: b, the kept axes in order, the innermost axis as lanes.
   int kept = 0;
@@ -92,6 +95,19 @@ void ScheduleSum(LowerCtx& ctx, const Node& n, Lowered& l) {
     return;
   }
   const Shape& is = ctx.input_shape(n, 0);
+  if (ctx.gpu()) {
+    // Partial sums per (chunk, kept axes, innermost index) in one kernel, their sum in a second.
+    Shape part = {is[0] / SumChunk(is)};
+    for (int a = 1; a + 1 < static_cast<int>(is.size()); ++a) {
+      if (std::find(n.attrs.ints.begin(), n.attrs.ints.end(), a) == n.attrs.ints.end()) {
+        part.push_back(is[a]);
+      }
+    }
+    part.push_back(is.back());
+    ctx.GpuTileAll(l.aux[0], part);
+    ctx.GpuTileAll(l.f, n.shape);
+    return;
+  }
   std::vector<Var> pv = ctx.Vars(static_cast<int>(l.aux[0].dimensions()));
   const int lanes = ops::Divisor(is.back(), ctx.vector_width());
   l.aux[0].compute_root().parallel(pv[0]).vectorize(pv.back(), lanes);

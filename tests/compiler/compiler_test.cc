@@ -189,12 +189,28 @@ TEST(CompileTest, ShapeErrorsComeBackFromCompile) {
   EXPECT_NE(step.status().message().find("do not broadcast"), std::string::npos) << step.status();
 }
 
-TEST(CompileTest, CudaTargetIsUnimplementedForNow) {
-  Graph g;
-  CompileOptions o;
-  o.target.device = Device::kCuda;
-  auto step = CompileTrainStep(g, TinyRegression(g, 2), Sgd(0.1), o);
-  EXPECT_EQ(step.status().code(), absl::StatusCode::kUnimplemented);
+TEST(TargetTest, NamesParseAndMapToHalideFeatures) {
+  auto cuda = ParseTarget("host-cuda:90");
+  ASSERT_TRUE(cuda.ok()) << cuda.status();
+  EXPECT_EQ(cuda->device, Device::kCuda);
+  EXPECT_EQ(TargetName(*cuda), "host-cuda:90");
+  auto t = ToHalideTarget(*cuda);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_TRUE(t->has_feature(Halide::Target::CUDA));
+  // 9.0 has no Halide 14 flag: the highest one (8.6) is used and the driver JIT-compiles.
+  EXPECT_TRUE(t->has_feature(Halide::Target::CUDACapability86));
+  auto plain = ToHalideTarget(*ParseTarget("host-cuda"));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->has_feature(Halide::Target::CUDACapability70));
+  auto portable = ToHalideTarget(*ParseTarget("portable"));
+  ASSERT_TRUE(portable.ok());
+  EXPECT_FALSE(portable->has_feature(Halide::Target::CUDA));
+  EXPECT_FALSE(portable->has_feature(Halide::Target::AVX512));
+  for (const char* bad : {"gpu", "host-cuda:x", "host:86", "host-cuda:7"}) {
+    auto r = ParseTarget(bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(r.status().message().find(bad), std::string::npos) << r.status();
+  }
 }
 
 TEST(CompileTest, PortableTargetCompilesAndRuns) {

@@ -1,6 +1,8 @@
 #include "tests/ops/op_check.h"
 
 #include <cmath>
+#include <fstream>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "compiler/model.h"
@@ -180,10 +182,9 @@ Nd FromTensor(const Tensor& t) {
   return x;
 }
 
-// Compiles `outputs` of b.g with all inputs of b (plus `extra`) as arguments.
-absl::StatusOr<std::unique_ptr<Executable>> Compile(Built& b, const std::vector<Value>& extra,
-                                                    const std::vector<Value>& outputs, bool f64,
-                                                    bool plain) {
+// The program computing `outputs` of b.g with all inputs of b (plus `extra`) as arguments.
+StepProgram MakeProgram(Built& b, const std::vector<Value>& extra,
+                        const std::vector<Value>& outputs, bool f64) {
   StepProgram p;
   std::vector<Value> args = b.inputs;
   args.insert(args.end(), extra.begin(), extra.end());
@@ -209,10 +210,16 @@ absl::StatusOr<std::unique_ptr<Executable>> Compile(Built& b, const std::vector<
         {v.id(),
          ArgSpec{absl::StrCat("y", i), ArgRole::kOutput, TypeFor(v.dtype(), f64), v.shape(), {}}});
   }
+  return p;
+}
+
+absl::StatusOr<std::unique_ptr<Executable>> Compile(Built& b, const std::vector<Value>& extra,
+                                                    const std::vector<Value>& outputs, bool f64,
+                                                    bool plain) {
   CompileOptions o;
   o.float64 = f64;
   o.plain_schedule = plain;
-  return CompileProgram(*b.g, std::move(p), o);
+  return CompileProgram(*b.g, MakeProgram(b, extra, outputs, f64), o);
 }
 
 absl::StatusOr<std::vector<Nd>> Run(Executable& exe, const std::vector<Nd>& xs) {
@@ -374,6 +381,46 @@ absl::StatusOr<std::vector<Nd>> Run(Executable& exe, const std::vector<Nd>& xs) 
     }
   }
   return ::testing::AssertionSuccess();
+}
+
+}  // namespace kiln::testing
+
+namespace kiln::testing {
+
+::testing::AssertionResult CheckGpuCompiles(const OpCase& c, const std::string& dir) {
+  Built b = Build(c);
+  std::vector<Value> outputs = {b.out};
+  std::vector<Value> extra;
+  if (c.no_gradient.empty() && b.out.dtype() == DType::kFloat) {
+    // The backward ops too: the gradient of sum(y * probe) with respect to every float input.
+    Value probe = b.g->Input("probe", b.out.shape());
+    extra.push_back(probe);
+    std::vector<Value> wrt;
+    for (const Value& x : b.inputs) {
+      if (x.dtype() == DType::kFloat) wrt.push_back(x);
+    }
+    auto grads = Gradients(Sum(b.out * probe), wrt);
+    if (!grads.ok()) return ::testing::AssertionFailure() << grads.status();
+    outputs.insert(outputs.end(), grads->begin(), grads->end());
+  }
+  CompileOptions o;
+  o.target.device = Device::kCuda;
+  const std::string prefix = dir + "/" + c.name;
+  auto sig = EmitProgram(*b.g, MakeProgram(b, extra, outputs, /*f64=*/false), o, prefix, "step");
+  if (!sig.ok()) return ::testing::AssertionFailure() << sig.status();
+  std::ifstream f(prefix + ".a", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // The kernels are embedded as PTX text for the chosen capability.
+  size_t kernels = 0;
+  for (size_t at = bytes.find(".entry"); at != std::string::npos;
+       at = bytes.find(".entry", at + 1)) {
+    ++kernels;
+  }
+  if (kernels == 0 || bytes.find(".target sm_70") == std::string::npos) {
+    return ::testing::AssertionFailure()
+           << prefix << ".a (" << bytes.size() << " bytes) holds no PTX kernel for sm_70";
+  }
+  return ::testing::AssertionSuccess() << kernels << " kernels";
 }
 
 }  // namespace kiln::testing

@@ -68,6 +68,9 @@ inline void PrintTo(const OpCase& c, std::ostream* os) { *os << c.name; }
 ::testing::AssertionResult CheckShapeRule(const OpCase& c);
 ::testing::AssertionResult CheckForward(const OpCase& c);
 ::testing::AssertionResult CheckScheduleMatchesPlain(const OpCase& c);
+// The forward pass and (for differentiable cases) every input gradient, compiled for the CUDA
+// target into `dir`: the lowering's GPU placement check passes and PTX kernels come out.
+::testing::AssertionResult CheckGpuCompiles(const OpCase& c, const std::string& dir);
 // With `overrides`, the gradient graph is built with replaced VJPs (mutation testing).
 ::testing::AssertionResult CheckGradient(const OpCase& c, const VjpOverrides* overrides = nullptr);
 
