@@ -98,7 +98,7 @@ absl::StatusOr<std::string> EnsureRuntime(const Halide::Target& target, const st
 absl::Status Store(LoweredStep& step, const Halide::Target& target, const std::string& final_path) {
   const std::string base = final_path + UniqueSuffix();
   TempFiles tmp{{base + ".a", base + ".h", base + ".so"}};
-  std::vector<Halide::Argument> args(step.inputs.begin(), step.inputs.end());
+  std::vector<Halide::Argument> args = step.arguments();
   try {
     step.pipeline.compile_to_static_library(base, args, kNativeStepName,
                                             target.with_feature(Halide::Target::NoRuntime));

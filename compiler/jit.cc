@@ -45,15 +45,75 @@ class JitExecutable : public Executable {
   const Signature& signature() const override { return sig_; }
   double compile_seconds() const override { return compile_s_; }
 
+  bool on_device() const override { return on_device_; }
+  void set_on_device(bool d) { on_device_ = d; }
+
   absl::Status Run(const std::vector<TensorRef>& inputs,
                    const std::vector<TensorRef>& outputs) override {
     if (absl::Status s = CheckArguments(sig_, inputs, outputs); !s.ok()) return s;
+    // Resident arguments: a Halide::Buffer over the registered halide_buffer_t for this call,
+    // its device handle and dirty bits written back afterwards.
+    std::vector<std::pair<halide_buffer_t*, Halide::Buffer<>>> resident;
+    auto bind = [&](const TensorRef& r, bool output, BufferCache& cache) -> Halide::Buffer<> {
+      halide_buffer_t* b = device_tensors_ ? device_tensors_->Prepare(r.data, output) : nullptr;
+      if (b == nullptr) return cache.Get(r);
+      if (!on_device_) {  // emulated: the stand-in copy is plain host memory
+        return cache.Get(TensorRef{b->host, r.type, r.shape});
+      }
+      resident.emplace_back(b, Halide::Buffer<>(*b));
+      return resident.back().second;
+    };
     try {
-      for (size_t i = 0; i < inputs.size(); ++i) step_.inputs[i].set(in_cache_[i].Get(inputs[i]));
+      std::vector<Halide::Buffer<>> ins(inputs.size());
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        LoweredInput& in = step_.inputs[i];
+        if (in.buffer) {
+          ins[i] = bind(inputs[i], false, in_cache_[i]);
+          in.buffer->set(ins[i]);
+          continue;
+        }
+        switch (inputs[i].type) {
+          case ScalarType::kF32:
+            in.scalar->set(*static_cast<const float*>(inputs[i].data));
+            break;
+          case ScalarType::kF64:
+            in.scalar->set(*static_cast<const double*>(inputs[i].data));
+            break;
+          case ScalarType::kI32:
+            in.scalar->set(*static_cast<const int32_t*>(inputs[i].data));
+            break;
+          case ScalarType::kU8:
+            in.scalar->set(*static_cast<const uint8_t*>(inputs[i].data));
+            break;
+        }
+      }
       std::vector<Halide::Buffer<>> outs;
       outs.reserve(outputs.size());
-      for (size_t i = 0; i < outputs.size(); ++i) outs.push_back(out_cache_[i].Get(outputs[i]));
+      for (size_t i = 0; i < outputs.size(); ++i) {
+        outs.push_back(bind(outputs[i], true, out_cache_[i]));
+      }
       step_.pipeline.realize(Halide::Realization(outs));
+      for (auto& [raw, buf] : resident) {
+        raw->device = buf.raw_buffer()->device;
+        raw->device_interface = buf.raw_buffer()->device_interface;
+        raw->flags = buf.raw_buffer()->flags;
+      }
+      if (device_tensors_ != nullptr) {
+        for (const TensorRef& r : outputs) device_tensors_->DeviceWrote(r.data);
+      }
+      if (on_device_) {  // arguments that are not resident go back to the host and free
+        for (size_t i = 0; i < outs.size(); ++i) {
+          if (device_tensors_ && device_tensors_->Contains(outputs[i].data)) continue;
+          outs[i].copy_to_host();
+          outs[i].device_free();
+        }
+        for (size_t i = 0; i < ins.size(); ++i) {
+          if (!ins[i].defined() || (device_tensors_ && device_tensors_->Contains(inputs[i].data))) {
+            continue;
+          }
+          ins[i].device_free();
+        }
+      }
     } catch (const Halide::Error& e) {
       return absl::InternalError(absl::StrCat("running the compiled step failed: ", e.what()));
     }
@@ -65,6 +125,7 @@ class JitExecutable : public Executable {
   Signature sig_;
   double compile_s_;
   std::vector<BufferCache> in_cache_, out_cache_;
+  bool on_device_ = false;
 };
 
 }  // namespace
@@ -81,7 +142,12 @@ absl::StatusOr<std::unique_ptr<Executable>> JitCompile(LoweredStep step, Signatu
     return absl::InternalError(absl::StrCat("Halide JIT compilation failed: ", e.what()));
   }
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return std::unique_ptr<Executable>(new JitExecutable(std::move(step), std::move(signature), s));
+  auto exe = std::make_unique<JitExecutable>(std::move(step), std::move(signature), s);
+  if (target.has_gpu_feature()) {
+    exe->set_on_device(true);
+    Halide::Internal::JITSharedRuntime::reuse_device_allocations(true);
+  }
+  return std::unique_ptr<Executable>(std::move(exe));
 }
 
 }  // namespace kiln

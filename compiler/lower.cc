@@ -96,17 +96,51 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
   try {
     LoweredStep out;
     std::map<int, Halide::Func> source_funcs;
+    std::map<std::string, Halide::Func> by_name;
+    std::vector<std::pair<Halide::Func, Halide::ImageParam>> gathers;  // resident data sets
     for (const auto& [id, spec] : program.inputs) {
       const Node& n = g.node(id);
-      Halide::ImageParam p(ctx.TypeOf(n.dtype), static_cast<int>(n.shape.size()),
-                           "in_" + Sanitize(spec.name));
-      ConstrainDense(p, n.shape);
       Halide::Func f("src_" + Sanitize(spec.name));
-      std::vector<Halide::Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
-      ctx.Define(f, v, ctx.At(p, v));
+      LoweredInput in;
+      if (spec.role == ArgRole::kDataset && spec.name != kOrderInput) {
+        // The whole data set; the node's value (a batch) is gathered below.
+        Halide::ImageParam p(ctx.TypeOf(n.dtype), static_cast<int>(spec.shape.size()),
+                             "in_" + Sanitize(spec.name));
+        ConstrainDense(p, spec.shape);
+        gathers.emplace_back(f, p);
+        in.buffer = p;
+      } else if (PassedByValue(spec)) {
+        Halide::Param<> p(ctx.TypeOf(n.dtype), "in_" + Sanitize(spec.name));
+        f() = Halide::Expr(p);
+        in.scalar = p;
+      } else {
+        Halide::ImageParam p(ctx.TypeOf(n.dtype), static_cast<int>(n.shape.size()),
+                             "in_" + Sanitize(spec.name));
+        ConstrainDense(p, n.shape);
+        std::vector<Halide::Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+        ctx.Define(f, v, ctx.At(p, v));
+        in.buffer = p;
+      }
       source_funcs[id] = f;
-      out.inputs.push_back(p);
+      by_name[spec.name] = f;
+      out.inputs.push_back(in);
       if (spec.role == ArgRole::kHyper && spec.name == kStepHyper) ctx.set_step(f);
+    }
+    if (!gathers.empty()) {
+      // batch row b = data set row order[batch_start + b]; both indices clamped into range so
+      // bounds inference asks for no more than the constrained buffers hold.
+      if (!by_name.count(kOrderInput) || !by_name.count(kBatchStartHyper)) {
+        return absl::InvalidArgumentError("a resident step needs 'order' and 'batch_start' inputs");
+      }
+      Halide::Func order = by_name[kOrderInput], start = by_name[kBatchStartHyper];
+      for (auto& [f, p] : gathers) {
+        const int rank = p.dimensions();
+        const Halide::Expr n = p.dim(rank - 1).extent();
+        std::vector<Halide::Var> v = ctx.Vars(rank);
+        std::vector<Halide::Expr> idx(v.begin(), v.end());
+        idx[0] = Halide::clamp(order(Halide::clamp(start() + v[0], 0, n - 1)), 0, n - 1);
+        ctx.Define(f, v, ctx.At(p, idx));
+      }
     }
     ctx.set_graph(&g);
     ctx.set_source_fn([&](const Node& n) -> Halide::Func {

@@ -5,6 +5,7 @@
 //   l->pipeline.compile_jit(target);
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "Halide.h"
@@ -14,10 +15,24 @@
 
 namespace kiln {
 
+// One input argument: a buffer, or a scalar passed by value (PassedByValue).
+struct LoweredInput {
+  std::optional<Halide::ImageParam> buffer;
+  std::optional<Halide::Param<>> scalar;
+  Halide::Argument argument() const {
+    return buffer ? Halide::Argument(*buffer) : Halide::Argument(*scalar);
+  }
+};
+
 struct LoweredStep {
   Halide::Pipeline pipeline;
-  std::vector<Halide::ImageParam> inputs;  // signature order
-  std::vector<Halide::Func> outputs;       // signature order
+  std::vector<LoweredInput> inputs;   // signature order
+  std::vector<Halide::Func> outputs;  // signature order
+  std::vector<Halide::Argument> arguments() const {
+    std::vector<Halide::Argument> a;
+    for (const LoweredInput& in : inputs) a.push_back(in.argument());
+    return a;
+  }
 };
 
 // Throws nothing: Halide errors come back as Internal.

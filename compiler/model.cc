@@ -139,6 +139,7 @@ absl::StatusOr<Prepared> PrepareProgram(Graph& g, StepProgram program,
   }
   for (const auto& in : program.inputs) out.sig.inputs.push_back(in.second);
   for (const auto& o : program.outputs) out.sig.outputs.push_back(o.second);
+  out.sig.resident_batch = program.resident_batch;
   LowerCtx ctx(options.float64 ? Halide::Float(64) : Halide::Float(32), out.target);
   KILN_ASSIGN_OR_RETURN(out.lowered, LowerStep(g, program, ctx, options.plain_schedule));
   if (!options.stmt_path.empty()) {
@@ -178,7 +179,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram
 absl::StatusOr<Signature> EmitProgram(Graph& g, StepProgram program, const CompileOptions& options,
                                       const std::string& prefix, const std::string& function) {
   KILN_ASSIGN_OR_RETURN(Prepared p, PrepareProgram(g, std::move(program), options));
-  std::vector<Halide::Argument> args(p.lowered.inputs.begin(), p.lowered.inputs.end());
+  std::vector<Halide::Argument> args = p.lowered.arguments();
   try {
     p.lowered.pipeline.compile_to_static_library(
         prefix, args, function,
@@ -202,8 +203,27 @@ absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
 
   const bool f64 = options.float64;
   StepProgram p;
+  const int64_t resident = options.resident_examples;
   for (const Value& v : model.inputs) {
-    p.inputs.push_back({v.id(), Spec(v.node(), ArgRole::kData, v.name(), f64)});
+    ArgSpec s = Spec(v.node(), resident > 0 ? ArgRole::kDataset : ArgRole::kData, v.name(), f64);
+    if (resident > 0) {
+      if (s.shape.empty() || s.shape[0] > resident) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("resident training: input '", v.name(), "' ", ShapeString(s.shape),
+                         " needs a batch axis no longer than the ", resident, " examples"));
+      }
+      s.shape[0] = resident;
+    }
+    p.inputs.push_back({v.id(), s});
+  }
+  if (resident > 0) {
+    Value order = g.Input(kOrderInput, {resident}, DType::kInt32);
+    Value start = g.Input(kBatchStartHyper, {}, DType::kInt32);
+    p.inputs.push_back({order.id(), Spec(order.node(), ArgRole::kDataset, kOrderInput, f64)});
+    ArgSpec s = Spec(start.node(), ArgRole::kHyper, kBatchStartHyper, f64);
+    s.init = Initializer::Constant(0);
+    p.inputs.push_back({start.id(), s});
+    p.resident_batch = model.inputs[0].shape()[0];
   }
   g.set_name_scope(optimizer.name() + "/");
   std::vector<Value> hyper;
@@ -279,6 +299,20 @@ absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
           absl::StrCat("metric '", name, "' must be a scalar, got ", ShapeString(v.shape())));
     }
     p.outputs.push_back({v.id(), Spec(v.node(), ArgRole::kMetric, name, f64)});
+  }
+  if (resident > 0) {  // per-epoch sums of the loss and metrics, kept on the device
+    std::vector<std::pair<int, ArgSpec>> scalars(p.outputs.begin(), p.outputs.end());
+    for (const auto& [id, spec] : scalars) {
+      // Float sums (counts stay exact below 2^24 per epoch).
+      Value sum = g.Input(kSumPrefix + spec.name, {});
+      Value x = g.value(id);
+      Value next = sum + (x.dtype() == DType::kFloat ? x : ToFloat(x));
+      if (!next.valid()) return g.status();
+      states.push_back({sum.id(), Spec(sum.node(), ArgRole::kState, sum.name(), f64)});
+      p.inputs.push_back(states.back());
+      new_states.push_back({next.id(), Spec(next.node(), ArgRole::kNewState, sum.name(), f64)});
+    }
+    if (!g.status().ok()) return g.status();
   }
   p.outputs.insert(p.outputs.end(), new_params.begin(), new_params.end());
   p.outputs.insert(p.outputs.end(), new_states.begin(), new_states.end());

@@ -51,6 +51,12 @@ struct CompileOptions {
   // materializes, as if all were live at once) exceeds this many bytes is refused with the
   // estimate (ResourceExhausted) before anything is compiled.
   int64_t memory_limit_bytes = 0;
+  // Resident training (the CUDA path; CPU tests use it too): if positive, the training step
+  // takes the whole training set of this many examples (role kDataset, per model input) plus
+  // its permutation "order" once per epoch, and gathers rows order[batch_start + i] itself;
+  // batch_start is a by-value hyperparameter, and the loss and metrics are also summed into
+  // "sum/..." state so the host reads nothing back inside an epoch.
+  int64_t resident_examples = 0;
 };
 
 // Builds the training graph (adds gradient and update nodes to `g`), runs the passes, lowers and
@@ -69,6 +75,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileEvalStep(Graph& g, const Mode
 struct StepProgram {
   std::vector<std::pair<int, ArgSpec>> inputs;   // node id, spec
   std::vector<std::pair<int, ArgSpec>> outputs;  // node id, spec
+  int64_t resident_batch = 0;                    // see Signature::resident_batch
 };
 absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram program,
                                                            const CompileOptions& options);

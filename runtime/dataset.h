@@ -41,6 +41,8 @@ class BatchFeeder {
   int64_t Fill(int64_t b, float* images, int32_t* labels) const;
   // The same batch as raw pixels (0..255), for steps that normalize inside the compiled pipeline.
   int64_t Fill(int64_t b, uint8_t* images, int32_t* labels) const;
+  // This epoch's order of the examples (the batches are consecutive runs of it).
+  const std::vector<int64_t>& order() const { return order_; }
   // The dataset index of row `row` of batch `b` (for reporting), or -1 for padding.
   int64_t IndexOf(int64_t b, int64_t row) const;
 

@@ -26,6 +26,8 @@ const char* ArgRoleName(ArgRole r) {
       return "new_state";
     case ArgRole::kOutput:
       return "output";
+    case ArgRole::kDataset:
+      return "dataset";
   }
   return "?";
 }

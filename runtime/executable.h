@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "base/tensor.h"
 #include "base/types.h"
+#include "runtime/device_tensors.h"
 
 namespace kiln {
 
@@ -29,7 +30,17 @@ enum class ArgRole {
   kNewParam,  // output: the updated parameter
   kNewState,  // output: the updated optimizer state
   kOutput,    // output: a per-example evaluation result (prediction, per-example loss)
+  // Resident training (CompileOptions::resident_examples): a whole data set input (images,
+  // labels) the step gathers its batch from, rows order[batch_start + i]; and "order" itself,
+  // the epoch's permutation of the examples.
+  kDataset,
 };
+// Names in resident steps: the permutation input, the rank-0 int32 hyperparameter with the
+// batch's first position in it, and the per-epoch sums of the loss and metrics (states
+// "sum/loss", "sum/<metric>" that the step adds to, so nothing is read back every step).
+inline constexpr char kOrderInput[] = "order";
+inline constexpr char kBatchStartHyper[] = "batch_start";
+inline constexpr char kSumPrefix[] = "sum/";
 const char* ArgRoleName(ArgRole r);
 
 struct ArgSpec {
@@ -40,9 +51,16 @@ struct ArgSpec {
   Initializer init;  // parameters only
 };
 
+// Rank-0 hyperparameters (learning rate, step number) are passed to the compiled step by value,
+// not as buffers: nothing to copy to a GPU, nothing to mark dirty when they change every step.
+// The caller still hands them over as rank-0 tensors.
+inline bool PassedByValue(const ArgSpec& a) { return a.role == ArgRole::kHyper && a.shape.empty(); }
+
 struct Signature {
   std::vector<ArgSpec> inputs;
   std::vector<ArgSpec> outputs;
+  // A resident training step (kDataset inputs): the rows it gathers per call; 0 otherwise.
+  int64_t resident_batch = 0;
   // Index of the argument with this role and name, or -1.
   int FindInput(ArgRole role, const std::string& name) const;
   int FindOutput(ArgRole role, const std::string& name) const;
@@ -58,6 +76,16 @@ class Executable {
                            const std::vector<TensorRef>& outputs) = 0;
   // Seconds spent compiling this step (0 when loaded precompiled).
   virtual double compile_seconds() const = 0;
+  // True when the step runs on a GPU: arguments that are not resident are copied to the device
+  // and back on every call.
+  virtual bool on_device() const { return false; }
+  // Tensors resident on the device for later Run calls (nullptr: none); not owned. Arguments
+  // whose memory is registered there are passed as their device copies (see DeviceTensors).
+  void set_device_tensors(DeviceTensors* d) { device_tensors_ = d; }
+  DeviceTensors* device_tensors() const { return device_tensors_; }
+
+ protected:
+  DeviceTensors* device_tensors_ = nullptr;
 };
 
 // Validates refs against specs: count, type, shape, non-null, and no input/output overlap.

@@ -13,9 +13,9 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr ArgRole kRoles[] = {ArgRole::kData,     ArgRole::kHyper,    ArgRole::kParam,
-                              ArgRole::kState,    ArgRole::kLoss,     ArgRole::kMetric,
-                              ArgRole::kNewParam, ArgRole::kNewState, ArgRole::kOutput};
+constexpr ArgRole kRoles[] = {
+    ArgRole::kData,   ArgRole::kHyper,    ArgRole::kParam,    ArgRole::kState,  ArgRole::kLoss,
+    ArgRole::kMetric, ArgRole::kNewParam, ArgRole::kNewState, ArgRole::kOutput, ArgRole::kDataset};
 constexpr ScalarType kTypes[] = {ScalarType::kF32, ScalarType::kF64, ScalarType::kI32,
                                  ScalarType::kU8};
 constexpr Initializer::Kind kInits[] = {
@@ -218,6 +218,9 @@ absl::StatusOr<AotManifest> ParseManifest(absl::string_view text) {
                           ArgsFromJson(j[key]["inputs"], absl::StrCat(key, ".inputs")));
     KILN_ASSIGN_OR_RETURN(sig->outputs,
                           ArgsFromJson(j[key]["outputs"], absl::StrCat(key, ".outputs")));
+  }
+  for (const ArgSpec& a : m.train.inputs) {
+    if (a.role == ArgRole::kDataset) m.train.resident_batch = m.batch;
   }
   KILN_RETURN_IF_ERROR(CheckBatch(m.train.inputs, m.batch, "train"));
   KILN_RETURN_IF_ERROR(CheckBatch(m.eval.inputs, m.eval_batch, "eval"));

@@ -38,6 +38,8 @@ double ScalarValue(const Tensor& t) {
 void SetScalar(Tensor& t, double v) {
   if (t.type() == ScalarType::kF64) {
     t.data<double>()[0] = v;
+  } else if (t.type() == ScalarType::kI32) {
+    t.data<int32_t>()[0] = static_cast<int32_t>(v);
   } else {
     t.data<float>()[0] = static_cast<float>(v);
   }
@@ -140,7 +142,56 @@ absl::Status Trainer::Initialize(uint64_t seed) {
       }
     }
   }
+  device_.reset();
+  const bool on_device = (train_ && train_->on_device()) || (eval_ && eval_->on_device());
+  if (on_device || emulate_device_) {
+    device_ = std::make_unique<DeviceTensors>(on_device ? DeviceTensors::Mode::kDevice
+                                                        : DeviceTensors::Mode::kEmulated);
+    for (Executable* x : {train_, eval_}) {
+      if (x) x->set_device_tensors(device_.get());
+    }
+    for (Slot& s : slots_) {
+      for (Tensor& t : s.buf) device_->Add(t.ref());
+    }
+  }
   initialized_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::SlotsToHost() const {
+  if (device_ == nullptr) return absl::OkStatus();
+  for (const Slot& s : slots_) KILN_RETURN_IF_ERROR(device_->ToHost(s.buf[current_].ref()));
+  return absl::OkStatus();
+}
+
+void Trainer::SlotsWritten() {
+  if (device_ == nullptr) return;
+  for (Slot& s : slots_) {
+    for (Tensor& t : s.buf) device_->HostWrote(t.ref());
+  }
+}
+
+absl::Status Trainer::CheckResidentData(const Dataset& data) const {
+  if (device_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "a resident training step (the whole training set as an input) needs device residency: "
+        "a GPU step, or set_device_emulation(true) before Initialize()");
+  }
+  const Signature& sig = train_->signature();
+  for (const ArgSpec& a : sig.inputs) {
+    if (a.role != ArgRole::kDataset) continue;
+    const bool images = a.type == ScalarType::kU8;
+    if (a.shape.empty() || a.shape[0] != data.count ||
+        (a.name != kOrderInput && !images && a.type != ScalarType::kI32) ||
+        (images && NumElements(a.shape) != data.count * data.example_size()) ||
+        (!images && a.shape.size() != 1)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the resident training step was compiled for a data set input '", a.name, "' ",
+          ScalarTypeName(a.type), ShapeString(a.shape), "; the training data has ", data.count,
+          " examples of shape ", ShapeString(data.example_shape),
+          " (resident steps take raw uint8 pixels and int32 labels of the whole set)"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -148,10 +199,29 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
   if (!initialized_) return absl::FailedPreconditionError("call Initialize() before Train()");
   if (train_ == nullptr) return absl::FailedPreconditionError("Trainer has no training step");
   const Signature& sig = train_->signature();
+  const bool resident = sig.resident_batch > 0;
   DataBuffers d;
-  KILN_RETURN_IF_ERROR(MakeDataBuffers(sig, data, d));
-  if (d.labels == nullptr) return absl::InvalidArgumentError("the step has no int32 label input");
-  const int64_t batch = d.images->shape()[0];
+  Tensor order;  // resident: the epoch's permutation, uploaded once per epoch
+  int64_t batch = sig.resident_batch;
+  if (resident) {
+    KILN_RETURN_IF_ERROR(CheckResidentData(data));
+    if (config.random_shift > 0) {
+      return absl::InvalidArgumentError(
+          "random_shift is not available with resident training: the training set stays on "
+          "the device as loaded (train on the CPU path to augment)");
+    }
+    order = Tensor(ScalarType::kI32, {data.count});
+    device_->Add(TensorRef{const_cast<uint8_t*>(data.pixels.data()),
+                           ScalarType::kU8,
+                           {data.count, data.example_size()}});
+    device_->Add(
+        TensorRef{const_cast<int32_t*>(data.labels.data()), ScalarType::kI32, {data.count}});
+    device_->Add(order.ref());
+  } else {
+    KILN_RETURN_IF_ERROR(MakeDataBuffers(sig, data, d));
+    if (d.labels == nullptr) return absl::InvalidArgumentError("the step has no int32 label input");
+    batch = d.images->shape()[0];
+  }
 
   // Hyperparameters: the step's defaults, overridden by the config.
   std::vector<Tensor> hyper;
@@ -172,6 +242,17 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
     if (a.role == ArgRole::kLoss || a.role == ArgRole::kMetric)
       scalars.emplace_back(a.type, a.shape);
   }
+  // Resident: the loss stays on the device until it is logged.
+  if (resident) device_->Add(scalars[0].ref());
+  // This call's own tensors leave the device with it (their memory is freed on return).
+  struct Unregister {
+    DeviceTensors* dev;
+    std::vector<const void*> data;
+    ~Unregister() {
+      for (const void* p : data) dev->Remove(p);
+    }
+  } unregister{device_.get(), {}};
+  if (resident) unregister.data = {order.raw(), scalars[0].raw()};
 
   // Argument lists for the two parities of the double-buffered state.
   std::vector<TensorRef> in[2], out[2];
@@ -181,6 +262,17 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
       switch (a.role) {
         case ArgRole::kData:
           in[parity].push_back(d.tensors[data_i++].ref());
+          break;
+        case ArgRole::kDataset:
+          if (a.name == kOrderInput) {
+            in[parity].push_back(order.ref());
+          } else if (a.type == ScalarType::kU8) {
+            in[parity].push_back(
+                TensorRef{const_cast<uint8_t*>(data.pixels.data()), a.type, a.shape});
+          } else {
+            in[parity].push_back(
+                TensorRef{const_cast<int32_t*>(data.labels.data()), a.type, a.shape});
+          }
           break;
         case ArgRole::kHyper:
           in[parity].push_back(hyper[hyper_i++].ref());
@@ -206,6 +298,7 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
 
   const int lr_index = HyperIndex(sig, "lr");
   const int step_index = HyperIndex(sig, kStepHyper);
+  const int start_index = HyperIndex(sig, kBatchStartHyper);
   if (config.schedule && lr_index < 0) {
     return absl::InvalidArgumentError("a learning-rate schedule needs a step input named 'lr'");
   }
@@ -228,10 +321,35 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
   double last_finite = 0;
   int64_t last_finite_step = 0;
   double best_val = -1;
+  // Resident: the per-epoch sums the step accumulates on the device.
+  std::vector<Slot*> sums;
+  for (Slot& s : slots_) {
+    if (resident && s.name.rfind(kSumPrefix, 0) == 0) sums.push_back(&s);
+  }
+  auto diverged = [&](double loss, const std::string& where) {
+    return absl::AbortedError(absl::StrCat(
+        "training diverged: the loss is ", loss, " ", where, "; last finite loss ", last_finite,
+        " at step ", last_finite_step,
+        resident ? ". The parameters are those after the last step (resident training checks "
+                   "the loss when it is logged and at the end of each epoch)."
+                 : ". The parameters are those before this step."));
+  };
   for (int e = 0; e < config.epochs; ++e) {
     const int epoch = epoch_;
     auto epoch_start = std::chrono::steady_clock::now();
     feeder.StartEpoch(epoch);
+    if (resident) {  // the epoch's permutation and zeroed sums: the only uploads of the epoch
+      int32_t* o = order.data<int32_t>();
+      for (size_t i = 0; i < feeder.order().size(); ++i)
+        o[i] = static_cast<int32_t>(feeder.order()[i]);
+      device_->HostWrote(order.ref());
+      for (Slot* s : sums) {
+        for (Tensor& t : s->buf) {
+          std::memset(t.raw(), 0, static_cast<size_t>(t.bytes()));
+          device_->HostWrote(t.ref());
+        }
+      }
+    }
     Progress progress(absl::StrCat("epoch ", epoch + 1), feeder.num_batches(), batch,
                       config.progress);
     EpochReport report;
@@ -240,7 +358,11 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
     int64_t b = 0;
     for (; b < feeder.num_batches(); ++b) {
       if (config.max_steps >= 0 && stats.steps >= config.max_steps) break;
-      FillImages(feeder, b, *d.images, d.labels->data<int32_t>());
+      if (resident) {
+        SetScalar(hyper[start_index], static_cast<double>(b * batch));
+      } else {
+        FillImages(feeder, b, *d.images, d.labels->data<int32_t>());
+      }
       if (config.schedule) {
         report.lr = config.schedule->At(step_, epoch);
         SetScalar(hyper[lr_index], report.lr);
@@ -249,26 +371,31 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
       }
       if (step_index >= 0) SetScalar(hyper[step_index], static_cast<double>(step_ + 1));
       KILN_RETURN_IF_ERROR(train_->Run(in[current_], out[current_]));
-      double loss = ScalarValue(scalars[0]);
-      // Checked on the host: the compiled code assumes no NaNs and may fold a check away.
-      if (!std::isfinite(loss)) {
-        progress.Finish();
-        return absl::AbortedError(absl::StrCat(
-            "training diverged: the loss is ", loss, " at step ", step_ + 1, " (epoch ", epoch + 1,
-            ", batch ", b, "); last finite loss ", last_finite, " at step ", last_finite_step,
-            ". The parameters are those before this step."));
+      const bool log = config.log_every > 0 && b % config.log_every == 0;
+      double loss = 0;
+      if (!resident || log) {
+        if (resident) KILN_RETURN_IF_ERROR(device_->ToHost(scalars[0].ref()));
+        loss = ScalarValue(scalars[0]);
+        // Checked on the host: the compiled code assumes no NaNs and may fold a check away.
+        if (!std::isfinite(loss)) {
+          progress.Finish();
+          return diverged(
+              loss, absl::StrCat("at step ", step_ + 1, " (epoch ", epoch + 1, ", batch ", b, ")"));
+        }
+        last_finite = loss;
+        last_finite_step = step_ + 1;
       }
-      last_finite = loss;
-      last_finite_step = step_ + 1;
       current_ = 1 - current_;
       ++step_;
-      loss_sum += loss;
-      size_t si = 1;
-      for (const ArgSpec& a : sig.outputs) {
-        if (a.role == ArgRole::kMetric) stats.metric_totals[a.name] += ScalarValue(scalars[si++]);
+      if (!resident) {
+        loss_sum += loss;
+        size_t si = 1;
+        for (const ArgSpec& a : sig.outputs) {
+          if (a.role == ArgRole::kMetric) stats.metric_totals[a.name] += ScalarValue(scalars[si++]);
+        }
+        if (correct_index >= 0) correct += ScalarValue(scalars[correct_index]);
       }
-      if (correct_index >= 0) correct += ScalarValue(scalars[correct_index]);
-      if (config.log_every > 0 && b % config.log_every == 0) {
+      if (log) {
         stats.logged.push_back({epoch, b, loss});
         std::printf("epoch_id: %d, batch_id: %lld, loss is: %.6f\n", epoch,
                     static_cast<long long>(b), loss);
@@ -277,6 +404,23 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
       ++stats.steps;
       stats.images += batch;
       progress.Update(b + 1);
+    }
+    if (resident) {  // the epoch's sums, read back once
+      for (Slot* s : sums) {
+        KILN_RETURN_IF_ERROR(device_->ToHost(s->buf[current_].ref()));
+        const double v = ScalarValue(s->buf[current_]);
+        const std::string name = s->name.substr(std::strlen(kSumPrefix));
+        if (name == "loss") {
+          loss_sum = v;
+          if (!std::isfinite(v)) {
+            progress.Finish();
+            return diverged(v, absl::StrCat("summed over epoch ", epoch + 1));
+          }
+        } else {
+          stats.metric_totals[name] += v;
+          if (name == "correct") correct = v;
+        }
+      }
     }
     progress.Finish();
     stats.seconds += Seconds(epoch_start);
@@ -396,8 +540,13 @@ absl::StatusOr<int32_t> Trainer::Predict(const std::vector<float>& example) {
 absl::Status Trainer::Save(const std::string& path,
                            const std::map<std::string, std::string>& metadata) const {
   if (!initialized_) return absl::FailedPreconditionError("nothing to save: not initialized");
+  KILN_RETURN_IF_ERROR(SlotsToHost());
   std::vector<std::pair<std::string, const Tensor*>> tensors;
-  for (const Slot& s : slots_) tensors.push_back({s.name, &s.buf[current_]});
+  for (const Slot& s : slots_) {
+    // The per-epoch sums of resident training are scratch, not model state.
+    if (s.name.rfind(kSumPrefix, 0) == 0) continue;
+    tensors.push_back({s.name, &s.buf[current_]});
+  }
   std::map<std::string, std::string> meta = metadata;
   meta["format"] = "kiln-checkpoint-1";
   meta["step"] = absl::StrCat(step_);
@@ -459,12 +608,17 @@ absl::Status Trainer::LoadFrom(const SafetensorsFile& f, const std::string& path
     }
     std::memcpy(s.buf[current_].raw(), t->raw(), static_cast<size_t>(t->bytes()));
   }
+  SlotsWritten();
   return absl::OkStatus();
 }
 
 const Tensor& Trainer::parameter(const std::string& name) const {
   const Slot* s = FindSlot(name);
   KILN_CHECK(s != nullptr);
+  if (device_ != nullptr) {
+    absl::Status st = device_->ToHost(s->buf[current_].ref());
+    KILN_CHECK(st.ok());
+  }
   return s->buf[current_];
 }
 

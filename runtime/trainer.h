@@ -11,12 +11,14 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "base/tensor.h"
+#include "runtime/device_tensors.h"
 #include "runtime/executable.h"
 #include "runtime/idx.h"
 #include "runtime/safetensors.h"
@@ -118,6 +120,14 @@ class Trainer {
   int64_t step() const { return step_; }
   int epoch() const { return epoch_; }
 
+  // Device residency. When a step runs on a GPU (Executable::on_device) the trainer keeps
+  // parameters, optimizer state and, for a resident training step (kDataset inputs), the
+  // training set, its permutation and the loss on the device, and copies values to the host
+  // only to log, evaluate on the host, save or return them. With emulation (tests, before
+  // Initialize) the same protocol runs on the CPU against stand-in device copies.
+  void set_device_emulation(bool on) { emulate_device_ = on; }
+  const DeviceTensors* device_tensors() const { return device_.get(); }
+
   // A parameter's or buffer's (e.g. "bn.running_mean") current value; the name must exist.
   const Tensor& parameter(const std::string& name) const;
   std::vector<std::string> parameter_names() const;
@@ -134,8 +144,17 @@ class Trainer {
                         std::vector<TensorRef>& in, std::vector<TensorRef>& out) const;
   const Slot* FindSlot(const std::string& name) const;
 
+  // Resident training: the loop of Train for steps with kDataset inputs.
+  absl::Status CheckResidentData(const Dataset& data) const;
+  // Host copies of the current parameters and state brought up to date (device residency).
+  absl::Status SlotsToHost() const;
+  // Every slot buffer's host copy changed (initialization, loading).
+  void SlotsWritten();
+
   Executable* train_;
   Executable* eval_;
+  bool emulate_device_ = false;
+  std::unique_ptr<DeviceTensors> device_;
   std::vector<Slot> slots_;
   int current_ = 0;   // which buffer of each slot holds the current values
   int64_t step_ = 0;  // steps taken
