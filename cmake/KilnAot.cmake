@@ -11,7 +11,8 @@
 # machine's CPU features, the default; the executable is NAME) and `portable` (x86-64 with AVX2 +
 # FMA, for machines without AVX-512; NAME_portable).
 function(kiln_add_training_binary)
-  cmake_parse_arguments(K "" "NAME;BATCH_SIZE;EVAL_BATCH_SIZE" "MODEL;TARGETS;LIBS" ${ARGN})
+  cmake_parse_arguments(K "" "NAME;BATCH_SIZE;EVAL_BATCH_SIZE;TRAIN_EXAMPLES" "MODEL;TARGETS;LIBS"
+    ${ARGN})
   if(NOT K_NAME OR NOT K_MODEL OR NOT K_BATCH_SIZE)
     message(FATAL_ERROR "kiln_add_training_binary: NAME, MODEL and BATCH_SIZE are required")
   endif()
@@ -21,15 +22,28 @@ function(kiln_add_training_binary)
   if(NOT K_TARGETS)
     set(K_TARGETS host)
   endif()
+  if(NOT K_TRAIN_EXAMPLES)
+    set(K_TRAIN_EXAMPLES 60000)
+  endif()
   add_executable(${K_NAME}_generator ${K_MODEL})
   target_link_libraries(${K_NAME}_generator PRIVATE Kiln::aot_generator ${K_LIBS})
   foreach(t IN LISTS K_TARGETS)
+    set(gen_target ${t})
     if(t STREQUAL "host")
       set(exe ${K_NAME})
     elseif(t STREQUAL "portable")
       set(exe ${K_NAME}_portable)
+    elseif(t STREQUAL "host-cuda")
+      # Kernels as PTX for KILN_CUDA_CAPABILITY (e.g. 86; default 70: Volta and every later
+      # chip, the driver JIT-compiles for newer ones). Builds without a GPU; libcuda is loaded
+      # when the binary runs.
+      set(exe ${K_NAME}_cuda)
+      if(KILN_CUDA_CAPABILITY)
+        set(gen_target "host-cuda:${KILN_CUDA_CAPABILITY}")
+      endif()
     else()
-      message(FATAL_ERROR "kiln_add_training_binary: unknown target '${t}' (host, portable)")
+      message(FATAL_ERROR
+        "kiln_add_training_binary: unknown target '${t}' (host, portable, host-cuda)")
     endif()
     set(out ${CMAKE_CURRENT_BINARY_DIR}/${exe}_aot)
     set(files ${out}/${exe}_train.a ${out}/${exe}_eval.a ${out}/${exe}_runtime.o
@@ -38,7 +52,8 @@ function(kiln_add_training_binary)
     add_custom_command(
       OUTPUT ${files}
       COMMAND ${K_NAME}_generator --name=${exe} --out_dir=${out} --batch=${K_BATCH_SIZE}
-              --eval_batch=${K_EVAL_BATCH_SIZE} --target=${t}
+              --eval_batch=${K_EVAL_BATCH_SIZE} --target=${gen_target}
+              --train_examples=${K_TRAIN_EXAMPLES}
       DEPENDS ${K_NAME}_generator
       COMMENT "Compiling the training and evaluation steps of ${exe} ahead of time (${t})"
       VERBATIM)

@@ -60,7 +60,9 @@ absl::Status EmitTrainingProgram(const AotModel& model, const AotOptions& o) {
   {
     Graph g(Mode::kTrain);
     ModelDef def = model.build(g, o.batch);
-    KILN_ASSIGN_OR_RETURN(StepProgram p, BuildTrainProgram(g, def, *optimizer, options));
+    CompileOptions train_options = options;
+    if (o.target.device == Device::kCuda) train_options.resident_examples = o.train_examples;
+    KILN_ASSIGN_OR_RETURN(StepProgram p, BuildTrainProgram(g, def, *optimizer, train_options));
     KILN_ASSIGN_OR_RETURN(m.train,
                           EmitProgram(g, std::move(p), options, base + "_train", id + "_train"));
   }

@@ -39,7 +39,10 @@ struct AotOptions {
   std::string name;     // program name (a C identifier is derived from it)
   std::string out_dir;  // where the files go
   int64_t batch = 64, eval_batch = 1000;
-  TargetSpec target;  // host (this machine's features) or portable (x86-64 AVX2 + FMA)
+  TargetSpec target;  // host (this machine's features), portable (x86-64 AVX2 + FMA), host-cuda
+  // CUDA targets train resident on the device: the training set's size is compiled in
+  // (CompileOptions::resident_examples; 60,000 for MNIST's training set).
+  int64_t train_examples = 60000;
 };
 
 absl::Status EmitTrainingProgram(const AotModel& model, const AotOptions& options);

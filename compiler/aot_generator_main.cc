@@ -17,6 +17,9 @@ ABSL_FLAG(std::string, target, "host",
           "host: this machine's CPU features; portable: x86-64 with AVX2 + FMA; host-cuda "
           "(or host-cuda:CC, e.g. host-cuda:86): kernels for NVIDIA GPUs, host code for this CPU");
 
+ABSL_FLAG(int64_t, train_examples, 60000,
+          "CUDA targets: the training set's size (the data set stays on the device)");
+
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   kiln::AotOptions o;
@@ -30,6 +33,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.target = *target;
+  o.train_examples = absl::GetFlag(FLAGS_train_examples);
   absl::Status s = kiln::EmitTrainingProgram(KilnAotModel(), o);
   if (!s.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(s.ToString()).c_str());

@@ -5,6 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/cuda_device.h"
 
 namespace kiln {
 
@@ -63,6 +64,31 @@ Halide::Target::Feature CudaFeature(int capability) {
 }
 
 }  // namespace
+
+absl::StatusOr<TargetSpec> ResolveTarget(const std::string& name, std::string* note) {
+  const bool automatic = name == "auto";
+  TargetSpec t;
+  if (!automatic) {
+    absl::StatusOr<TargetSpec> parsed = ParseTarget(name);
+    if (!parsed.ok()) return parsed.status();
+    t = *parsed;
+    if (t.device == Device::kCpu) {
+      *note = absl::StrCat("target ", TargetName(t));
+      return t;
+    }
+  }
+  absl::StatusOr<CudaDevice> dev = QueryCudaDevice();
+  if (!dev.ok()) {
+    if (!automatic) return dev.status();
+    *note = absl::StrCat("target host (auto: ", dev.status().message(), ")");
+    return TargetSpec{};
+  }
+  t.device = Device::kCuda;
+  if (t.cuda_capability == 0) t.cuda_capability = dev->capability;
+  *note = absl::StrCat("target ", TargetName(t), automatic ? " (auto)" : "", " on ",
+                       DescribeCudaDevice(*dev));
+  return t;
+}
 
 absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
   Halide::Target host = Halide::get_jit_target_from_environment();

@@ -37,4 +37,10 @@ std::string TargetName(const TargetSpec& spec);
 
 absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec);
 
+// A target name for a program about to run here: as ParseTarget, plus "auto" (host-cuda when a
+// CUDA device answers, else host). CUDA targets ask the device (runtime/cuda_device.h) and take
+// its capability unless the name gives one; no device gives Unavailable with the reason.
+// `note` receives one line saying what was chosen and why.
+absl::StatusOr<TargetSpec> ResolveTarget(const std::string& name, std::string* note);
+
 }  // namespace kiln

@@ -25,6 +25,10 @@ ABSL_FLAG(bool, dump_graph, false, "print the training graph after each compiler
 ABSL_FLAG(int64_t, memory_limit_mb, -1,
           "refuse to compile a step whose estimated memory exceeds this (-1: 90% of the "
           "machine's physical memory; 0: no limit)");
+ABSL_FLAG(std::string, target, "host",
+          "where the steps run: host (this CPU), portable (x86-64 AVX2), host-cuda[:CC] (an NVIDIA "
+          "GPU; CC defaults to the device's capability), or auto (host-cuda when a CUDA device "
+          "answers, else host)");
 ABSL_FLAG(std::string, cache_dir, "auto",
           "compile cache directory ('auto': $KILN_CACHE_DIR if set, else ~/.cache/kiln; empty: "
           "compile in memory on every run)");
@@ -48,6 +52,11 @@ int RunExample(int argc, char** argv, const Example& e) {
         absl::InvalidArgumentError("--batch_size and --eval_batch_size must be positive"));
   }
   CompileOptions options;
+  std::string target_note;
+  absl::StatusOr<TargetSpec> target = ResolveTarget(absl::GetFlag(FLAGS_target), &target_note);
+  if (!target.ok()) return DriverFail(target.status());
+  std::printf("%s\n", target_note.c_str());
+  options.target = *target;
   options.dump_graphs = absl::GetFlag(FLAGS_dump_graph);
   options.stmt_path = absl::GetFlag(FLAGS_stmt);
   options.cache_dir = absl::GetFlag(FLAGS_cache_dir);
@@ -80,9 +89,12 @@ int RunExample(int argc, char** argv, const Example& e) {
     std::fclose(f);
     options.dot_path = dot + "_train.dot";
   }
+  // On a GPU the training set, parameters and optimizer state stay on the device.
+  if (options.target.device == Device::kCuda) options.resident_examples = data->train.count;
   absl::StatusOr<std::unique_ptr<Executable>> train_step =
       CompileTrainStep(train_graph, model, *optimizer, options);
   if (!train_step.ok()) return DriverFail(train_step.status());
+  options.resident_examples = 0;
   options.dot_path.clear();
   options.stmt_path.clear();
   absl::StatusOr<std::unique_ptr<Executable>> eval_step =

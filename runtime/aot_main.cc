@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/aot_program.h"
+#include "runtime/cuda_device.h"
 #include "runtime/driver.h"
 #include "runtime/manifest.h"
 #include "runtime/step_allocator.h"
@@ -20,6 +21,12 @@ int main(int argc, char** argv) {
       absl::StrCat(m->name, ": a Kiln training program compiled ahead of time (batch ", m->batch,
                    ", ", m->optimizer, ", target ", m->target, ")\nUsage: ", m->name, " [flags]"),
       {"aot_main"});
+  // A GPU binary needs the device before anything else (libcuda is loaded at run time).
+  if (m->target.find("-cuda") != std::string::npos) {
+    absl::StatusOr<CudaDevice> dev = QueryCudaDevice();
+    if (!dev.ok()) return DriverFail(dev.status());
+    std::printf("%s: running on %s\n", m->name.c_str(), DescribeCudaDevice(*dev).c_str());
+  }
   // The steps' scratch memory comes from the pool (the runtime is linked in statically).
   halide_set_custom_malloc(StepMalloc);
   halide_set_custom_free(StepFree);

@@ -226,6 +226,12 @@ int RunDriver(const DriverInfo& info, DriverData& data, Executable* train, Execu
   config.hyper["lr"] = absl::GetFlag(FLAGS_lr);
   config.progress = absl::GetFlag(FLAGS_progress);
   config.random_shift = absl::GetFlag(FLAGS_random_shift);
+  if (train != nullptr && train->signature().resident_batch > 0 && config.random_shift > 0) {
+    std::printf(
+        "note: --random_shift=%d is CPU-only; the resident training set is used as loaded\n",
+        config.random_shift);
+    config.random_shift = 0;
+  }
   const int64_t batch = std::max<int64_t>(1, info.batch);
   absl::StatusOr<LrSchedule> schedule =
       ParseLrSchedule(absl::GetFlag(FLAGS_lr_schedule), absl::GetFlag(FLAGS_lr),

@@ -1,0 +1,105 @@
+// CUDA without a GPU: the device query and target resolution fail clearly where there is no
+// driver, and the tests that need a device skip with the reason (GTEST_SKIP). On a machine with
+// an NVIDIA GPU and libHalide they run a JIT-compiled CUDA training step against the CPU.
+#include <cstdlib>
+
+#include "compiler/model.h"
+#include "compiler/target.h"
+#include "examples/models.h"
+#include "gtest/gtest.h"
+#include "runtime/cuda_device.h"
+#include "runtime/trainer.h"
+
+namespace kiln {
+namespace {
+
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (old_.empty()) {
+      unsetenv(name_);
+    } else {
+      setenv(name_, old_.c_str(), 1);
+    }
+  }
+
+ private:
+  const char* name_;
+  std::string old_;
+};
+
+TEST(CudaDeviceTest, NoDriverIsUnavailableWithTheReason) {
+  ScopedEnv env("KILN_LIBCUDA", "/nonexistent/libcuda.so.1");
+  auto d = QueryCudaDevice();
+  ASSERT_EQ(d.status().code(), absl::StatusCode::kUnavailable) << d.status();
+  EXPECT_NE(d.status().message().find("/nonexistent/libcuda.so.1"), std::string::npos)
+      << d.status();
+  std::string note;
+  auto cuda = ResolveTarget("host-cuda", &note);
+  EXPECT_EQ(cuda.status().code(), absl::StatusCode::kUnavailable) << cuda.status();
+  auto automatic = ResolveTarget("auto", &note);
+  ASSERT_TRUE(automatic.ok()) << automatic.status();
+  EXPECT_EQ(automatic->device, Device::kCpu);
+  EXPECT_NE(note.find("target host (auto: CUDA is unavailable"), std::string::npos) << note;
+  auto host = ResolveTarget("host", &note);
+  ASSERT_TRUE(host.ok());
+  EXPECT_EQ(note, "target host");
+}
+
+TEST(CudaDeviceTest, TheToolkitStubIsNotADevice) {
+  const char* stub = "/usr/local/cuda/lib64/stubs/libcuda.so";
+  if (access(stub, R_OK) != 0) GTEST_SKIP() << "no CUDA Toolkit stub library at " << stub;
+  ScopedEnv env("KILN_LIBCUDA", stub);
+  auto d = QueryCudaDevice();
+  ASSERT_EQ(d.status().code(), absl::StatusCode::kUnavailable) << d.status();
+  EXPECT_NE(d.status().message().find("cuInit failed"), std::string::npos) << d.status();
+}
+
+TEST(CudaDeviceTest, DescribesADevice) {
+  CudaDevice d;
+  d.name = "NVIDIA H200";
+  d.capability = 90;
+  d.memory_bytes = int64_t{140} << 30;
+  d.driver_version = 13000;
+  EXPECT_EQ(DescribeCudaDevice(d), "NVIDIA H200 (compute capability 9.0, 140.0 GiB, driver 13.0)");
+}
+
+// Needs a GPU: 30 resident steps of the MLP through Halide's JIT for CUDA against the CPU run.
+TEST(CudaRuntimeTest, JitTrainingStepMatchesTheCpu) {
+  auto dev = QueryCudaDevice();
+  if (!dev.ok()) GTEST_SKIP() << dev.status().message();
+  auto train = LoadMnist(KILN_TEST_SOURCE_DIR "/data/mnist", MnistSplit::kTrain);
+  ASSERT_TRUE(train.ok()) << train.status();
+  std::vector<double> losses[2];
+  for (int gpu = 0; gpu < 2; ++gpu) {
+    Graph g;
+    CompileOptions o;
+    if (gpu) {
+      o.target.device = Device::kCuda;
+      o.target.cuda_capability = dev->capability;
+      o.resident_examples = train->count;
+    }
+    auto step = CompileTrainStep(g, examples::MnistMlp(g, 64), Adam(1e-3), o);
+    ASSERT_TRUE(step.ok()) << step.status();
+    EXPECT_EQ((*step)->on_device(), gpu == 1);
+    Trainer t(step->get(), nullptr);
+    ASSERT_TRUE(t.Initialize(3).ok());
+    TrainConfig c = TrainConfig::Silent(1);
+    c.log_every = 1;
+    c.max_steps = 30;
+    auto s = t.Train(*train, c);
+    ASSERT_TRUE(s.ok()) << s.status();
+    for (const LossPoint& p : s->logged) losses[gpu].push_back(p.loss);
+  }
+  ASSERT_EQ(losses[0].size(), losses[1].size());
+  for (size_t i = 0; i < losses[0].size(); ++i) {
+    EXPECT_NEAR(losses[1][i], losses[0][i], 1e-3 * std::max(1.0, losses[0][i])) << "step " << i;
+  }
+}
+
+}  // namespace
+}  // namespace kiln
