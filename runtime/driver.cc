@@ -40,6 +40,9 @@ ABSL_FLAG(std::string, resume, "",
 ABSL_FLAG(uint64_t, seed, 1, "seed for initialization and shuffling");
 ABSL_FLAG(int64_t, log_every, 1000, "print the loss every N batches");
 ABSL_FLAG(double, min_accuracy, 0, "exit with status 1 if the test accuracy is below this");
+ABSL_FLAG(double, target_accuracy, 0,
+          "evaluate the test set after every epoch and stop once its accuracy reaches this "
+          "(time to accuracy; 0: off)");
 ABSL_FLAG(std::string, save, "",
           "save the trained parameters here (safetensors); empty: skip "
           "(default: <program>.safetensors)");
@@ -242,13 +245,28 @@ int RunDriver(const DriverInfo& info, DriverData& data, Executable* train, Execu
   }
   if (data.validation.count > 0) config.validation = &data.validation;
   const std::string checkpoint = absl::GetFlag(FLAGS_checkpoint);
+  double trained_s = 0;  // training time so far (--target_accuracy)
   config.on_epoch = [&](const EpochReport& r) -> absl::Status {
     std::printf("epoch %d: train loss %.6f", r.epoch + 1, r.mean_loss);
     if (r.train_accuracy >= 0) std::printf(", train accuracy %.4f", r.train_accuracy);
     if (r.val_accuracy >= 0) std::printf(", validation accuracy %.4f", r.val_accuracy);
     if (r.val_loss >= 0) std::printf(", validation loss %.6f", r.val_loss);
-    std::printf(", lr %.3g, %.1f s\n", r.lr, r.seconds);
+    std::printf(", lr %.3g, %.3f s\n", r.lr, r.seconds);
     std::fflush(stdout);
+    if (const double target = absl::GetFlag(FLAGS_target_accuracy); target > 0) {
+      trained_s += r.seconds;
+      absl::StatusOr<EvalResult> e = trainer.Evaluate(data.test);
+      if (!e.ok()) return e.status();
+      std::printf("epoch %d: test accuracy %.4f\n", r.epoch + 1, e->accuracy());
+      if (e->accuracy() >= target) {
+        std::printf("TARGET test accuracy %.4f >= %.4f after %d epochs, %.3f s of training\n",
+                    e->accuracy(), target, r.epoch + 1, trained_s);
+        if (!checkpoint.empty()) {
+          KILN_RETURN_IF_ERROR(trainer.Save(checkpoint, {{"example", info.name}}));
+        }
+        return absl::CancelledError("target accuracy reached");
+      }
+    }
     if (checkpoint.empty()) return absl::OkStatus();
     return trainer.Save(checkpoint, {{"example", info.name}});
   };
@@ -288,9 +306,10 @@ int RunDriver(const DriverInfo& info, DriverData& data, Executable* train, Execu
               static_cast<long long>(result->correct), static_cast<long long>(result->count),
               result->accuracy(), result->count / std::max(1e-9, result->seconds));
   std::printf(
-      "RESULT example=%s epochs=%d test_accuracy=%.4f train_images_per_s=%.0f compile_s=%.2f\n",
+      "RESULT example=%s epochs=%d test_accuracy=%.4f train_images_per_s=%.0f compile_s=%.2f "
+      "train_s=%.3f eval_images_per_s=%.0f\n",
       info.name.c_str(), config.epochs, result->accuracy(), stats.images_per_second(),
-      info.compile_s);
+      info.compile_s, stats.seconds, result->count / std::max(1e-9, result->seconds));
   const double min_acc = absl::GetFlag(FLAGS_min_accuracy);
   if (result->accuracy() < min_acc) {
     std::fprintf(stderr, "error: test accuracy %.4f is below --min_accuracy %.4f\n",

@@ -440,7 +440,11 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
     }
     report.seconds = Seconds(epoch_start);
     stats.epochs.push_back(report);
-    if (config.on_epoch && complete) KILN_RETURN_IF_ERROR(config.on_epoch(report));
+    if (config.on_epoch && complete) {
+      absl::Status st = config.on_epoch(report);
+      if (absl::IsCancelled(st)) break;  // the callback's way to end training early
+      KILN_RETURN_IF_ERROR(st);
+    }
     if (config.max_steps >= 0 && stats.steps >= config.max_steps) break;
   }
   return stats;

@@ -44,7 +44,8 @@ struct TrainConfig {
   std::map<std::string, double> hyper;  // overrides of the optimizer's defaults, e.g. {"lr", 0.1}
   std::optional<LrSchedule> schedule;   // if set, feeds "lr" every step
   const Dataset* validation = nullptr;  // evaluated after every epoch
-  // Called after every epoch (e.g. to checkpoint); an error stops training and is returned.
+  // Called after every epoch (e.g. to checkpoint); an error stops training and is returned,
+  // except Cancelled, which ends training normally (e.g. a target accuracy was reached).
   std::function<absl::Status(const EpochReport&)> on_epoch;
   bool progress = true;    // progress bar on a terminal (plain lines otherwise)
   int64_t max_steps = -1;  // stop after this many steps in this call (tests)

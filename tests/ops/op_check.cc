@@ -387,7 +387,8 @@ absl::StatusOr<std::vector<Nd>> Run(Executable& exe, const std::vector<Nd>& xs) 
 
 namespace kiln::testing {
 
-::testing::AssertionResult CheckGpuCompiles(const OpCase& c, const std::string& dir) {
+absl::StatusOr<Signature> EmitOpCase(const OpCase& c, const TargetSpec& target,
+                                      const std::string& prefix, const std::string& function) {
   Built b = Build(c);
   std::vector<Value> outputs = {b.out};
   std::vector<Value> extra;
@@ -400,13 +401,19 @@ namespace kiln::testing {
       if (x.dtype() == DType::kFloat) wrt.push_back(x);
     }
     auto grads = Gradients(Sum(b.out * probe), wrt);
-    if (!grads.ok()) return ::testing::AssertionFailure() << grads.status();
+    if (!grads.ok()) return grads.status();
     outputs.insert(outputs.end(), grads->begin(), grads->end());
   }
   CompileOptions o;
-  o.target.device = Device::kCuda;
+  o.target = target;
+  return EmitProgram(*b.g, MakeProgram(b, extra, outputs, /*f64=*/false), o, prefix, function);
+}
+
+::testing::AssertionResult CheckGpuCompiles(const OpCase& c, const std::string& dir) {
+  TargetSpec cuda;
+  cuda.device = Device::kCuda;
   const std::string prefix = dir + "/" + c.name;
-  auto sig = EmitProgram(*b.g, MakeProgram(b, extra, outputs, /*f64=*/false), o, prefix, "step");
+  auto sig = EmitOpCase(c, cuda, prefix, "step");
   if (!sig.ok()) return ::testing::AssertionFailure() << sig.status();
   std::ifstream f(prefix + ".a", std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "compiler/autodiff.h"
+#include "compiler/model.h"
 #include "dsl/api.h"
 #include "gtest/gtest.h"
 
@@ -71,6 +72,11 @@ inline void PrintTo(const OpCase& c, std::ostream* os) { *os << c.name; }
 // The forward pass and (for differentiable cases) every input gradient, compiled for the CUDA
 // target into `dir`: the lowering's GPU placement check passes and PTX kernels come out.
 ::testing::AssertionResult CheckGpuCompiles(const OpCase& c, const std::string& dir);
+// The program CheckGpuCompiles compiles (inputs, the "probe" when differentiable, then layer
+// parameters; outputs y0 = forward, y1... = gradients), as a static library `<prefix>.a` with
+// entry point `<function>_argv`, for `target`.
+absl::StatusOr<Signature> EmitOpCase(const OpCase& c, const TargetSpec& target,
+                                     const std::string& prefix, const std::string& function);
 // With `overrides`, the gradient graph is built with replaced VJPs (mutation testing).
 ::testing::AssertionResult CheckGradient(const OpCase& c, const VjpOverrides* overrides = nullptr);
 
