@@ -101,8 +101,8 @@ int main(int argc, char** argv) {
     if (std::string(c.name).find(absl::GetFlag(FLAGS_filter)) == std::string::npos) continue;
     kiln::Signature sig;
     for (const GpuOpArg& a : c.args) {
-      kiln::ArgSpec s{a.name, a.output ? kiln::ArgRole::kOutput : kiln::ArgRole::kData, a.type,
-                      a.shape, {}};
+      kiln::ArgSpec s{
+          a.name, a.output ? kiln::ArgRole::kOutput : kiln::ArgRole::kData, a.type, a.shape, {}};
       (a.output ? sig.outputs : sig.inputs).push_back(s);
     }
     auto cpu = kiln::MakeNativeExecutable(sig, c.cpu, c.cpu_metadata, nullptr);

@@ -68,6 +68,27 @@ TEST(CudaDeviceTest, DescribesADevice) {
   EXPECT_EQ(DescribeCudaDevice(d), "NVIDIA H200 (compute capability 9.0, 140.0 GiB, driver 13.0)");
 }
 
+// JIT compilation for CUDA needs no device; running needs one: without a driver the step fails
+// with an error, not a crash.
+TEST(CudaRuntimeTest, JitStepCompilesWithoutADeviceAndFailsCleanlyToRun) {
+  ScopedEnv env("KILN_LIBCUDA", "/nonexistent/libcuda.so.1");
+  if (QueryCudaDevice().ok()) GTEST_SKIP() << "a CUDA device is present";
+  Graph g;
+  CompileOptions o;
+  o.target.device = Device::kCuda;
+  auto step = CompileTrainStep(g, examples::MnistSoftmax(g, 16), Sgd(0.1), o);
+  ASSERT_TRUE(step.ok()) << step.status();
+  EXPECT_TRUE((*step)->on_device());
+  std::vector<Tensor> in, out;
+  std::vector<TensorRef> ir, orf;
+  for (const ArgSpec& a : (*step)->signature().inputs) in.emplace_back(a.type, a.shape);
+  for (const ArgSpec& a : (*step)->signature().outputs) out.emplace_back(a.type, a.shape);
+  for (Tensor& t : in) ir.push_back(t.ref());
+  for (Tensor& t : out) orf.push_back(t.ref());
+  absl::Status run = (*step)->Run(ir, orf);
+  EXPECT_EQ(run.code(), absl::StatusCode::kInternal) << run;
+}
+
 // Needs a GPU: 30 resident steps of the MLP through Halide's JIT for CUDA against the CPU run.
 TEST(CudaRuntimeTest, JitTrainingStepMatchesTheCpu) {
   auto dev = QueryCudaDevice();
