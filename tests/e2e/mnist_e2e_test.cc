@@ -7,33 +7,12 @@
 #include "examples/models.h"
 #include "gtest/gtest.h"
 #include "runtime/trainer.h"
+#include "tests/mnist_fixture.h"
 
 namespace kiln {
 namespace {
 
-class MnistE2eTest : public ::testing::Test {
- protected:
-  // Loaded once for the suite; a load error fails every test (not a skip).
-  static void SetUpTestSuite() {
-    const std::string dir = KILN_TEST_SOURCE_DIR "/data/mnist";
-    auto train = LoadMnist(dir, MnistSplit::kTrain);
-    auto test = LoadMnist(dir, MnistSplit::kTest);
-    if (!train.ok() || !test.ok()) {
-      load_status_ = new absl::Status(train.ok() ? test.status() : train.status());
-      return;
-    }
-    train_ = new Dataset(std::move(*train));
-    test_ = new Dataset(std::move(*test));
-  }
-  void SetUp() override {
-    ASSERT_EQ(load_status_, nullptr) << *load_status_ << " (run scripts/setup.sh)";
-  }
-  static Dataset *train_, *test_;
-  static absl::Status* load_status_;
-};
-Dataset* MnistE2eTest::train_;
-Dataset* MnistE2eTest::test_;
-absl::Status* MnistE2eTest::load_status_;
+class MnistE2eTest : public testing::MnistSuite {};
 
 // A model's training and evaluation steps, compiled, with a trainer initialized over them.
 struct Compiled {

@@ -10,32 +10,12 @@
 #include "gtest/gtest.h"
 #include "runtime/safetensors.h"
 #include "runtime/trainer.h"
+#include "tests/mnist_fixture.h"
 
 namespace kiln {
 namespace {
 
-class ResidentTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    const std::string dir = KILN_TEST_SOURCE_DIR "/data/mnist";
-    auto train = LoadMnist(dir, MnistSplit::kTrain);
-    auto test = LoadMnist(dir, MnistSplit::kTest);
-    if (!train.ok() || !test.ok()) {
-      load_status_ = new absl::Status(train.ok() ? test.status() : train.status());
-      return;
-    }
-    train_ = new Dataset(std::move(*train));
-    test_ = new Dataset(std::move(*test));
-  }
-  void SetUp() override {
-    ASSERT_EQ(load_status_, nullptr) << *load_status_ << " (run scripts/setup.sh)";
-  }
-  static Dataset *train_, *test_;
-  static absl::Status* load_status_;
-};
-Dataset* ResidentTest::train_;
-Dataset* ResidentTest::test_;
-absl::Status* ResidentTest::load_status_;
+class ResidentTest : public testing::MnistSuite {};
 
 struct Steps {
   Graph tg, eg{Mode::kEval};
