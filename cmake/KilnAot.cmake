@@ -36,10 +36,12 @@ function(kiln_add_training_binary)
     elseif(t STREQUAL "host-cuda")
       # Kernels as PTX for KILN_CUDA_CAPABILITY (e.g. 86; default 70: Volta and every later
       # chip, the driver JIT-compiles for newer ones). Builds without a GPU; libcuda is loaded
-      # when the binary runs.
+      # when the binary runs. The little host code is compiled for portable x86-64 (AVX2 + FMA):
+      # a GPU binary is usually built on one machine and run on another.
       set(exe ${K_NAME}_cuda)
+      set(gen_target portable-cuda)
       if(KILN_CUDA_CAPABILITY)
-        set(gen_target "host-cuda:${KILN_CUDA_CAPABILITY}")
+        set(gen_target "portable-cuda:${KILN_CUDA_CAPABILITY}")
       endif()
     else()
       message(FATAL_ERROR

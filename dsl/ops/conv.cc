@@ -112,7 +112,9 @@ void ScheduleConvLikeGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
   const Halide::RDom& r = l.rdoms[0];
   acc.update().reorder(v[3], v[2], v[1], r.z, r.y, r.x).unroll(v[1]);
   const Shape& ws = ctx.input_shape(n, 1);
-  const int64_t slab = kb * NumElements(ws) / ws[0];  // one block's weights, either layout
+  // One block's weights: its kb output channels of w [O, C, KH, KW] (conv2d: kb x C x KH x KW;
+  // the input gradient's output channels are w's C: O x kb x KH x KW).
+  const int64_t slab = kb * NumElements(ws) / ws[n.op == OpKind::kConv2D ? 0 : 1];
   if (slab * 4 <= 32 * 1024) {
     Func wsh = l.aux[1].in(acc);
     std::vector<Var> wv = ctx.Vars(4);
