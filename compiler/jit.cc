@@ -55,13 +55,27 @@ class JitExecutable : public Executable {
     // its device handle and dirty bits written back afterwards.
     std::vector<std::pair<halide_buffer_t*, Halide::Buffer<>>> resident;
     auto bind = [&](const TensorRef& r, bool output, BufferCache& cache) -> Halide::Buffer<> {
-      halide_buffer_t* b = device_tensors_ ? device_tensors_->Prepare(r.data, output) : nullptr;
-      if (b == nullptr) return cache.Get(r);
+      halide_buffer_t* b = device_tensors_ ? device_tensors_->Prepare(r, output) : nullptr;
+      if (b == nullptr) {
+        Halide::Buffer<> buf = cache.Get(r);
+        // A device step uploads a non-resident input on every call (Halide's wrappers start
+        // with host_dirty clear, and a cleared flag would skip the copy).
+        if (on_device_ && !output) buf.raw_buffer()->set_host_dirty(true);
+        return buf;
+      }
       if (!on_device_) {  // emulated: the stand-in copy is plain host memory
         return cache.Get(TensorRef{b->host, r.type, r.shape});
       }
       resident.emplace_back(b, Halide::Buffer<>(*b));
       return resident.back().second;
+    };
+    // The registry owns resident device memory: the wrappers must let go of it (a wrapper made
+    // while the handle was still 0 would otherwise free what the pipeline allocated).
+    auto release_wrappers = [&] {
+      for (auto& [raw, buf] : resident) {
+        buf.raw_buffer()->device = 0;
+        buf.raw_buffer()->device_interface = nullptr;
+      }
     };
     try {
       std::vector<Halide::Buffer<>> ins(inputs.size());
@@ -98,6 +112,7 @@ class JitExecutable : public Executable {
         raw->device_interface = buf.raw_buffer()->device_interface;
         raw->flags = buf.raw_buffer()->flags;
       }
+      release_wrappers();
       if (device_tensors_ != nullptr) {
         for (const TensorRef& r : outputs) device_tensors_->DeviceWrote(r.data);
       }
@@ -115,6 +130,12 @@ class JitExecutable : public Executable {
         }
       }
     } catch (const Halide::Error& e) {
+      for (auto& [raw, buf] :
+           resident) {  // keep what the pipeline allocated, owned by the registry
+        raw->device = buf.raw_buffer()->device;
+        raw->device_interface = buf.raw_buffer()->device_interface;
+      }
+      release_wrappers();
       return absl::InternalError(absl::StrCat("running the compiled step failed: ", e.what()));
     }
     return absl::OkStatus();

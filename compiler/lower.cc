@@ -223,8 +223,8 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
     // parameter and state: one fused loop instead of three passes over memory that no longer
     // fits in cache (MLP 784-128-64-10, Adam, batch 64, 2026-11-28, 2-core Zen 4: the step went
     // from 760 to 542 us).
-    // Not on a GPU: Halide 14's GPU loop fusion fails on it (FuseGPUThreadLoops.cpp:52, "block_count
-    // defined", tried 2026-11-28): there the three outputs stay three kernels.
+    // Not on a GPU: Halide 14's GPU loop fusion fails on it (FuseGPUThreadLoops.cpp:52,
+    // "block_count defined", tried 2026-11-28): there the three outputs stay three kernels.
     if (!plain && !ctx.gpu()) {
       for (size_t i = 0; i < program.outputs.size(); ++i) {
         const ArgSpec& state = program.outputs[i].second;

@@ -105,10 +105,11 @@ void DeviceTensors::HostWrote(const TensorRef& t) {
   }
 }
 
-halide_buffer_t* DeviceTensors::Prepare(const void* data, bool output) {
-  auto it = entries_.find(data);
+halide_buffer_t* DeviceTensors::Prepare(const TensorRef& t, bool output) {
+  auto it = entries_.find(t.data);
   if (it == entries_.end()) return nullptr;
   Entry& e = *it->second;
+  if (e.host.type != t.type || e.host.shape != t.shape) return nullptr;
   if (output) {
     e.buf.set_host_dirty(false);
     e.newer = Entry::Newer::kNone;

@@ -48,10 +48,11 @@ class DeviceTensors {
   // The host copy changed: the next step uploads it.
   void HostWrote(const TensorRef& t);
 
-  // For executables. The buffer to pass for resident memory `data`, or nullptr when it is not
-  // resident. In kEmulated mode its host pointer is the stand-in device copy. An `output` is
-  // overwritten whole: its host values are not uploaded first.
-  halide_buffer_t* Prepare(const void* data, bool output);
+  // For executables. The buffer to pass for `t`, or nullptr when its memory is not resident
+  // with this type and shape (then it is an ordinary argument). In kEmulated mode its host
+  // pointer is the stand-in device copy. An `output` is overwritten whole: its host values are
+  // not uploaded first.
+  halide_buffer_t* Prepare(const TensorRef& t, bool output);
   // After a step wrote resident output `data` (its device copy is now the newer one).
   void DeviceWrote(const void* data);
 

@@ -89,7 +89,7 @@ class NativeExecutable : public Executable {
         argv_[i] = r.data;  // Halide reads the value itself
         continue;
       }
-      resident_[i] = device_tensors_ ? device_tensors_->Prepare(r.data, out) : nullptr;
+      resident_[i] = device_tensors_ ? device_tensors_->Prepare(r, out) : nullptr;
       if (resident_[i] != nullptr) {
         argv_[i] = resident_[i];
         continue;

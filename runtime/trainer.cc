@@ -99,6 +99,12 @@ int HyperIndex(const Signature& sig, const std::string& name) {
 
 Trainer::Trainer(Executable* train, Executable* eval) : train_(train), eval_(eval) {}
 
+Trainer::~Trainer() {
+  for (Executable* x : {train_, eval_}) {  // the registry goes with the trainer
+    if (x && x->device_tensors() == device_.get()) x->set_device_tensors(nullptr);
+  }
+}
+
 Trainer::Slot* Trainer::FindSlot(const std::string& name) {
   for (Slot& s : slots_) {
     if (s.name == name) return &s;
@@ -142,18 +148,19 @@ absl::Status Trainer::Initialize(uint64_t seed) {
       }
     }
   }
-  device_.reset();
   const bool on_device = (train_ && train_->on_device()) || (eval_ && eval_->on_device());
+  std::unique_ptr<DeviceTensors> device;
   if (on_device || emulate_device_) {
-    device_ = std::make_unique<DeviceTensors>(on_device ? DeviceTensors::Mode::kDevice
-                                                        : DeviceTensors::Mode::kEmulated);
-    for (Executable* x : {train_, eval_}) {
-      if (x) x->set_device_tensors(device_.get());
-    }
+    device = std::make_unique<DeviceTensors>(on_device ? DeviceTensors::Mode::kDevice
+                                                       : DeviceTensors::Mode::kEmulated);
     for (Slot& s : slots_) {
-      for (Tensor& t : s.buf) device_->Add(t.ref());
+      for (Tensor& t : s.buf) device->Add(t.ref());
     }
   }
+  for (Executable* x : {train_, eval_}) {
+    if (x) x->set_device_tensors(device.get());
+  }
+  device_ = std::move(device);
   initialized_ = true;
   return absl::OkStatus();
 }
@@ -211,12 +218,6 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
           "the device as loaded (train on the CPU path to augment)");
     }
     order = Tensor(ScalarType::kI32, {data.count});
-    device_->Add(TensorRef{const_cast<uint8_t*>(data.pixels.data()),
-                           ScalarType::kU8,
-                           {data.count, data.example_size()}});
-    device_->Add(
-        TensorRef{const_cast<int32_t*>(data.labels.data()), ScalarType::kI32, {data.count}});
-    device_->Add(order.ref());
   } else {
     KILN_RETURN_IF_ERROR(MakeDataBuffers(sig, data, d));
     if (d.labels == nullptr) return absl::InvalidArgumentError("the step has no int32 label input");
@@ -242,9 +243,9 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
     if (a.role == ArgRole::kLoss || a.role == ArgRole::kMetric)
       scalars.emplace_back(a.type, a.shape);
   }
-  // Resident: the loss stays on the device until it is logged.
-  if (resident) device_->Add(scalars[0].ref());
-  // This call's own tensors leave the device with it (their memory is freed on return).
+  // Resident: the training set (as the step's inputs declare it), its permutation, the loss and
+  // metrics live on the device for this call; they leave it when the call returns (the data set
+  // and these tensors may be freed afterwards, and their addresses reused).
   struct Unregister {
     DeviceTensors* dev;
     std::vector<const void*> data;
@@ -252,7 +253,21 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
       for (const void* p : data) dev->Remove(p);
     }
   } unregister{device_.get(), {}};
-  if (resident) unregister.data = {order.raw(), scalars[0].raw()};
+  if (resident) {
+    std::vector<TensorRef> refs = {order.ref()};
+    for (const ArgSpec& a : sig.inputs) {
+      if (a.role != ArgRole::kDataset || a.name == kOrderInput) continue;
+      void* p = a.type == ScalarType::kU8
+                    ? static_cast<void*>(const_cast<uint8_t*>(data.pixels.data()))
+                    : static_cast<void*>(const_cast<int32_t*>(data.labels.data()));
+      refs.push_back(TensorRef{p, a.type, a.shape});
+    }
+    for (Tensor& t : scalars) refs.push_back(t.ref());
+    for (const TensorRef& r : refs) {
+      device_->Add(r);
+      unregister.data.push_back(r.data);
+    }
+  }
 
   // Argument lists for the two parities of the double-buffered state.
   std::vector<TensorRef> in[2], out[2];
@@ -568,6 +583,8 @@ absl::Status Trainer::Load(const std::string& path, bool restore_counters) {
 absl::Status Trainer::LoadFrom(const SafetensorsFile& f, const std::string& path,
                                bool restore_counters) {
   if (!initialized_) return absl::FailedPreconditionError("call Initialize() before Load()");
+  // State the file lacks keeps its current value: bring the host copies up to date first.
+  KILN_RETURN_IF_ERROR(SlotsToHost());
   for (Slot& s : slots_) {
     if (s.role != ArgRole::kParam) continue;
     const Tensor* t = f.Find(s.name);

@@ -90,6 +90,9 @@ class Trainer {
  public:
   // `eval` may be null (no evaluation). Both must name their parameters alike.
   Trainer(Executable* train, Executable* eval);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
 
   // Allocates and initializes parameters (seeded by name) and zeroes optimizer state; `seed`
   // also drives the per-epoch shuffle. Resets the step and epoch counters.

@@ -130,6 +130,59 @@ TEST_F(ResidentTest, CheckpointsRoundTripThroughTheDeviceCopies) {
   std::filesystem::remove(dir + "/res.safetensors");
 }
 
+// The registry's protocol in emulation: uploads only of what the host changed, downloads only of
+// what a step wrote, and memory registered with another type or shape is not resident.
+TEST(DeviceTensorsTest, EmulatedProtocol) {
+  DeviceTensors dev(DeviceTensors::Mode::kEmulated);
+  Tensor a(ScalarType::kF32, {4});
+  a.data<float>()[0] = 1;
+  dev.Add(a.ref());
+  halide_buffer_t* b = dev.Prepare(a.ref(), /*output=*/false);
+  ASSERT_NE(b, nullptr);
+  EXPECT_NE(static_cast<void*>(b->host), a.raw());  // the stand-in device copy
+  EXPECT_EQ(reinterpret_cast<float*>(b->host)[0], 1);
+  EXPECT_EQ(dev.uploads(), 1);
+  EXPECT_EQ(dev.Prepare(a.ref(), false), b);
+  EXPECT_EQ(dev.uploads(), 1);  // nothing changed on the host
+  // A step writes the device copy; the host sees it only after ToHost.
+  ASSERT_EQ(dev.Prepare(a.ref(), /*output=*/true), b);
+  reinterpret_cast<float*>(b->host)[0] = 7;
+  dev.DeviceWrote(a.raw());
+  EXPECT_EQ(a.data<float>()[0], 1);
+  ASSERT_TRUE(dev.ToHost(a.ref()).ok());
+  EXPECT_EQ(a.data<float>()[0], 7);
+  EXPECT_EQ(dev.downloads(), 1);
+  ASSERT_TRUE(dev.ToHost(a.ref()).ok());
+  EXPECT_EQ(dev.downloads(), 1);
+  // The host writes; the next step uploads.
+  a.data<float>()[0] = 3;
+  dev.HostWrote(a.ref());
+  EXPECT_EQ(reinterpret_cast<float*>(dev.Prepare(a.ref(), false)->host)[0], 3);
+  EXPECT_EQ(dev.uploads(), 2);
+  // Same memory seen as another tensor: not resident.
+  EXPECT_EQ(dev.Prepare(TensorRef{a.raw(), ScalarType::kF32, {2, 2}}, false), nullptr);
+  EXPECT_EQ(dev.Prepare(TensorRef{a.raw(), ScalarType::kI32, {4}}, false), nullptr);
+  dev.Remove(a.raw());
+  EXPECT_FALSE(dev.Contains(a.raw()));
+  EXPECT_EQ(dev.Prepare(a.ref(), false), nullptr);
+}
+
+TEST_F(ResidentTest, StepsForgetATrainersRegistryWhenItGoes) {
+  auto fed = Compile(0);
+  ASSERT_TRUE(fed);
+  {
+    Trainer t(fed->train.get(), fed->eval.get());
+    t.set_device_emulation(true);
+    ASSERT_TRUE(t.Initialize(2).ok());
+    EXPECT_NE(fed->train->device_tensors(), nullptr);
+  }
+  EXPECT_EQ(fed->train->device_tensors(), nullptr);
+  EXPECT_EQ(fed->eval->device_tensors(), nullptr);
+  Trainer t(fed->train.get(), fed->eval.get());
+  ASSERT_TRUE(t.Initialize(2).ok());
+  EXPECT_TRUE(t.Train(*train_, Config(20)).ok());
+}
+
 TEST_F(ResidentTest, RefusesWhatItCannotDo) {
   auto res = Compile(train_->count);
   ASSERT_TRUE(res);
