@@ -49,10 +49,16 @@ const std::vector<Halide::Internal::Dim>& StageDims(const Halide::Internal::Func
 // run serially on the CPU and move its buffers across the bus every step. Internal error naming
 // the Func (Funcs are named after their graph nodes) otherwise.
 absl::Status CheckGpuPlacement(const std::vector<Halide::Func>& outputs) {
+  // Every Func the outputs call, and the wrappers (Func::in) that replace calls at lowering.
   std::map<std::string, Halide::Internal::Function> env;
-  for (const Halide::Func& f : outputs) {
-    env[f.name()] = f.function();
-    for (auto& [name, fn] : Halide::Internal::find_transitive_calls(f.function())) env[name] = fn;
+  std::vector<Halide::Internal::Function> work;
+  for (const Halide::Func& f : outputs) work.push_back(f.function());
+  while (!work.empty()) {
+    Halide::Internal::Function fn = work.back();
+    work.pop_back();
+    if (!env.emplace(fn.name(), fn).second) continue;
+    for (auto& [name, callee] : Halide::Internal::find_transitive_calls(fn)) work.push_back(callee);
+    for (auto& [consumer, ptr] : fn.wrappers()) work.push_back(Halide::Internal::Function(ptr));
   }
   for (auto& [name, fn] : env) {
     Halide::LoopLevel level = fn.schedule().compute_level();

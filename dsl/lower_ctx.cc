@@ -102,6 +102,16 @@ void LowerCtx::GpuTile(Halide::Stage s, const Shape& shape) const {
 }
 
 void LowerCtx::GpuTileAll(Halide::Func f, const Shape& shape) const {
+  if (f.num_update_definitions() > 0 && !shape.empty()) {
+    // A reduction: one kernel over a wrapper, each thread computing its element's initial value
+    // and every update in a register (instead of a kernel per stage, the accumulator going
+    // through global memory at every step of the reduction).
+    Halide::Func w = f.in();
+    w.compute_root();
+    GpuTile(w, shape);
+    f.compute_at(w, Halide::Var("gtx"));
+    return;
+  }
   f.compute_root();
   GpuTile(f, shape);
   for (int i = 0; i < f.num_update_definitions(); ++i) GpuTile(f.update(i), shape);

@@ -124,7 +124,9 @@ class LowerCtx {
   // GPU: one kernel per stage of `f` (compute_root; pure definition and every update), its two
   // innermost logical axes tiled over threads (up to 32 x 8, powers of two no larger than the
   // extents, guarded tails), every outer axis fused into one block index, reduction variables
-  // serial inside each thread. Rank 0: a single-thread kernel.
+  // serial inside each thread; a Func with updates (a reduction) is one kernel over a wrapper,
+  // each thread doing its element's whole reduction in a register. Rank 0: a single-thread
+  // kernel per stage.
   void GpuTileAll(Halide::Func f, const Shape& shape) const;
   void GpuTile(Halide::Stage s, const Shape& shape) const;
 

@@ -125,5 +125,38 @@ TEST(GpuCompileTest, StageLeftOnTheHostIsRefusedByName) {
   std::filesystem::remove_all(dir);
 }
 
+// A helper Func computed inside the kernel's Func but outside its GPU loops would run on the
+// host between launches: refused too.
+Lowered LowerTwoStage(LowerCtx& ctx, const Node& n, const std::vector<Halide::Func>& in) {
+  std::vector<Halide::Var> v = ctx.Vars(1);
+  Halide::Func g = ctx.NewFunc(n, "helper"), f = ctx.NewFunc(n);
+  ctx.Define(g, v, ctx.At(in[0], v) + 1);
+  ctx.Define(f, v, ctx.At(g, v) * 2);
+  return {f, {g}};
+}
+void HelperOutsideTheKernel(LowerCtx& ctx, const Node& n, Lowered& l) {
+  ctx.GpuTileAll(l.f, n.shape);
+  l.aux[0].compute_at(l.f, Halide::Var::outermost());
+}
+
+TEST(GpuCompileTest, HelperOutsideTheGpuLoopsIsRefusedByName) {
+  static const OpDef def = {"two_stage",   Pattern::kComplex,     1, SameShape, nullptr,
+                            LowerTwoStage, HelperOutsideTheKernel};
+  Graph g;
+  Value x = g.Input("x", {64});
+  Value y = g.AddCustomNode(def, {x}, {}, "shifted");
+  StepProgram p;
+  p.inputs.push_back({x.id(), ArgSpec{"x", ArgRole::kData, ScalarType::kF32, {64}, {}}});
+  p.outputs.push_back({y.id(), ArgSpec{"y", ArgRole::kOutput, ScalarType::kF32, {64}, {}}});
+  CompileOptions o;
+  o.target.device = Device::kCuda;
+  const std::string dir = TempDir("helper");
+  auto sig = EmitProgram(g, p, o, dir + "/step", "step");
+  ASSERT_FALSE(sig.ok());
+  EXPECT_NE(sig.status().message().find("shifted_helper"), std::string::npos) << sig.status();
+  EXPECT_NE(sig.status().message().find("outside any GPU loop"), std::string::npos) << sig.status();
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace kiln::testing
