@@ -28,6 +28,14 @@ declare -A res
 stage() { echo; echo "== $(date -u +%H:%M:%S) $*"; }
 fail() { echo "FAILED: $*"; failed=$((failed + 1)); }
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" | tail -1; }
+# Every stage has a time limit (seconds; doubled in a dry run on a slow CPU): a hung kernel must
+# not use up the machine's whole lease. A stage over its limit exits 124 and counts as failed.
+limit() {
+  local s=$1
+  shift
+  [ $dry = 1 ] && s=$((s * 2))
+  timeout --kill-after=10 "$s" "$@"
+}
 
 stage "environment"
 cat "$pack/MANIFEST"
@@ -67,10 +75,10 @@ fi
 common=(--data_dir="$data" --progress=false --save= --plot= --random_shift=0)
 
 stage "1. smoke test: one kernel"
-"${ops[@]}" --filter=add_same_shape || fail "smoke test"
+limit 60 "${ops[@]}" --filter=add_same_shape || fail "smoke test"
 
 stage "2. GPU op tests"
-"${ops[@]}" > "$out/op_tests.txt"; rc=$?
+limit 90 "${ops[@]}" > "$out/op_tests.txt"; rc=$?
 cat "$out/op_tests.txt"
 [ $rc = 0 ] || fail "op tests"
 res[ops]=$(grep "GPU OP TESTS" "$out/op_tests.txt")
@@ -78,7 +86,7 @@ res[ops]=$(grep "GPU OP TESTS" "$out/op_tests.txt")
 stage "3. 50 training steps, GPU against CPU"
 for side in cpu gpu; do
   exe=$cpu; [ $side = gpu ] && exe=$gpu
-  "$exe" "${common[@]}" --epochs=1 --max_steps=50 --log_every=1 --lr_schedule=constant \
+  limit 90 "$exe" "${common[@]}" --epochs=1 --max_steps=50 --log_every=1 --lr_schedule=constant \
     --seed=3 > "$out/steps_$side.txt" 2>&1 || fail "50 steps on $side"
 done
 res[steps]=$($py - "$out/steps_cpu.txt" "$out/steps_gpu.txt" <<'PY'
@@ -99,14 +107,14 @@ echo "${res[steps]}"
 case "${res[steps]}" in PASS*) ;; *) fail "50-step loss comparison" ;; esac
 
 stage "4. training to 99% test accuracy (batch 64, Adam 2e-3 cosine, 5 epochs)"
-"$gpu" "${common[@]}" --epochs=5 --log_every=0 --min_accuracy=0.99 "${steps[@]}" \
+limit 150 "$gpu" "${common[@]}" --epochs=5 --log_every=0 --min_accuracy=0.99 "${steps[@]}" \
   > "$out/train99.txt" 2>&1 || { [ $dry = 1 ] || fail "training to 99%"; }
 grep -E "^epoch|RESULT|error" "$out/train99.txt"
 res[acc]=$(field test_accuracy < "$out/train99.txt")
 res[acc_rate]=$(field train_images_per_s < "$out/train99.txt")
 
 stage "5a. Kiln throughput, batch 256 (4 epochs, Adam 2e-3 constant)"
-"$gpu256" "${common[@]}" --epochs=4 --log_every=0 --lr=2e-3 --lr_schedule=constant "${steps[@]}" \
+limit 90 "$gpu256" "${common[@]}" --epochs=4 --log_every=0 --lr=2e-3 --lr_schedule=constant "${steps[@]}" \
   > "$out/kiln256.txt" 2>&1 || fail "batch-256 throughput run"
 grep -E "^epoch|RESULT|error" "$out/kiln256.txt"
 # Epochs after the first (which pays the driver's PTX compilation and the uploads), median.
@@ -119,7 +127,7 @@ PY
 res[kiln_eval]=$(field eval_images_per_s < "$out/kiln256.txt")
 
 stage "5b. Kiln time to 99%, batch 256 (Adam 4e-3, cosine over 5 epochs, test set checked after every epoch)"
-"$gpu256" "${common[@]}" --epochs=5 --log_every=0 --lr=4e-3 --lr_schedule=cosine \
+limit 90 "$gpu256" "${common[@]}" --epochs=5 --log_every=0 --lr=4e-3 --lr_schedule=cosine \
   --target_accuracy=0.99 "${steps[@]}" > "$out/kiln99.txt" 2>&1 || fail "time-to-99% run"
 grep -E "test accuracy|TARGET|RESULT|error" "$out/kiln99.txt"
 res[kiln_t99]=$(sed -n 's/.*after \([0-9]*\) epochs, \([0-9.]*\) s of training.*/\2 s (\1 epochs)/p' "$out/kiln99.txt")
@@ -131,7 +139,7 @@ if [ $dry = 1 ] && ! $py -c 'import torch, numpy' 2>/dev/null; then
   echo "SKIPPED in the dry run: $py has no PyTorch"
   echo '{}' > "$out/pytorch.json"
 else
-  $py "$root/bench/pytorch_gpu_peer.py" "$data" "${peer_args[@]}" > "$out/pytorch.json" || fail "PyTorch peer"
+  limit 180 $py "$root/bench/pytorch_gpu_peer.py" "$data" "${peer_args[@]}" > "$out/pytorch.json" || fail "PyTorch peer"
 fi
 cat "$out/pytorch.json"
 
