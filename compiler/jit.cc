@@ -45,9 +45,6 @@ class JitExecutable : public Executable {
   const Signature& signature() const override { return sig_; }
   double compile_seconds() const override { return compile_s_; }
 
-  bool on_device() const override { return on_device_; }
-  void set_on_device(bool d) { on_device_ = d; }
-
   absl::Status Run(const std::vector<TensorRef>& inputs,
                    const std::vector<TensorRef>& outputs) override {
     if (absl::Status s = CheckArguments(sig_, inputs, outputs); !s.ok()) return s;
@@ -146,7 +143,6 @@ class JitExecutable : public Executable {
   Signature sig_;
   double compile_s_;
   std::vector<BufferCache> in_cache_, out_cache_;
-  bool on_device_ = false;
 };
 
 }  // namespace

@@ -77,8 +77,9 @@ class Executable {
   // Seconds spent compiling this step (0 when loaded precompiled).
   virtual double compile_seconds() const = 0;
   // True when the step runs on a GPU: arguments that are not resident are copied to the device
-  // and back on every call.
-  virtual bool on_device() const { return false; }
+  // and back on every call. Set by whoever compiled or loaded the step.
+  bool on_device() const { return on_device_; }
+  void set_on_device(bool d) { on_device_ = d; }
   // Tensors resident on the device for later Run calls (nullptr: none); not owned. Arguments
   // whose memory is registered there are passed as their device copies (see DeviceTensors).
   void set_device_tensors(DeviceTensors* d) { device_tensors_ = d; }
@@ -86,6 +87,7 @@ class Executable {
 
  protected:
   DeviceTensors* device_tensors_ = nullptr;
+  bool on_device_ = false;
 };
 
 // Validates refs against specs: count, type, shape, non-null, and no input/output overlap.

@@ -75,9 +75,6 @@ class NativeExecutable : public Executable {
   const Signature& signature() const override { return sig_; }
   double compile_seconds() const override { return compile_s_; }
 
-  bool on_device() const override { return on_device_; }
-  void set_on_device(bool d) { on_device_ = d; }
-
   absl::Status Run(const std::vector<TensorRef>& inputs,
                    const std::vector<TensorRef>& outputs) override {
     if (absl::Status s = CheckArguments(sig_, inputs, outputs); !s.ok()) return s;
@@ -136,7 +133,6 @@ class NativeExecutable : public Executable {
   std::vector<std::vector<halide_dimension_t>> dims_;
   std::vector<void*> argv_;
   std::vector<halide_buffer_t*> resident_;  // this call's device-resident arguments
-  bool on_device_ = false;
 };
 
 // Halide's runtime switch for keeping freed device allocations for reuse (about 3x fewer

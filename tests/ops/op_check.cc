@@ -388,7 +388,7 @@ absl::StatusOr<std::vector<Nd>> Run(Executable& exe, const std::vector<Nd>& xs) 
 namespace kiln::testing {
 
 absl::StatusOr<Signature> EmitOpCase(const OpCase& c, const TargetSpec& target,
-                                      const std::string& prefix, const std::string& function) {
+                                     const std::string& prefix, const std::string& function) {
   Built b = Build(c);
   std::vector<Value> outputs = {b.out};
   std::vector<Value> extra;
