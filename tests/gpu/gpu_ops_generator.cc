@@ -20,20 +20,6 @@ ABSL_FLAG(int, cuda_capability, 0, "CUDA capability (0: Kiln's default)");
 namespace kiln::testing {
 namespace {
 
-const char* TypeCode(ScalarType t) {
-  switch (t) {
-    case ScalarType::kF32:
-      return "kiln::ScalarType::kF32";
-    case ScalarType::kF64:
-      return "kiln::ScalarType::kF64";
-    case ScalarType::kI32:
-      return "kiln::ScalarType::kI32";
-    case ScalarType::kU8:
-      return "kiln::ScalarType::kU8";
-  }
-  return "";
-}
-
 int Main() {
   const std::string dir = absl::GetFlag(FLAGS_out_dir);
   TargetSpec cpu, gpu;
@@ -67,8 +53,8 @@ int Main() {
       std::vector<std::string> dims;
       for (int64_t d : a.shape) dims.push_back(absl::StrCat(d));
       absl::StrAppend(&args, "      {\"", a.name, "\", ", output ? "true" : "false", ", ",
-                      TypeCode(a.type), ", {", absl::StrJoin(dims, ", "), "}, ", lo, ", ", hi,
-                      "},\n");
+                      "static_cast<kiln::ScalarType>(", static_cast<int>(a.type), "), {",
+                      absl::StrJoin(dims, ", "), "}, ", lo, ", ", hi, "},\n");
     };
     for (size_t i = 0; i < sig->inputs.size(); ++i) {
       const ArgSpec& a = sig->inputs[i];

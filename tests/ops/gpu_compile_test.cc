@@ -3,8 +3,6 @@
 // a stage on the host. Running the kernels needs a device: scripts/gpu_check.sh.
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include "compiler/model.h"
 #include "examples/models.h"
@@ -47,12 +45,6 @@ TEST(GpuCompileTest, CustomElementwiseOpCompilesToPtx) {
   std::filesystem::remove_all(dir);
 }
 
-// Reads a file into a string.
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
 TEST(GpuCompileTest, TutorialCnnTrainingAndEvaluationStepsCompileForCuda) {
   const std::string dir = TempDir("cnn");
   CompileOptions o;
@@ -74,17 +66,26 @@ TEST(GpuCompileTest, TutorialCnnTrainingAndEvaluationStepsCompileForCuda) {
     ASSERT_TRUE(program.ok()) << program.status();
     ASSERT_TRUE(EmitProgram(g, *program, o, dir + "/eval", "eval").ok());
   }
-  const std::string train = Slurp(dir + "/train.a");
-  EXPECT_NE(train.find(".target sm_86"), std::string::npos);
-  size_t kernels = 0;
-  for (size_t at = train.find(".entry"); at != std::string::npos;
-       at = train.find(".entry", at + 1)) {
-    ++kernels;
-  }
+  PtxKernels train = ReadPtxKernels(dir + "/train.a", "sm_86");
+  EXPECT_TRUE(train.has_target);
   // Forward, backward and update of two convolutions, two pools and a linear layer: dozens of
   // kernels, none of the work left on the host (the placement check ran in the lowering).
-  EXPECT_GE(kernels, 20u);
+  EXPECT_GE(train.kernels, 20);
   std::filesystem::remove_all(dir);
+}
+
+// Compiles y = def(x) for an input of `n` floats, for `device`, into `dir`.
+absl::StatusOr<Signature> EmitCustomOp(const OpDef& def, int64_t n, const std::string& name,
+                                       Device device, const std::string& dir) {
+  Graph g;
+  Value x = g.Input("x", {n});
+  Value y = g.AddCustomNode(def, {x}, {}, name);
+  StepProgram p;
+  p.inputs.push_back({x.id(), ArgSpec{"x", ArgRole::kData, ScalarType::kF32, {n}, {}}});
+  p.outputs.push_back({y.id(), ArgSpec{"y", ArgRole::kOutput, ScalarType::kF32, {n}, {}}});
+  CompileOptions o;
+  o.target.device = device;
+  return EmitProgram(g, p, o, dir + "/step", "step");
 }
 
 // A complex op whose schedule hook only knows the CPU: the GPU lowering must refuse it by name
@@ -105,23 +106,14 @@ void CpuOnlySchedule(LowerCtx&, const Node&, Lowered& l) { l.f.compute_root(); }
 TEST(GpuCompileTest, StageLeftOnTheHostIsRefusedByName) {
   static const OpDef def = {"cumsum",        Pattern::kComplex, 1, SameShape, nullptr,
                             LowerCumulative, CpuOnlySchedule};
-  Graph g;
-  Value x = g.Input("x", {16});
-  Value y = g.AddCustomNode(def, {x}, {}, "running_total");
-  StepProgram p;
-  p.inputs.push_back({x.id(), ArgSpec{"x", ArgRole::kData, ScalarType::kF32, {16}, {}}});
-  p.outputs.push_back({y.id(), ArgSpec{"y", ArgRole::kOutput, ScalarType::kF32, {16}, {}}});
-  CompileOptions o;
-  o.target.device = Device::kCuda;
   const std::string dir = TempDir("refused");
-  auto sig = EmitProgram(g, p, o, dir + "/step", "step");
+  auto sig = EmitCustomOp(def, 16, "running_total", Device::kCuda, dir);
   ASSERT_FALSE(sig.ok());
   EXPECT_NE(sig.status().message().find("running_total"), std::string::npos) << sig.status();
   EXPECT_NE(sig.status().message().find("would run on the host"), std::string::npos)
       << sig.status();
   // The same op compiles for the CPU.
-  o.target.device = Device::kCpu;
-  EXPECT_TRUE(EmitProgram(g, p, o, dir + "/cpu", "step").ok());
+  EXPECT_TRUE(EmitCustomOp(def, 16, "running_total", Device::kCpu, dir).ok());
   std::filesystem::remove_all(dir);
 }
 
@@ -142,16 +134,8 @@ void HelperOutsideTheKernel(LowerCtx& ctx, const Node& n, Lowered& l) {
 TEST(GpuCompileTest, HelperOutsideTheGpuLoopsIsRefusedByName) {
   static const OpDef def = {"two_stage",   Pattern::kComplex,     1, SameShape, nullptr,
                             LowerTwoStage, HelperOutsideTheKernel};
-  Graph g;
-  Value x = g.Input("x", {64});
-  Value y = g.AddCustomNode(def, {x}, {}, "shifted");
-  StepProgram p;
-  p.inputs.push_back({x.id(), ArgSpec{"x", ArgRole::kData, ScalarType::kF32, {64}, {}}});
-  p.outputs.push_back({y.id(), ArgSpec{"y", ArgRole::kOutput, ScalarType::kF32, {64}, {}}});
-  CompileOptions o;
-  o.target.device = Device::kCuda;
   const std::string dir = TempDir("helper");
-  auto sig = EmitProgram(g, p, o, dir + "/step", "step");
+  auto sig = EmitCustomOp(def, 64, "shifted", Device::kCuda, dir);
   ASSERT_FALSE(sig.ok());
   EXPECT_NE(sig.status().message().find("shifted_helper"), std::string::npos) << sig.status();
   EXPECT_NE(sig.status().message().find("outside any GPU loop"), std::string::npos) << sig.status();

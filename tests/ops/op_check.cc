@@ -415,19 +415,26 @@ absl::StatusOr<Signature> EmitOpCase(const OpCase& c, const TargetSpec& target,
   const std::string prefix = dir + "/" + c.name;
   auto sig = EmitOpCase(c, cuda, prefix, "step");
   if (!sig.ok()) return ::testing::AssertionFailure() << sig.status();
-  std::ifstream f(prefix + ".a", std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  PtxKernels ptx = ReadPtxKernels(prefix + ".a", "sm_70");
+  if (ptx.kernels <= 0 || !ptx.has_target) {
+    return ::testing::AssertionFailure() << prefix << ".a holds no PTX kernel for sm_70";
+  }
+  return ::testing::AssertionSuccess() << ptx.kernels << " kernels";
+}
+
+PtxKernels ReadPtxKernels(const std::string& archive, const std::string& sm) {
+  PtxKernels out;
+  std::ifstream f(archive, std::ios::binary);
+  if (!f) return out;
   // The kernels are embedded as PTX text for the chosen capability.
-  size_t kernels = 0;
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  out.kernels = 0;
   for (size_t at = bytes.find(".entry"); at != std::string::npos;
        at = bytes.find(".entry", at + 1)) {
-    ++kernels;
+    ++out.kernels;
   }
-  if (kernels == 0 || bytes.find(".target sm_70") == std::string::npos) {
-    return ::testing::AssertionFailure()
-           << prefix << ".a (" << bytes.size() << " bytes) holds no PTX kernel for sm_70";
-  }
-  return ::testing::AssertionSuccess() << kernels << " kernels";
+  out.has_target = bytes.find(".target " + sm) != std::string::npos;
+  return out;
 }
 
 }  // namespace kiln::testing

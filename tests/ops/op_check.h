@@ -72,6 +72,13 @@ inline void PrintTo(const OpCase& c, std::ostream* os) { *os << c.name; }
 // The forward pass and (for differentiable cases) every input gradient, compiled for the CUDA
 // target into `dir`: the lowering's GPU placement check passes and PTX kernels come out.
 ::testing::AssertionResult CheckGpuCompiles(const OpCase& c, const std::string& dir);
+// The PTX kernels (".entry" lines) in a compiled static library, and whether its PTX targets
+// `sm` (e.g. "sm_70"); kernels < 0 when the file cannot be read.
+struct PtxKernels {
+  int kernels = -1;
+  bool has_target = false;
+};
+PtxKernels ReadPtxKernels(const std::string& archive, const std::string& sm);
 // The program CheckGpuCompiles compiles (inputs, the "probe" when differentiable, then layer
 // parameters; outputs y0 = forward, y1... = gradients), as a static library `<prefix>.a` with
 // entry point `<function>_argv`, for `target`.
