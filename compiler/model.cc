@@ -39,12 +39,36 @@ ArgSpec Spec(const Node& n, ArgRole role, const std::string& name, bool float64)
   return s;
 }
 
+// Every Value of the model is a node of `g` (an invalid one passes on the error of the op that
+// made it); inputs come from Graph::Input.
 absl::Status CheckModel(const Graph& g, const ModelDef& m) {
   if (!g.status().ok()) return g.status();
-  for (const Value& v : m.inputs) {
-    if (!v.valid() || v.node().op != OpKind::kInput) {
+  auto check = [&g](const Value& v, const std::string& what) -> absl::Status {
+    if (v.graph() != nullptr && !v.graph()->status().ok()) return v.graph()->status();
+    if (!v.valid()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ModelDef.", what, " is an empty (default-constructed) Value"));
+    }
+    if (v.graph() != &g) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ModelDef.", what, " '", v.name(), "' belongs to another graph"));
+    }
+    return absl::OkStatus();
+  };
+  if (m.inputs.empty()) {
+    return absl::InvalidArgumentError(
+        "ModelDef.inputs is empty: a model needs its per-batch inputs (Graph::Input values)");
+  }
+  for (size_t i = 0; i < m.inputs.size(); ++i) {
+    KILN_RETURN_IF_ERROR(check(m.inputs[i], absl::StrCat("inputs[", i, "]")));
+    if (m.inputs[i].node().op != OpKind::kInput) {
       return absl::InvalidArgumentError("ModelDef.inputs must be values made by Graph::Input");
     }
+  }
+  if (m.loss.graph() != nullptr) KILN_RETURN_IF_ERROR(check(m.loss, "loss"));
+  for (const auto& [name, v] : m.metrics) KILN_RETURN_IF_ERROR(check(v, "metrics." + name));
+  for (const auto& [name, v] : m.eval_outputs) {
+    KILN_RETURN_IF_ERROR(check(v, "eval_outputs." + name));
   }
   return absl::OkStatus();
 }
@@ -194,6 +218,7 @@ absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
                                               const Optimizer& optimizer,
                                               const CompileOptions& options) {
   KILN_RETURN_IF_ERROR(CheckModel(g, model));
+  KILN_RETURN_IF_ERROR(optimizer.Validate());
   if (!model.loss.valid()) return absl::InvalidArgumentError("the model has no loss");
   std::vector<int> params = UsedParameters(g, {model.loss.id()});
   if (params.empty()) return absl::InvalidArgumentError("the loss depends on no parameter");

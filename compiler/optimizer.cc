@@ -1,13 +1,63 @@
 #include "compiler/optimizer.h"
 
 #include <cmath>
+#include <limits>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "dsl/api.h"
 
 namespace kiln {
 
 bool DecayAllButBiases(const std::string& param) { return !absl::EndsWith(param, ".bias"); }
+
+namespace {
+
+// `value` must be finite and in [lo, hi) (hi_open) or [lo, hi]; `lo_open` excludes lo.
+absl::Status CheckSetting(const std::string& optimizer, const char* what, double value, double lo,
+                          bool lo_open, double hi, bool hi_open) {
+  const bool ok = std::isfinite(value) && (lo_open ? value > lo : value >= lo) &&
+                  (hi_open ? value < hi : value <= hi);
+  if (ok) return absl::OkStatus();
+  const std::string range =
+      absl::StrCat(lo_open ? "(" : "[", lo, ", ", std::isinf(hi) ? "inf" : absl::StrCat(hi),
+                   hi_open ? ")" : "]");
+  return absl::InvalidArgumentError(
+      absl::StrCat(optimizer, ": ", what, " must be finite and in ", range, ", got ", value));
+}
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+}  // namespace
+
+absl::Status Optimizer::Validate() const {
+  for (const auto& [hyper, value] : Hyperparameters()) {
+    if (hyper == "lr") {
+      KILN_RETURN_IF_ERROR(CheckSetting(name(), "the learning rate", value, 0, true, kInf, true));
+    }
+  }
+  KILN_RETURN_IF_ERROR(
+      CheckSetting(name(), "the weight decay", weight_decay_, 0, false, kInf, true));
+  KILN_RETURN_IF_ERROR(CheckSetting(name(), "the gradient clipping norm (0: off)",
+                                    clip_global_norm_, 0, false, kInf, true));
+  return CheckSettings();
+}
+
+absl::Status Momentum::CheckSettings() const {
+  return CheckSetting(name(), "the momentum", mu_, 0, false, 1, true);
+}
+absl::Status Adagrad::CheckSettings() const {
+  return CheckSetting(name(), "eps", eps_, 0, true, kInf, true);
+}
+absl::Status RmsProp::CheckSettings() const {
+  KILN_RETURN_IF_ERROR(CheckSetting(name(), "alpha", alpha_, 0, false, 1, true));
+  return CheckSetting(name(), "eps", eps_, 0, true, kInf, true);
+}
+absl::Status Adam::CheckSettings() const {
+  KILN_RETURN_IF_ERROR(CheckSetting(name(), "beta1", b1_, 0, false, 1, true));
+  KILN_RETURN_IF_ERROR(CheckSetting(name(), "beta2", b2_, 0, false, 1, true));
+  return CheckSetting(name(), "eps", eps_, 0, true, kInf, true);
+}
 
 std::vector<std::pair<std::string, double>> Sgd::Hyperparameters() const { return {{"lr", lr_}}; }
 
@@ -67,16 +117,21 @@ Optimizer::Update Adam::Apply(Value p, Value g, const std::vector<Value>& s,
 namespace kiln {
 
 absl::StatusOr<std::unique_ptr<Optimizer>> MakeOptimizer(const std::string& name, double lr) {
-  if (name == "sgd") return std::unique_ptr<Optimizer>(new Sgd(lr));
-  if (name == "momentum") return std::unique_ptr<Optimizer>(new Momentum(lr));
-  if (name == "nesterov") return std::unique_ptr<Optimizer>(new Momentum(lr, 0.9, true));
-  if (name == "adagrad") return std::unique_ptr<Optimizer>(new Adagrad(lr));
-  if (name == "rmsprop") return std::unique_ptr<Optimizer>(new RmsProp(lr));
-  if (name == "adam") return std::unique_ptr<Optimizer>(new Adam(lr));
-  if (name == "adamw") return std::unique_ptr<Optimizer>(new AdamW(lr));
-  return absl::InvalidArgumentError(
-      "unknown optimizer \"" + name +
-      "\": expected sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw");
+  std::unique_ptr<Optimizer> o;
+  if (name == "sgd") o = std::make_unique<Sgd>(lr);
+  if (name == "momentum") o = std::make_unique<Momentum>(lr);
+  if (name == "nesterov") o = std::make_unique<Momentum>(lr, 0.9, true);
+  if (name == "adagrad") o = std::make_unique<Adagrad>(lr);
+  if (name == "rmsprop") o = std::make_unique<RmsProp>(lr);
+  if (name == "adam") o = std::make_unique<Adam>(lr);
+  if (name == "adamw") o = std::make_unique<AdamW>(lr);
+  if (o == nullptr) {
+    return absl::InvalidArgumentError(
+        "unknown optimizer \"" + name +
+        "\": expected sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw");
+  }
+  KILN_RETURN_IF_ERROR(o->Validate());
+  return o;
 }
 
 }  // namespace kiln

@@ -59,7 +59,16 @@ class Optimizer {
   bool Decays(const std::string& param) const { return !decays_ || decays_(param); }
   double clip_global_norm() const { return clip_global_norm_; }
 
+  // InvalidArgument naming the setting and its allowed range when one is out of it: a learning
+  // rate that is not finite and positive, a negative or non-finite weight decay or clipping norm,
+  // a momentum or beta outside [0, 1), an epsilon that is not positive. Compiling a training step
+  // checks this first.
+  absl::Status Validate() const;
+
  protected:
+  // The optimizer's own constants (momentum, betas, epsilon); the learning rate and the shared
+  // settings are checked by Validate().
+  virtual absl::Status CheckSettings() const { return absl::OkStatus(); }
   bool decoupled_ = false;
 
  private:
@@ -95,6 +104,9 @@ class Momentum : public Optimizer {
   Update Apply(Value param, Value grad, const std::vector<Value>& state,
                const std::vector<Value>& hyper) const override;
 
+ protected:
+  absl::Status CheckSettings() const override;
+
  private:
   double lr_, mu_;
   bool nesterov_;
@@ -109,6 +121,9 @@ class Adagrad : public Optimizer {
   std::vector<std::pair<std::string, double>> Hyperparameters() const override;
   Update Apply(Value param, Value grad, const std::vector<Value>& state,
                const std::vector<Value>& hyper) const override;
+
+ protected:
+  absl::Status CheckSettings() const override;
 
  private:
   double lr_, eps_;
@@ -125,6 +140,9 @@ class RmsProp : public Optimizer {
   Update Apply(Value param, Value grad, const std::vector<Value>& state,
                const std::vector<Value>& hyper) const override;
 
+ protected:
+  absl::Status CheckSettings() const override;
+
  private:
   double lr_, alpha_, eps_;
 };
@@ -140,6 +158,9 @@ class Adam : public Optimizer {
   std::vector<std::pair<std::string, double>> Hyperparameters() const override;
   Update Apply(Value param, Value grad, const std::vector<Value>& state,
                const std::vector<Value>& hyper) const override;
+
+ protected:
+  absl::Status CheckSettings() const override;
 
  private:
   double lr_, b1_, b2_, eps_;

@@ -1,5 +1,7 @@
 #include "dsl/api.h"
 
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 
 namespace kiln {
@@ -22,10 +24,36 @@ Value Unary(OpKind op, Value x) {
   return x.graph()->AddNode(op, {x});
 }
 
+// AddNode reports an input that is empty or from another graph, and passes on a failed one.
 Value Binary(OpKind op, Value a, Value b) {
-  if (!a.valid()) return a;
-  if (!b.valid()) return b;
-  return a.graph()->AddNode(op, {a, b});
+  Graph* g = a.graph() != nullptr ? a.graph() : b.graph();
+  if (g == nullptr) return a;
+  return g->AddNode(op, {a, b});
+}
+
+// For a composite over `a` and `b`: the failed Value to pass on, or an error for an empty
+// (default-constructed) one; nullopt when both are valid.
+std::optional<Value> Unusable(const char* what, Value a, Value b) {
+  for (const Value& v : {a, b}) {
+    if (!v.valid() && v.graph() != nullptr) return v;
+  }
+  if (a.valid() && b.valid()) return std::nullopt;
+  Graph* g = a.graph() != nullptr ? a.graph() : b.graph();
+  if (g == nullptr) return Value();
+  return g->Fail(what, absl::InvalidArgumentError(absl::StrCat(
+                           what, ": an operand is a default-constructed Value (no node)")));
+}
+
+// Labels of a classification loss must be int32 class indices, one per example.
+absl::Status CheckClassLabels(const char* loss, Value logits, Value labels) {
+  if (labels.dtype() != DType::kInt32 || labels.rank() + 1 != logits.rank()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        loss, ": expected int32 labels ",
+        ShapeString(Shape(logits.shape().begin(), logits.shape().end() - 1)),
+        " (class indices, one per row of logits ", ShapeString(logits.shape()), "), got '",
+        labels.name(), "' ", DTypeName(labels.dtype()), ShapeString(labels.shape())));
+  }
+  return absl::OkStatus();
 }
 
 Value Scalar(Value like, double s) {
@@ -67,10 +95,10 @@ Value Step(Value x) { return Unary(OpKind::kStep, x); }
 Value ToFloat(Value x) { return Unary(OpKind::kToFloat, x); }
 Value UnitPixels(Value pixels) {
   if (pixels.valid() && pixels.dtype() != DType::kUInt8) {
-    pixels.graph()->ReportError(absl::InvalidArgumentError(
-        absl::StrCat("UnitPixels: expected uint8 pixels, got ", DTypeName(pixels.dtype()),
-                     ShapeString(pixels.shape()))));
-    return Value();
+    return pixels.graph()->Fail("UnitPixels",
+                                absl::InvalidArgumentError(absl::StrCat(
+                                    "UnitPixels: expected uint8 pixels, got '", pixels.name(), "' ",
+                                    DTypeName(pixels.dtype()), ShapeString(pixels.shape()))));
   }
   return ToFloat(pixels) * static_cast<double>(1.0f / 255.0f);
 }
@@ -252,22 +280,39 @@ Value LogSoftmax(Value x, int64_t axis) {
   return shifted - Log(Sum(Exp(shifted), {axis}, true));
 }
 
-Value SquareErrorCost(Value pred, Value label) { return Square(pred - label); }
+Value SquareErrorCost(Value pred, Value label) {
+  Graph::ErrorContext context(pred.graph(), "SquareErrorCost");
+  return Square(pred - label);
+}
 
 // -sum(log_softmax(logits) * one_hot(labels)) over the class axis; its gradient simplifies to
 // (softmax - one_hot) through the VJPs of the pieces.
 Value SoftmaxCrossEntropy(Value logits, Value labels) {
-  if (!logits.valid()) return logits;
+  if (auto bad = Unusable("SoftmaxCrossEntropy", logits, labels)) return *bad;
+  Graph* g = logits.graph();
   if (logits.rank() < 1) {  // found by tests/fuzz/graph_fuzz.cc: shape().back() of a scalar
-    logits.graph()->ReportError(absl::InvalidArgumentError(
-        absl::StrCat("softmax_cross_entropy: expected logits [..., classes], got a scalar ",
-                     ShapeString(logits.shape()))));
-    return Value();
+    return g->Fail("SoftmaxCrossEntropy",
+                   absl::InvalidArgumentError(absl::StrCat(
+                       "SoftmaxCrossEntropy: expected logits [..., classes], got a scalar '",
+                       logits.name(), "' ", ShapeString(logits.shape()))));
   }
+  if (absl::Status s = CheckClassLabels("SoftmaxCrossEntropy", logits, labels); !s.ok()) {
+    return g->Fail("SoftmaxCrossEntropy", s);
+  }
+  Graph::ErrorContext context(g, "SoftmaxCrossEntropy");
   return -Sum(LogSoftmax(logits, -1) * OneHot(labels, logits.shape().back()), {-1});
 }
 
-Value AccuracyCount(Value logits, Value labels) { return Sum(Equal(ArgMax(logits, -1), labels)); }
+Value AccuracyCount(Value logits, Value labels) {
+  if (auto bad = Unusable("AccuracyCount", logits, labels)) return *bad;
+  if (logits.rank() >= 1) {
+    if (absl::Status s = CheckClassLabels("AccuracyCount", logits, labels); !s.ok()) {
+      return logits.graph()->Fail("AccuracyCount", s);
+    }
+  }
+  Graph::ErrorContext context(logits.graph(), "AccuracyCount");
+  return Sum(Equal(ArgMax(logits, -1), labels));
+}
 
 Linear::Linear(Graph& g, const std::string& name, int64_t in_features, int64_t out_features,
                Options options)
@@ -280,6 +325,7 @@ Linear::Linear(Graph& g, const std::string& name, int64_t in_features, int64_t o
 }
 
 Value Linear::operator()(Value x) const {
+  Graph::ErrorContext context(weight_.graph(), absl::StrCat("Linear '", name_, "'"));
   Value y = MatMul(x, weight_);
   if (bias_.valid()) y = y + bias_;
   return Record(y, name_, "Linear", Count(weight_, bias_), &applied_);
@@ -296,6 +342,7 @@ Conv2D::Conv2D(Graph& g, const std::string& name, int64_t in_channels, int64_t o
 }
 
 Value Conv2D::operator()(Value x) const {
+  Graph::ErrorContext context(weight_.graph(), absl::StrCat("Conv2D '", name_, "'"));
   Value y =
       Conv2d(x, weight_, ConvParams::Same(options_.stride, options_.padding, options_.dilation));
   if (bias_.valid() && y.valid()) y = y + Reshape(bias_, {bias_.shape()[0], 1, 1});
@@ -313,13 +360,13 @@ BatchNorm::BatchNorm(Graph& g, const std::string& name, int64_t channels, Option
 
 // y = (x - mean) / sqrt(var + eps) * gamma + beta, statistics over every axis but 1.
 Value BatchNorm::operator()(Value x) const {
-  if (!x.valid() || !gamma_.valid()) return x;
+  if (auto bad = Unusable("BatchNorm", x, gamma_)) return *bad;
   Graph* g = x.graph();
+  Graph::ErrorContext context(g, absl::StrCat("BatchNorm '", name_, "'"));
   if (x.rank() < 2 || x.shape()[1] != gamma_.shape()[0]) {
-    g->ReportError(absl::InvalidArgumentError(
-        absl::StrCat("batch norm '", gamma_.name(), "': expected [N, ", gamma_.shape()[0],
-                     ", ...], got '", x.name(), "' ", ShapeString(x.shape()))));
-    return Value();
+    return g->Fail("", absl::InvalidArgumentError(
+                           absl::StrCat("expected input [N, ", gamma_.shape()[0], ", ...], got '",
+                                        x.name(), "' ", ShapeString(x.shape()))));
   }
   std::vector<int64_t> axes;
   Shape keep(x.rank(), 1);

@@ -1,6 +1,8 @@
 #include "dsl/graph.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -12,18 +14,67 @@ namespace kiln {
 
 const char* OpName(OpKind op) { return GetOpDef(op).name; }
 
-const Node& Value::node() const { return graph_->node(id_); }
+const Node& Value::node() const {
+  if (!valid()) DieInvalid();
+  return graph_->node(id_);
+}
+
+void Value::DieInvalid() const {
+  if (graph_ == nullptr) {
+    std::fprintf(stderr,
+                 "kiln: the node, shape, dtype or name of a default-constructed Value was read: it "
+                 "stands for no op and belongs to no graph\n");
+  } else {
+    std::fprintf(stderr,
+                 "kiln: the node, shape, dtype or name of an invalid Value was read: it is the "
+                 "result of the failed %s; the graph's first error: %s\n",
+                 graph_->FailureOf(*this).c_str(), graph_->status().ToString().c_str());
+  }
+  std::abort();
+}
+
+std::string Graph::ContextPrefix() const {
+  std::string out;
+  for (const std::string& c : context_) absl::StrAppend(&out, c, ": ");
+  return out;
+}
 
 void Graph::RecordError(absl::Status s) {
-  if (status_.ok()) status_ = std::move(s);
+  if (!status_.ok() || s.ok()) return;
+  status_ = context_.empty() ? std::move(s)
+                             : absl::Status(s.code(), absl::StrCat(ContextPrefix(), s.message()));
+}
+
+Value Graph::Fail(const std::string& what, absl::Status error) {
+  RecordError(std::move(error));
+  failures_.push_back(ContextPrefix() + what);
+  Value v(this, -1);
+  v.failure_ = static_cast<int>(failures_.size()) - 1;
+  return v;
+}
+
+std::string Graph::FailureOf(const Value& v) const {
+  if (v.graph_ != this || v.failure_ < 0 || v.failure_ >= static_cast<int>(failures_.size())) {
+    return "op (unknown)";
+  }
+  return failures_[v.failure_];
+}
+
+Graph::ErrorContext::ErrorContext(Graph* g, std::string what) : graph_(g) {
+  if (graph_ != nullptr) graph_->context_.push_back(std::move(what));
+}
+
+Graph::ErrorContext::~ErrorContext() {
+  if (graph_ != nullptr) graph_->context_.pop_back();
 }
 
 Value Graph::Input(const std::string& name, Shape shape, DType dtype) {
   for (int64_t d : shape) {
     if (d <= 0) {
-      RecordError(absl::InvalidArgumentError(absl::StrCat(
-          "input '", name, "': every dimension must be positive, got shape ", ShapeString(shape))));
-      return Value();
+      return Fail(absl::StrCat("input '", name, "'"),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "input '", name, "': every dimension must be positive, got shape ",
+                      ShapeString(shape))));
     }
   }
   Node n;
@@ -39,9 +90,9 @@ Value Graph::Input(const std::string& name, Shape shape, DType dtype) {
 Value Graph::Parameter(const std::string& name, Shape shape, Initializer init) {
   for (const Node& n : nodes_) {
     if ((n.op == OpKind::kParameter || n.op == OpKind::kBuffer) && n.name == name) {
-      RecordError(absl::InvalidArgumentError(
-          absl::StrCat("parameter '", name, "' is defined twice: parameter names must be unique")));
-      return Value();
+      return Fail(absl::StrCat("parameter '", name, "'"),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "parameter '", name, "' is defined twice: parameter names must be unique")));
     }
   }
   Value v = Input(name, std::move(shape), DType::kFloat);
@@ -90,12 +141,22 @@ Value Graph::AddCustomNode(const OpDef& def, const std::vector<Value>& inputs, A
 Value Graph::Add(OpKind op, const OpDef& def, const std::vector<Value>& inputs, Attrs attrs,
                  const std::string& name) {
   std::vector<const Node*> in;
-  for (const Value& v : inputs) {
-    if (!v.valid()) return Value();  // an earlier error was recorded already
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Value& v = inputs[i];
+    // The result of a failed op: the error was recorded already; this op fails with it.
+    if (v.graph() == this && !v.valid()) return v;
+    if (v.graph() == nullptr) {
+      return Fail(absl::StrCat("op ", def.name),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "op ", def.name, ": input ", i,
+                      " is a default-constructed Value (it stands for no node of any graph)")));
+    }
     if (v.graph() != this) {
-      RecordError(absl::InvalidArgumentError(
-          absl::StrCat("op ", def.name, ": input '", v.name(), "' belongs to another graph")));
-      return Value();
+      return Fail(absl::StrCat("op ", def.name),
+                  absl::InvalidArgumentError(
+                      absl::StrCat("op ", def.name, ": input ", i,
+                                   v.valid() ? absl::StrCat(" '", v.name(), "'") : std::string(),
+                                   " belongs to another graph")));
     }
     in.push_back(&nodes_[v.id()]);
   }
@@ -104,11 +165,10 @@ Value Graph::Add(OpKind op, const OpDef& def, const std::vector<Value>& inputs, 
   n.op = op;
   if (op == OpKind::kCustom) n.custom = &def;
   n.name = name.empty() ? absl::StrCat(scope_, def.name, "_", n.id) : scope_ + name;
+  const std::string what = absl::StrCat("op ", def.name, " (node '", n.name, "')");
   if (def.arity >= 0 && static_cast<int>(in.size()) != def.arity) {
-    RecordError(absl::InvalidArgumentError(absl::StrCat("op ", def.name, " (node '", n.name,
-                                                        "'): expected ", def.arity, " inputs, got ",
-                                                        in.size())));
-    return Value();
+    return Fail(what, absl::InvalidArgumentError(absl::StrCat(what, ": expected ", def.arity,
+                                                              " inputs, got ", in.size())));
   }
   absl::StatusOr<TypeAndShape> ts = def.infer(in, attrs);
   if (!ts.ok()) {
@@ -117,10 +177,9 @@ Value Graph::Add(OpKind op, const OpDef& def, const std::vector<Value>& inputs, 
       shapes.push_back(
           absl::StrCat("'", x->name, "' ", DTypeName(x->dtype), ShapeString(x->shape)));
     }
-    RecordError(absl::InvalidArgumentError(
-        absl::StrCat("op ", def.name, " (node '", n.name, "'): ", ts.status().message(),
-                     shapes.empty() ? "" : "; inputs: ", absl::StrJoin(shapes, ", "))));
-    return Value();
+    return Fail(what, absl::InvalidArgumentError(absl::StrCat(
+                          what, ": ", ts.status().message(),
+                          shapes.empty() ? "" : "; inputs: ", absl::StrJoin(shapes, ", "))));
   }
   for (const Node* x : in) n.inputs.push_back(x->id);
   n.dtype = ts->dtype;

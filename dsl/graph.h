@@ -7,7 +7,10 @@
 //   if (!g.status().ok()) ...   // first shape error: op, node name, shapes, what was expected
 //
 // Shape errors do not throw: the first one is kept on the graph and later ops on an invalid Value
-// produce invalid Values silently, so model code stays linear; compile() returns the error.
+// produce invalid Values silently, so model code stays linear; compile() returns the error. An
+// invalid Value keeps its graph (`graph()->status()` is the first error); reading its node, shape,
+// dtype or name ends the program with a message naming the failed op and that error, as
+// `StatusOr::value()` does on an error. Test `valid()` first.
 #pragma once
 
 #include <cstdint>
@@ -58,14 +61,16 @@ struct Node {
 
 class Graph;
 
-// A handle to a node's output. Cheap to copy. An invalid Value (`!valid()`) stands for a failed op.
+// A handle to a node's output. Cheap to copy. An invalid Value (`!valid()`) stands for a failed op
+// (or is default-constructed); it keeps the graph the op was applied on.
 class Value {
  public:
   Value() = default;
   Value(Graph* g, int id) : graph_(g), id_(id) {}
   bool valid() const { return graph_ != nullptr && id_ >= 0; }
-  Graph* graph() const { return graph_; }
-  int id() const { return id_; }
+  Graph* graph() const { return graph_; }  // null only for a default-constructed Value
+  int id() const { return id_; }           // -1 when invalid
+  // These end the program with a message naming the failed op when !valid().
   const Node& node() const;
   const Shape& shape() const { return node().shape; }
   DType dtype() const { return node().dtype; }
@@ -73,8 +78,11 @@ class Value {
   const std::string& name() const { return node().name; }
 
  private:
+  friend class Graph;
+  [[noreturn]] void DieInvalid() const;
   Graph* graph_ = nullptr;
   int id_ = -1;
+  int failure_ = -1;  // invalid: index into the graph's list of failed ops
 };
 
 // Whether a graph is built for training or for evaluation: layers such as Dropout and BatchNorm
@@ -110,6 +118,24 @@ class Graph {
   const std::vector<std::pair<int, int>>& buffer_updates() const { return buffer_updates_; }
   // Records an error found by a composite or layer (the first error is kept).
   void ReportError(absl::Status s) { RecordError(std::move(s)); }
+  // Records `error` for the op or layer `what` (e.g. "softmax_cross_entropy") and returns the
+  // invalid Value that stands for its result.
+  Value Fail(const std::string& what, absl::Status error);
+  // What an invalid Value of this graph stands for: the op that failed, in its error context.
+  std::string FailureOf(const Value& v) const;
+
+  // While alive, errors recorded on the graph are prefixed with `what`, e.g. "Linear 'fc'", so a
+  // shape error names the layer or loss the user called as well as the internal node. Nests.
+  class ErrorContext {
+   public:
+    ErrorContext(Graph* g, std::string what);
+    ~ErrorContext();
+    ErrorContext(const ErrorContext&) = delete;
+    ErrorContext& operator=(const ErrorContext&) = delete;
+
+   private:
+    Graph* graph_;
+  };
   // Set by layers whose nodes depend on the mode; an evaluation step refuses a training graph
   // that has any.
   void mark_mode_dependent() { mode_dependent_ = true; }
@@ -157,6 +183,7 @@ class Graph {
 
  private:
   void RecordError(absl::Status s);
+  std::string ContextPrefix() const;
   Value Add(OpKind op, const OpDef& def, const std::vector<Value>& inputs, Attrs attrs,
             const std::string& name);
   std::vector<Node> nodes_;
@@ -167,6 +194,8 @@ class Graph {
   bool mode_dependent_ = false;
   std::vector<std::pair<int, int>> buffer_updates_;  // buffer id, new value id
   std::vector<LayerRecord> layers_;
+  std::vector<std::string> context_;   // ErrorContext stack
+  std::vector<std::string> failures_;  // the ops invalid Values stand for
 };
 
 const char* OpName(OpKind op);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -36,20 +37,30 @@ ABSL_FLAG(std::string, cache_dir, "auto",
 namespace kiln::examples {
 
 int RunExample(int argc, char** argv, const Example& e) {
-  SetDriverDefaults(
-      {e.name, e.epochs, e.lr, e.lr_schedule, e.random_shift, e.log_every, e.predict});
   absl::SetFlag(&FLAGS_batch_size, e.batch_size);
   absl::SetFlag(&FLAGS_optimizer, e.optimizer);
-  ParseDriverCommandLine(argc, argv, absl::StrCat(e.description, "\nUsage: ", e.name, " [flags]"),
-                         {"example_main"});
-  absl::StatusOr<DriverData> data = LoadDriverData();
+  const DriverOptions o = ParseDriverCommandLine(
+      argc, argv, absl::StrCat(e.description, "\nUsage: ", e.name, " [flags]"), {"example_main"},
+      {e.name, e.epochs, e.lr, e.lr_schedule, e.random_shift, e.log_every, e.predict});
+  absl::StatusOr<DriverData> data = LoadDriverData(o);
   if (!data.ok()) return DriverFail(data.status());
 
+  // Everything a user can get wrong is refused here, before seconds of compiling.
   const int64_t batch = absl::GetFlag(FLAGS_batch_size);
   const int64_t eval_batch = absl::GetFlag(FLAGS_eval_batch_size);
-  if (batch <= 0 || eval_batch <= 0) {
-    return DriverFail(
-        absl::InvalidArgumentError("--batch_size and --eval_batch_size must be positive"));
+  if (eval_batch <= 0) {
+    return DriverFail(absl::InvalidArgumentError(
+        absl::StrCat("--eval_batch_size must be >= 1, got ", eval_batch)));
+  }
+  if (absl::Status s = ValidateDriverOptions(o, *data, batch); !s.ok()) return DriverFail(s);
+  const std::pair<const char*, double> penalties[] = {
+      {"weight_decay", absl::GetFlag(FLAGS_weight_decay)},
+      {"clip_norm", absl::GetFlag(FLAGS_clip_norm)}};
+  for (const auto& [flag, v] : penalties) {
+    if (!std::isfinite(v) || v < 0) {
+      return DriverFail(absl::InvalidArgumentError(
+          absl::StrCat("--", flag, " must be finite and >= 0 (0: off), got ", v)));
+    }
   }
   CompileOptions options;
   std::string target_note;
@@ -66,7 +77,7 @@ int RunExample(int argc, char** argv, const Example& e) {
       limit_mb >= 0 ? limit_mb * 1048576
                     : static_cast<int64_t>(0.9 * sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE));
   absl::StatusOr<std::unique_ptr<Optimizer>> made =
-      MakeOptimizer(absl::GetFlag(FLAGS_optimizer), absl::GetFlag(FLAGS_lr));
+      MakeOptimizer(absl::GetFlag(FLAGS_optimizer), o.lr);
   if (!made.ok()) return DriverFail(made.status());
   std::unique_ptr<Optimizer> optimizer = std::move(*made);
   if (absl::GetFlag(FLAGS_weight_decay) > 0) {
@@ -112,7 +123,7 @@ int RunExample(int argc, char** argv, const Example& e) {
   info.optimizer = optimizer->name();
   info.batch = batch;
   info.compile_s = (*train_step)->compile_seconds();  // 0 when loaded from the cache
-  return RunDriver(info, *data, train_step->get(), eval_step->get());
+  return RunDriver(o, info, *data, train_step->get(), eval_step->get());
 }
 
 }  // namespace kiln::examples

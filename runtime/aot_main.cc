@@ -3,6 +3,7 @@
 // does the rest with the same flags and RESULT line as the JIT examples. Links the runtime only.
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/aot_program.h"
@@ -15,12 +16,24 @@ int main(int argc, char** argv) {
   using namespace kiln;
   absl::StatusOr<AotManifest> m = ParseManifest(kKilnAotProgram.manifest);
   if (!m.ok()) return DriverFail(m.status());
-  SetDriverDefaults(m->defaults);
-  ParseDriverCommandLine(
+  // What the JIT examples choose by flag, this binary fixed when it was built.
+  const std::string rebuild =
+      "; build another binary for another one (kiln-aot --batch N, or "
+      "kiln_add_training_binary(... BATCH_SIZE N))";
+  const std::vector<CompiledInFlag> compiled_in = {
+      {"batch_size",
+       absl::StrCat("the training batch is compiled into ", m->name, ": ", m->batch, rebuild)},
+      {"eval_batch_size", absl::StrCat("the evaluation batch is compiled into ", m->name, ": ",
+                                       m->eval_batch, rebuild)},
+      {"optimizer", absl::StrCat("the optimizer is compiled into ", m->name, ": ", m->optimizer,
+                                 " (--lr and --lr_schedule still apply)")},
+      {"target", absl::StrCat(m->name, " was compiled for the target ", m->target)},
+  };
+  const DriverOptions o = ParseDriverCommandLine(
       argc, argv,
       absl::StrCat(m->name, ": a Kiln training program compiled ahead of time (batch ", m->batch,
                    ", ", m->optimizer, ", target ", m->target, ")\nUsage: ", m->name, " [flags]"),
-      {"aot_main"});
+      {"aot_main"}, m->defaults, compiled_in);
   // A GPU binary needs the device before anything else (libcuda is loaded at run time).
   if (m->target.find("-cuda") != std::string::npos) {
     absl::StatusOr<CudaDevice> dev = QueryCudaDevice();
@@ -36,8 +49,9 @@ int main(int argc, char** argv) {
   auto eval =
       MakeNativeExecutable(m->eval, kKilnAotProgram.eval, kKilnAotProgram.eval_metadata, nullptr);
   if (!eval.ok()) return DriverFail(eval.status());
-  absl::StatusOr<DriverData> data = LoadDriverData();
+  absl::StatusOr<DriverData> data = LoadDriverData(o);
   if (!data.ok()) return DriverFail(data.status());
+  if (absl::Status s = ValidateDriverOptions(o, *data, m->batch); !s.ok()) return DriverFail(s);
   std::printf("%s: compiled ahead of time for %s, training batch %lld, evaluation batch %lld\n",
               m->name.c_str(), m->target.c_str(), static_cast<long long>(m->batch),
               static_cast<long long>(m->eval_batch));
@@ -46,5 +60,5 @@ int main(int argc, char** argv) {
   info.optimizer = m->optimizer;
   info.batch = m->batch;
   info.compile_s = 0;
-  return RunDriver(info, *data, train->get(), eval->get());
+  return RunDriver(o, info, *data, train->get(), eval->get());
 }

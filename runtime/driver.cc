@@ -1,15 +1,26 @@
 #include "runtime/driver.h"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "base/status.h"
 #include "runtime/idx.h"
 #include "runtime/image.h"
@@ -44,8 +55,8 @@ ABSL_FLAG(double, target_accuracy, 0,
           "evaluate the test set after every epoch and stop once its accuracy reaches this "
           "(time to accuracy; 0: off)");
 ABSL_FLAG(std::string, save, "",
-          "save the trained parameters here (safetensors); empty: skip "
-          "(default: <program>.safetensors)");
+          "save the trained parameters here (safetensors); empty: skip (default: "
+          "<program>.safetensors). A run that trains nothing saves only when given --save");
 ABSL_FLAG(std::string, load, "", "load parameters from this checkpoint before training");
 ABSL_FLAG(std::string, import, "",
           "load parameters from a safetensors file written elsewhere (e.g. PyTorch), renamed by "
@@ -55,8 +66,11 @@ ABSL_FLAG(std::string, import_map, "",
 ABSL_FLAG(std::string, predict, "", "PNG or JPEG image of one digit to classify");
 ABSL_FLAG(bool, invert, false, "invert the --predict image (dark digit on a light background)");
 ABSL_FLAG(std::string, plot, "",
-          "write the loss curve to <plot>.csv and <plot>.svg; empty: skip "
-          "(default: <program>_loss)");
+          "write the loss curve to <plot>.csv and <plot>.svg and the per-epoch accuracy to "
+          "<plot>_epochs.csv and .svg; empty: skip (default: <program>_loss)");
+ABSL_FLAG(std::string, log_json, "",
+          "append every logged step and every epoch to this file as JSON lines (one object per "
+          "line: {\"event\":\"step\"|\"epoch\", ...})");
 ABSL_FLAG(bool, progress, true, "show a progress bar (plain lines when not a terminal)");
 
 namespace kiln {
@@ -87,19 +101,22 @@ void PrintConfusion(const EvalResult& r) {
   }
 }
 
-absl::Status WritePlots(const std::string& name, const TrainConfig& config,
-                        const TrainStats& stats) {
-  const std::string plot = absl::GetFlag(FLAGS_plot);
-  if (plot.empty()) return absl::OkStatus();
+absl::Status WriteText(const std::string& path, const std::string& text) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return absl::NotFoundError(path + ": cannot open for writing");
+  const bool ok = std::fputs(text.c_str(), f) >= 0;
+  if (std::fclose(f) != 0 || !ok) return absl::InternalError(path + ": write failed");
+  return absl::OkStatus();
+}
+
+absl::Status WritePlots(const std::string& plot, const std::string& name, const TrainStats& stats) {
+  if (plot.empty() || stats.steps == 0) return absl::OkStatus();  // nothing trained: no curve
   if (!stats.logged.empty()) {
     Curve curve;
-    for (size_t i = 0; i < stats.logged.size(); ++i) {
-      curve.push_back({static_cast<double>(i), stats.logged[i].loss});
-    }
-    KILN_RETURN_IF_ERROR(WriteCurveCsv(plot + ".csv", "index", "loss", curve));
-    KILN_RETURN_IF_ERROR(WriteCurveSvg(
-        plot + ".svg", absl::StrCat(name, ": train loss every ", config.log_every, " batches"),
-        "log point", "loss", curve));
+    for (const LossPoint& p : stats.logged) curve.push_back({static_cast<double>(p.step), p.loss});
+    KILN_RETURN_IF_ERROR(WriteCurveCsv(plot + ".csv", "step", "loss", curve));
+    KILN_RETURN_IF_ERROR(WriteCurveSvg(plot + ".svg", absl::StrCat(name, ": training loss"),
+                                       "training step", "loss", curve));
     std::printf("wrote loss curve to %s.csv and %s.svg\n", plot.c_str(), plot.c_str());
   }
   if (stats.epochs.empty()) return absl::OkStatus();
@@ -112,10 +129,7 @@ absl::Status WritePlots(const std::string& name, const TrainConfig& config,
     if (r.train_accuracy >= 0) train_acc.push_back({r.epoch + 1.0, r.train_accuracy});
     if (r.val_accuracy >= 0) val_acc.push_back({r.epoch + 1.0, r.val_accuracy});
   }
-  std::FILE* f = std::fopen((base + ".csv").c_str(), "w");
-  if (f == nullptr) return absl::NotFoundError(base + ".csv: cannot open for writing");
-  std::fputs(csv.c_str(), f);
-  std::fclose(f);
+  KILN_RETURN_IF_ERROR(WriteText(base + ".csv", csv));
   std::vector<std::pair<std::string, Curve>> series;
   if (!train_acc.empty()) series.push_back({"train accuracy", train_acc});
   if (!val_acc.empty()) series.push_back({"validation accuracy", val_acc});
@@ -128,6 +142,201 @@ absl::Status WritePlots(const std::string& name, const TrainConfig& config,
   return absl::OkStatus();
 }
 
+// --log_json: one JSON object per line, appended and flushed as training goes.
+class JsonLog {
+ public:
+  absl::Status Open(const std::string& path) {
+    if (path.empty()) return absl::OkStatus();
+    file_ = std::fopen(path.c_str(), "a");
+    if (file_ == nullptr) return absl::NotFoundError(path + ": cannot open for appending");
+    return absl::OkStatus();
+  }
+  ~JsonLog() {
+    if (file_ != nullptr) std::fclose(file_);
+  }
+  void Step(const LossPoint& p) {
+    Line(absl::StrFormat(R"({"event":"step","epoch":%d,"batch":%d,"step":%d,"loss":%s,"lr":%s})",
+                         p.epoch + 1, p.batch, p.step, Number(p.loss), Number(p.lr)));
+  }
+  void Epoch(const EpochReport& r) {
+    std::string line = absl::StrFormat(R"({"event":"epoch","epoch":%d,"train_loss":%s,"lr":%s)",
+                                       r.epoch + 1, Number(r.mean_loss), Number(r.lr));
+    if (r.train_accuracy >= 0)
+      absl::StrAppend(&line, R"(,"train_accuracy":)", Number(r.train_accuracy));
+    if (r.val_accuracy >= 0)
+      absl::StrAppend(&line, R"(,"validation_accuracy":)", Number(r.val_accuracy));
+    if (r.val_loss >= 0) absl::StrAppend(&line, R"(,"validation_loss":)", Number(r.val_loss));
+    Line(absl::StrCat(line, R"(,"seconds":)", Number(r.seconds), "}"));
+  }
+
+ private:
+  static std::string Number(double v) {
+    return std::isfinite(v) ? absl::StrFormat("%.9g", v) : std::string("null");
+  }
+  void Line(const std::string& line) {
+    if (file_ == nullptr) return;
+    std::fprintf(file_, "%s\n", line.c_str());
+    std::fflush(file_);
+  }
+  std::FILE* file_ = nullptr;
+};
+
+// SIGINT / SIGTERM while training: the first asks the loop to stop after its step (a second one
+// kills the process as usual).
+std::atomic<bool> g_stop{false};
+volatile sig_atomic_t g_stop_signal = 0;
+void OnStopSignal(int sig) {
+  g_stop_signal = sig;
+  g_stop.store(true);
+}
+class StopSignals {
+ public:
+  StopSignals() {
+    struct sigaction sa = {};
+    sa.sa_handler = OnStopSignal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  struct sigaction old_int_, old_term_;
+};
+
+// Levenshtein distance, for "did you mean" on an unknown flag.
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1] ? 1 : 0)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The flags --help shows (the driver's and the program's own); set by ParseDriverCommandLine.
+std::vector<std::string>& HelpFiles() {
+  static std::vector<std::string> files;
+  return files;
+}
+constexpr char kDriverGroup[] = "the training driver (every Kiln program)";
+constexpr char kProgramGroup[] = "this program";
+bool IsHelpFile(absl::string_view file) {
+  if (file == kDriverGroup || file == kProgramGroup) return true;  // already normalized
+  for (const std::string& f : HelpFiles()) {
+    if (absl::StrContains(file, f)) return true;
+  }
+  return false;
+}
+
+// Refuses (exit 1) an argument that names no known flag, suggesting the nearest, or a flag the
+// program fixed at build time.
+void CheckFlagNames(int argc, char** argv, const std::vector<CompiledInFlag>& compiled_in) {
+  static const char* kBuiltIn[] = {"help",    "helpfull",       "helpshort", "helppackage",
+                                   "version", "flagfile",       "fromenv",   "tryfromenv",
+                                   "undefok", "only_check_args"};
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg.size() < 2 || arg[0] != '-') {
+      std::fprintf(stderr, "error: unexpected argument '%s' (flags take the form --name=value)\n",
+                   argv[i]);
+      std::exit(1);
+    }
+    arg.remove_prefix(arg[1] == '-' ? 2 : 1);
+    absl::string_view name = arg.substr(0, arg.find('='));
+    for (const CompiledInFlag& c : compiled_in) {
+      if (name == c.name) {
+        std::fprintf(stderr, "error: --%s: %s\n", c.name.c_str(), c.why.c_str());
+        std::exit(1);
+      }
+    }
+    if (std::find(std::begin(kBuiltIn), std::end(kBuiltIn), name) != std::end(kBuiltIn)) continue;
+    if (absl::FindCommandLineFlag(name) != nullptr) continue;
+    if (absl::StartsWith(name, "no") && absl::FindCommandLineFlag(name.substr(2)) != nullptr) {
+      continue;  // --noprogress
+    }
+    std::string best;
+    size_t best_d = std::string::npos;
+    for (const auto& [flag, f] : absl::GetAllFlags()) {
+      if (!IsHelpFile(f->Filename())) continue;
+      const size_t d = EditDistance(name, flag);
+      if (d < best_d || (d == best_d && std::string(flag) < best)) {
+        best_d = d;
+        best = std::string(flag);
+      }
+    }
+    const bool close = !best.empty() &&
+                       (best_d <= 2 || best_d * 3 <= name.size() || absl::StrContains(best, name));
+    std::fprintf(stderr, "error: unknown flag --%s%s (--help lists the flags)\n",
+                 std::string(name).c_str(),
+                 close ? ("; did you mean --" + best + "?").c_str() : "");
+    std::exit(1);
+  }
+}
+
+// Whether argv names the flag `name` (before a "--" that ends the flags).
+bool GivenOnCommandLine(int argc, char** argv, absl::string_view name) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "--")) absl::ConsumePrefix(&arg, "-");
+    if (arg.substr(0, arg.find('=')) == name) return true;
+  }
+  return false;
+}
+
+// The directory `path` would be written in must exist.
+absl::Status CheckOutputDir(const char* flag, const std::string& path) {
+  if (path.empty()) return absl::OkStatus();
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return absl::OkStatus();
+  const std::string dir = slash == 0 ? "/" : path.substr(0, slash);
+  if (::access(dir.c_str(), W_OK) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, "=", path, ": the directory '", dir, "' ",
+                     errno == ENOENT ? "does not exist" : "is not writable"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckInputFile(const char* flag, const std::string& path) {
+  if (path.empty()) return absl::OkStatus();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::NotFoundError(
+        absl::StrCat("--", flag, "=", path, ": cannot open: ", std::strerror(errno)));
+  }
+  ::close(fd);
+  return absl::OkStatus();
+}
+
+absl::Status CheckRange(const char* flag, double v, double lo, double hi, bool lo_open = false) {
+  if (std::isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("--", flag, " must be in ", lo_open ? "(" : "[", lo, ", ",
+                   std::isinf(hi) ? std::string("inf)") : absl::StrCat(hi, "]"), ", got ", v));
+}
+
+// The run's learning-rate schedule over `total_epochs` epochs of `batch`.
+absl::StatusOr<LrSchedule> Schedule(const DriverOptions& o, const Dataset& train, int64_t batch) {
+  return ParseLrSchedule(
+      o.lr_schedule, o.lr,
+      static_cast<int64_t>(o.epochs) * (train.count / std::max<int64_t>(1, batch)));
+}
+
 }  // namespace
 
 int DriverFail(const absl::Status& s) {
@@ -135,7 +344,10 @@ int DriverFail(const absl::Status& s) {
   return 1;
 }
 
-void SetDriverDefaults(const DriverDefaults& d) {
+DriverOptions ParseDriverCommandLine(int argc, char** argv, const std::string& usage,
+                                     const std::vector<std::string>& flag_files,
+                                     const DriverDefaults& d,
+                                     const std::vector<CompiledInFlag>& compiled_in) {
   absl::SetFlag(&FLAGS_epochs, d.epochs);
   absl::SetFlag(&FLAGS_lr, d.lr);
   absl::SetFlag(&FLAGS_lr_schedule, d.lr_schedule);
@@ -144,39 +356,62 @@ void SetDriverDefaults(const DriverDefaults& d) {
   absl::SetFlag(&FLAGS_save, d.name + ".safetensors");
   absl::SetFlag(&FLAGS_plot, d.name + "_loss");
   absl::SetFlag(&FLAGS_predict, d.predict);
-}
-
-void ParseDriverCommandLine(int argc, char** argv, const std::string& usage,
-                            const std::vector<std::string>& flag_files) {
-  static std::vector<std::string> files;
-  files = flag_files;
-  files.push_back("runtime/driver");
+  HelpFiles() = flag_files;
+  HelpFiles().push_back("runtime/driver");
   absl::FlagsUsageConfig config;
-  config.contains_help_flags = [](absl::string_view file) {
-    for (const std::string& f : files) {
-      if (absl::StrContains(file, f)) return true;
-    }
-    return false;
+  config.contains_help_flags = IsHelpFile;
+  // --help names groups, not the paths the program was built from.
+  config.normalize_filename = [](absl::string_view file) -> std::string {
+    if (absl::StrContains(file, "runtime/driver")) return kDriverGroup;
+    return IsHelpFile(file) ? kProgramGroup : std::string(file);
   };
   absl::SetFlagsUsageConfig(config);
   absl::SetProgramUsageMessage(usage);
+  CheckFlagNames(argc, argv, compiled_in);
   absl::ParseCommandLine(argc, argv);
+
+  DriverOptions o;
+  o.name = d.name;
+  o.data_dir = absl::GetFlag(FLAGS_data_dir);
+  o.epochs = absl::GetFlag(FLAGS_epochs);
+  o.eval_only = absl::GetFlag(FLAGS_eval_only);
+  o.max_steps = absl::GetFlag(FLAGS_max_steps);
+  o.lr = absl::GetFlag(FLAGS_lr);
+  o.lr_schedule = absl::GetFlag(FLAGS_lr_schedule);
+  o.random_shift = absl::GetFlag(FLAGS_random_shift);
+  o.validation = absl::GetFlag(FLAGS_validation);
+  o.checkpoint = absl::GetFlag(FLAGS_checkpoint);
+  o.resume = absl::GetFlag(FLAGS_resume);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  o.log_every = absl::GetFlag(FLAGS_log_every);
+  o.min_accuracy = absl::GetFlag(FLAGS_min_accuracy);
+  o.target_accuracy = absl::GetFlag(FLAGS_target_accuracy);
+  o.save = absl::GetFlag(FLAGS_save);
+  o.save_explicit = GivenOnCommandLine(argc, argv, "save");
+  o.load = absl::GetFlag(FLAGS_load);
+  o.import = absl::GetFlag(FLAGS_import);
+  o.import_map = absl::GetFlag(FLAGS_import_map);
+  o.predict = absl::GetFlag(FLAGS_predict);
+  o.invert = absl::GetFlag(FLAGS_invert);
+  o.plot = absl::GetFlag(FLAGS_plot);
+  o.log_json = absl::GetFlag(FLAGS_log_json);
+  o.progress = absl::GetFlag(FLAGS_progress);
+  return o;
 }
 
-absl::StatusOr<DriverData> LoadDriverData() {
-  const std::string dir = absl::GetFlag(FLAGS_data_dir);
-  KILN_ASSIGN_OR_RETURN(MnistData mnist, LoadMnistTrainAndTest(dir));
+absl::StatusOr<DriverData> LoadDriverData(const DriverOptions& o) {
+  KILN_ASSIGN_OR_RETURN(MnistData mnist, LoadMnistTrainAndTest(o.data_dir));
   DriverData d;
   d.train = std::move(mnist.train);
   d.test = std::move(mnist.test);
   std::printf("MNIST: %lld training and %lld test images from %s\n",
               static_cast<long long>(d.train.count), static_cast<long long>(d.test.count),
-              dir.c_str());
+              o.data_dir.c_str());
   ShowSample(d.train);
-  const int64_t holdout = absl::GetFlag(FLAGS_validation);
+  const int64_t holdout = o.validation;
   if (holdout < 0 || holdout >= d.train.count) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--validation must be in [0, ", d.train.count, "), got ", holdout));
+        absl::StrCat("--validation must be in [0, ", d.train.count - 1, "], got ", holdout));
   }
   if (holdout > 0) {
     Dataset& train = d.train;
@@ -194,57 +429,116 @@ absl::StatusOr<DriverData> LoadDriverData() {
   return d;
 }
 
-int RunDriver(const DriverInfo& info, DriverData& data, Executable* train, Executable* eval) {
+absl::Status ValidateDriverOptions(const DriverOptions& o, const DriverData& data, int64_t batch) {
+  auto bad = [](const std::string& m) { return absl::InvalidArgumentError(m); };
+  if (o.epochs < 0) return bad(absl::StrCat("--epochs must be >= 0, got ", o.epochs));
+  if (o.max_steps < -1) {
+    return bad(absl::StrCat("--max_steps must be >= 1, or -1 for no limit, got ", o.max_steps));
+  }
+  if (o.log_every < 0)
+    return bad(absl::StrCat("--log_every must be >= 0 (0: never), got ", o.log_every));
+  KILN_RETURN_IF_ERROR(CheckRange("lr (the base learning rate)", o.lr, 0, INFINITY, true));
+  KILN_RETURN_IF_ERROR(CheckRange("min_accuracy", o.min_accuracy, 0, 1));
+  KILN_RETURN_IF_ERROR(CheckRange("target_accuracy", o.target_accuracy, 0, 1));
+  if (batch < 1 || batch > data.train.count) {
+    return bad(absl::StrCat("--batch_size must be in [1, ", data.train.count,
+                            "] (the training examples), got ", batch));
+  }
+  const Shape& ex = data.train.example_shape;
+  if (o.random_shift < 0) {
+    return bad(absl::StrCat("--random_shift must be >= 0, got ", o.random_shift));
+  }
+  if (o.random_shift > 0 && ex.size() != 2) {
+    return bad(absl::StrCat("--random_shift=", o.random_shift,
+                            " shifts 2-D images; these examples are ", ShapeString(ex)));
+  }
+  if (o.random_shift > 0 && o.random_shift >= std::min(ex[0], ex[1])) {
+    return bad(absl::StrCat("--random_shift must be in [0, ", std::min(ex[0], ex[1]) - 1, "] for ",
+                            ShapeString(ex), " images, got ", o.random_shift));
+  }
+  KILN_RETURN_IF_ERROR(Schedule(o, data.train, batch).status());
+  if (!o.load.empty() && !o.resume.empty()) {
+    return bad("--load and --resume both given: --resume restores the parameters as well");
+  }
+  if (!o.import.empty() && o.import_map.empty()) return bad("--import needs --import_map");
+  if (o.import.empty() && !o.import_map.empty()) return bad("--import_map needs --import");
+  KILN_RETURN_IF_ERROR(CheckInputFile("load", o.load));
+  KILN_RETURN_IF_ERROR(CheckInputFile("resume", o.resume));
+  KILN_RETURN_IF_ERROR(CheckInputFile("import", o.import));
+  KILN_RETURN_IF_ERROR(CheckInputFile("import_map", o.import_map));
+  KILN_RETURN_IF_ERROR(CheckInputFile("predict", o.predict));
+  KILN_RETURN_IF_ERROR(CheckOutputDir("save", o.save));
+  KILN_RETURN_IF_ERROR(CheckOutputDir("checkpoint", o.checkpoint));
+  KILN_RETURN_IF_ERROR(CheckOutputDir("plot", o.plot));
+  KILN_RETURN_IF_ERROR(CheckOutputDir("log_json", o.log_json));
+  return absl::OkStatus();
+}
+
+int RunDriver(const DriverOptions& o, const DriverInfo& info, DriverData& data, Executable* train,
+              Executable* eval) {
+  const int64_t batch = std::max<int64_t>(1, info.batch);
+  if (absl::Status s = ValidateDriverOptions(o, data, batch); !s.ok()) return DriverFail(s);
+  // Inputs are read before any training, so a bad file never costs a run.
+  std::vector<float> predict_image;
+  if (!o.predict.empty()) {
+    absl::StatusOr<std::vector<float>> x =
+        LoadDigitImage(o.predict, static_cast<int>(data.train.example_shape[1]),
+                       static_cast<int>(data.train.example_shape[0]), o.invert);
+    if (!x.ok()) return DriverFail(x.status());
+    predict_image = std::move(*x);
+  }
   Trainer trainer(train, eval);
-  const uint64_t seed = absl::GetFlag(FLAGS_seed);
-  if (absl::Status s = trainer.Initialize(seed); !s.ok()) return DriverFail(s);
-  if (!absl::GetFlag(FLAGS_load).empty()) {
-    absl::Status s = trainer.Load(absl::GetFlag(FLAGS_load), /*restore_counters=*/false);
-    if (!s.ok()) return DriverFail(s);
-    std::printf("loaded parameters from %s\n", absl::GetFlag(FLAGS_load).c_str());
-  }
-  if (!absl::GetFlag(FLAGS_import).empty()) {
-    const std::string file = absl::GetFlag(FLAGS_import);
-    if (absl::GetFlag(FLAGS_import_map).empty()) {
-      return DriverFail(absl::InvalidArgumentError("--import needs --import_map"));
+  if (absl::Status s = trainer.Initialize(o.seed); !s.ok()) return DriverFail(s);
+  bool loaded = false;
+  if (!o.load.empty()) {
+    if (absl::Status s = trainer.Load(o.load, /*restore_counters=*/false); !s.ok()) {
+      return DriverFail(s);
     }
-    auto map = ParseNameMapFile(absl::GetFlag(FLAGS_import_map));
-    if (!map.ok()) return DriverFail(map.status());
-    auto weights = ImportSafetensors(file, *map);
-    if (!weights.ok()) return DriverFail(weights.status());
-    if (absl::Status s = trainer.LoadFrom(*weights, file); !s.ok()) return DriverFail(s);
-    std::printf("imported %zu parameters from %s\n", weights->tensors.size(), file.c_str());
+    std::printf("loaded parameters from %s\n", o.load.c_str());
+    loaded = true;
   }
-  const std::string resume = absl::GetFlag(FLAGS_resume);
-  if (!resume.empty()) {
-    if (absl::Status s = trainer.Load(resume); !s.ok()) return DriverFail(s);
-    std::printf("resumed from %s at epoch %d, step %lld\n", resume.c_str(), trainer.epoch(),
-                static_cast<long long>(trainer.step()));
+  if (!o.import.empty()) {
+    auto map = ParseNameMapFile(o.import_map);
+    if (!map.ok()) return DriverFail(map.status());
+    auto weights = ImportSafetensors(o.import, *map);
+    if (!weights.ok()) return DriverFail(weights.status());
+    if (absl::Status s = trainer.LoadFrom(*weights, o.import); !s.ok()) return DriverFail(s);
+    std::printf("imported %zu parameters from %s\n", weights->tensors.size(), o.import.c_str());
+    loaded = true;
+  }
+  if (!o.resume.empty()) {
+    if (absl::Status s = trainer.Load(o.resume); !s.ok()) return DriverFail(s);
+    std::printf(
+        "resumed from %s at epoch %d, step %lld%s\n", o.resume.c_str(),
+        trainer.epoch() + (trainer.batch_in_epoch() > 0 ? 1 : 0),
+        static_cast<long long>(trainer.step()),
+        trainer.batch_in_epoch() > 0
+            ? absl::StrCat(" (inside the epoch, at batch ", trainer.batch_in_epoch(), ")").c_str()
+            : "");
+    loaded = true;
   }
   TrainConfig config;
-  const int total_epochs = absl::GetFlag(FLAGS_epochs);
-  config.epochs = absl::GetFlag(FLAGS_eval_only) ? 0 : std::max(0, total_epochs - trainer.epoch());
-  config.max_steps = absl::GetFlag(FLAGS_max_steps);
-  config.log_every = absl::GetFlag(FLAGS_log_every);
-  config.hyper["lr"] = absl::GetFlag(FLAGS_lr);
-  config.progress = absl::GetFlag(FLAGS_progress);
-  config.random_shift = absl::GetFlag(FLAGS_random_shift);
+  config.epochs = o.eval_only ? 0 : std::max(0, o.epochs - trainer.epoch());
+  config.max_steps = o.max_steps;
+  config.log_every = o.log_every;
+  config.hyper["lr"] = o.lr;
+  config.progress = o.progress;
+  config.random_shift = o.random_shift;
   if (train != nullptr && train->signature().resident_batch > 0 && config.random_shift > 0) {
     std::printf(
         "note: --random_shift=%d is CPU-only; the resident training set is used as loaded\n",
         config.random_shift);
     config.random_shift = 0;
   }
-  const int64_t batch = std::max<int64_t>(1, info.batch);
-  absl::StatusOr<LrSchedule> schedule =
-      ParseLrSchedule(absl::GetFlag(FLAGS_lr_schedule), absl::GetFlag(FLAGS_lr),
-                      static_cast<int64_t>(total_epochs) * (data.train.count / batch));
+  absl::StatusOr<LrSchedule> schedule = Schedule(o, data.train, batch);
   if (!schedule.ok()) return DriverFail(schedule.status());
   if (schedule->kind != LrSchedule::Kind::kConstant || schedule->warmup_steps > 0) {
     config.schedule = *schedule;
   }
   if (data.validation.count > 0) config.validation = &data.validation;
-  const std::string checkpoint = absl::GetFlag(FLAGS_checkpoint);
+  JsonLog json;
+  if (absl::Status s = json.Open(o.log_json); !s.ok()) return DriverFail(s);
+  config.on_log = [&json](const LossPoint& p) { json.Step(p); };
   double trained_s = 0;  // training time so far (--target_accuracy)
   config.on_epoch = [&](const EpochReport& r) -> absl::Status {
     std::printf("epoch %d: train loss %.6f", r.epoch + 1, r.mean_loss);
@@ -253,51 +547,76 @@ int RunDriver(const DriverInfo& info, DriverData& data, Executable* train, Execu
     if (r.val_loss >= 0) std::printf(", validation loss %.6f", r.val_loss);
     std::printf(", lr %.3g, %.3f s\n", r.lr, r.seconds);
     std::fflush(stdout);
-    if (const double target = absl::GetFlag(FLAGS_target_accuracy); target > 0) {
+    json.Epoch(r);
+    if (o.target_accuracy > 0) {
       trained_s += r.seconds;
       absl::StatusOr<EvalResult> e = trainer.Evaluate(data.test);
       if (!e.ok()) return e.status();
       std::printf("epoch %d: test accuracy %.4f\n", r.epoch + 1, e->accuracy());
-      if (e->accuracy() >= target) {
+      if (e->accuracy() >= o.target_accuracy) {
         std::printf("TARGET test accuracy %.4f >= %.4f after %d epochs, %.3f s of training\n",
-                    e->accuracy(), target, r.epoch + 1, trained_s);
-        if (!checkpoint.empty()) {
-          KILN_RETURN_IF_ERROR(trainer.Save(checkpoint, {{"example", info.name}}));
+                    e->accuracy(), o.target_accuracy, r.epoch + 1, trained_s);
+        if (!o.checkpoint.empty()) {
+          KILN_RETURN_IF_ERROR(trainer.Save(o.checkpoint, {{"example", info.name}}));
         }
         return absl::CancelledError("target accuracy reached");
       }
     }
-    if (checkpoint.empty()) return absl::OkStatus();
-    return trainer.Save(checkpoint, {{"example", info.name}});
+    if (o.checkpoint.empty()) return absl::OkStatus();
+    return trainer.Save(o.checkpoint, {{"example", info.name}});
   };
   std::printf("optimizer %s, lr schedule %s\n", info.optimizer.c_str(),
               schedule->ToString().c_str());
   TrainStats stats;
   if (config.epochs > 0) {
-    absl::StatusOr<TrainStats> st = trainer.Train(data.train, config);
+    g_stop.store(false);
+    config.stop = &g_stop;
+    absl::StatusOr<TrainStats> st;
+    {
+      StopSignals signals;
+      st = trainer.Train(data.train, config);
+    }
     if (!st.ok()) return DriverFail(st.status());
     stats = *st;
     std::printf("trained %lld steps, %.0f images/s\n", static_cast<long long>(stats.steps),
                 stats.images_per_second());
+    if (stats.interrupted) {
+      const std::string path =
+          o.checkpoint.empty() ? info.name + "_interrupted.safetensors" : o.checkpoint;
+      absl::Status s = trainer.Save(path, {{"example", info.name}});
+      if (!s.ok()) return DriverFail(s);
+      std::printf(
+          "interrupted (%s) in epoch %d at batch %lld, step %lld: the full training state is in "
+          "%s; continue with --resume=%s\n",
+          g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT", trainer.epoch() + 1,
+          static_cast<long long>(trainer.batch_in_epoch()), static_cast<long long>(trainer.step()),
+          path.c_str(), path.c_str());
+      return g_stop_signal == SIGTERM ? 143 : 130;
+    }
     if (stats.best_epoch >= 0) {
       std::printf("best validation epoch: %d (the reported test accuracy is the final model's)\n",
                   stats.best_epoch + 1);
     }
   }
-  if (!absl::GetFlag(FLAGS_save).empty()) {
-    absl::Status s = trainer.Save(absl::GetFlag(FLAGS_save), {{"example", info.name}});
-    if (!s.ok()) return DriverFail(s);
-    std::printf("saved parameters to %s\n", absl::GetFlag(FLAGS_save).c_str());
+  // Only what was trained, or loaded and explicitly asked for, is written: an untrained model
+  // never replaces a file.
+  const bool trained = stats.steps > 0;
+  if (!o.save.empty()) {
+    if (trained || (loaded && o.save_explicit)) {
+      absl::Status s = trainer.Save(o.save, {{"example", info.name}});
+      if (!s.ok()) return DriverFail(s);
+      std::printf("saved parameters to %s\n", o.save.c_str());
+    } else {
+      std::printf("not saving parameters: %s\n",
+                  loaded ? "nothing was trained (give --save=FILE to write the loaded ones)"
+                         : "nothing was trained or loaded");
+    }
   }
-  if (absl::Status s = WritePlots(info.name, config, stats); !s.ok()) return DriverFail(s);
-  if (!absl::GetFlag(FLAGS_predict).empty()) {
-    absl::StatusOr<std::vector<float>> x =
-        LoadDigitImage(absl::GetFlag(FLAGS_predict), static_cast<int>(data.train.example_shape[1]),
-                       static_cast<int>(data.train.example_shape[0]), absl::GetFlag(FLAGS_invert));
-    if (!x.ok()) return DriverFail(x.status());
-    absl::StatusOr<int32_t> p = trainer.Predict(*x);
+  if (absl::Status s = WritePlots(o.plot, info.name, stats); !s.ok()) return DriverFail(s);
+  if (!predict_image.empty()) {
+    absl::StatusOr<int32_t> p = trainer.Predict(predict_image);
     if (!p.ok()) return DriverFail(p.status());
-    std::printf("prediction for %s: %d\n", absl::GetFlag(FLAGS_predict).c_str(), *p);
+    std::printf("prediction for %s: %d\n", o.predict.c_str(), *p);
   }
   absl::StatusOr<EvalResult> result = trainer.Evaluate(data.test);
   if (!result.ok()) return DriverFail(result.status());
@@ -310,10 +629,9 @@ int RunDriver(const DriverInfo& info, DriverData& data, Executable* train, Execu
       "train_s=%.3f eval_images_per_s=%.0f\n",
       info.name.c_str(), config.epochs, result->accuracy(), stats.images_per_second(),
       info.compile_s, stats.seconds, result->count / std::max(1e-9, result->seconds));
-  const double min_acc = absl::GetFlag(FLAGS_min_accuracy);
-  if (result->accuracy() < min_acc) {
+  if (result->accuracy() < o.min_accuracy) {
     std::fprintf(stderr, "error: test accuracy %.4f is below --min_accuracy %.4f\n",
-                 result->accuracy(), min_acc);
+                 result->accuracy(), o.min_accuracy);
     return 1;
   }
   return 0;

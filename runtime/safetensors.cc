@@ -93,29 +93,34 @@ absl::Status SaveSafetensors(const std::string& path,
   std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat(tmp, ": cannot create: ", std::strerror(errno)));
+    const int e = errno;
+    const std::string dir =
+        path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
+    return absl::NotFoundError(absl::StrCat(
+        path, ": cannot save: ", std::strerror(e),
+        e == ENOENT ? absl::StrCat(" (the directory '", dir, "' does not exist)") : ""));
   }
   absl::Status s;
   if (int e = Fault(SavePoint::kOpened); e != 0) {
-    s = absl::InternalError(absl::StrCat(tmp, ": ", std::strerror(e)));
+    s = absl::InternalError(absl::StrCat(path, ": ", std::strerror(e)));
   }
-  if (s.ok()) s = WriteAll(fd, reinterpret_cast<const char*>(len), 8, tmp);
-  if (s.ok()) s = WriteAll(fd, json.data(), json.size(), tmp);
+  if (s.ok()) s = WriteAll(fd, reinterpret_cast<const char*>(len), 8, path);
+  if (s.ok()) s = WriteAll(fd, json.data(), json.size(), path);
   for (const auto& [name, t] : tensors) {
     if (s.ok())
-      s = WriteAll(fd, static_cast<const char*>(t->raw()), static_cast<size_t>(t->bytes()), tmp);
+      s = WriteAll(fd, static_cast<const char*>(t->raw()), static_cast<size_t>(t->bytes()), path);
   }
   if (int e = s.ok() ? Fault(SavePoint::kBeforeFsync) : 0; e != 0) {
-    s = absl::InternalError(absl::StrCat(tmp, ": fsync failed: ", std::strerror(e)));
+    s = absl::InternalError(absl::StrCat(path, ": fsync failed: ", std::strerror(e)));
   }
   if (s.ok() && ::fsync(fd) != 0) {
-    s = absl::InternalError(absl::StrCat(tmp, ": fsync failed: ", std::strerror(errno)));
+    s = absl::InternalError(absl::StrCat(path, ": fsync failed: ", std::strerror(errno)));
   }
   if (int e = s.ok() ? Fault(SavePoint::kAfterFsync) : 0; e != 0) {
-    s = absl::InternalError(absl::StrCat(tmp, ": ", std::strerror(e)));
+    s = absl::InternalError(absl::StrCat(path, ": ", std::strerror(e)));
   }
   if (::close(fd) != 0 && s.ok()) {
-    s = absl::InternalError(absl::StrCat(tmp, ": close failed: ", std::strerror(errno)));
+    s = absl::InternalError(absl::StrCat(path, ": close failed: ", std::strerror(errno)));
   }
   if (int e = s.ok() ? Fault(SavePoint::kBeforeRename) : 0; e != 0) {
     s = absl::InternalError(absl::StrCat(path, ": rename failed: ", std::strerror(e)));
@@ -145,6 +150,18 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes,
   if (bytes.size() < 8) return bad("truncated: shorter than the 8-byte header length");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
+  // Every safetensors header is a JSON object: anything else is another kind of file.
+  if (n < 2 || bytes.size() < 9 || bytes[8] != '{') {
+    std::string kind;
+    if (bytes.compare(0, 4, "\x89PNG") == 0) kind = " (it is a PNG image)";
+    if (static_cast<unsigned char>(bytes[0]) == 0xFF &&
+        static_cast<unsigned char>(bytes[1]) == 0xD8)
+      kind = " (it is a JPEG image)";
+    if (bytes[0] == 0 && bytes[1] == 0 && bytes[2] == 8) kind = " (it is an IDX data file)";
+    return bad(
+        absl::StrCat("not a safetensors file", kind,
+                     ": expected an 8-byte header length followed by a JSON header '{...}'"));
+  }
   if (n > static_cast<uint64_t>(kMaxSafetensorsHeader)) {
     return bad(absl::StrCat("header length ", n, " exceeds the 100 MB limit"));
   }

@@ -42,11 +42,17 @@ struct LrSchedule {
   }
   // The rate for 0-based `step` in 0-based `epoch`.
   double At(int64_t step, int epoch) const;
+  // InvalidArgument naming the setting and its allowed range: a base rate that is not finite and
+  // positive, a factor (gamma) that is not finite and positive, a step interval below 1 epoch, a
+  // cosine floor outside [0, base], a warm-up longer than `run_steps` (the steps the run takes in
+  // all; 0: unknown, not checked). A schedule decaying to 0 is fine.
+  absl::Status Validate(int64_t run_steps = 0) const;
   std::string ToString() const;
 };
 
 // Parses "constant", "step:EVERY:GAMMA", "exp:GAMMA", "cosine[:MIN_LR]" with an optional
-// ",warmup:STEPS" suffix; `total_steps` feeds the cosine schedule.
+// ",warmup:STEPS" suffix; `total_steps` feeds the cosine schedule and bounds the warm-up. The
+// result is validated (see LrSchedule::Validate); errors name the flag and the allowed range.
 absl::StatusOr<LrSchedule> ParseLrSchedule(const std::string& text, double lr, int64_t total_steps);
 
 }  // namespace kiln

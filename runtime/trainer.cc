@@ -120,6 +120,7 @@ absl::Status Trainer::Initialize(uint64_t seed) {
   current_ = 0;
   step_ = 0;
   epoch_ = 0;
+  batch_in_epoch_ = 0;
   seed_ = seed;
   Executable* source = train_ ? train_ : eval_;
   if (source == nullptr) return absl::FailedPreconditionError("Trainer has no step");
@@ -202,6 +203,55 @@ absl::Status Trainer::CheckResidentData(const Dataset& data) const {
   return absl::OkStatus();
 }
 
+absl::Status Trainer::CheckConfig(const TrainConfig& config, const Dataset& data,
+                                  int64_t batch) const {
+  auto bad = [](const std::string& what) { return absl::InvalidArgumentError(what); };
+  if (config.epochs < 0)
+    return bad(absl::StrCat("TrainConfig.epochs must be >= 0, got ", config.epochs));
+  if (config.log_every < 0) {
+    return bad(
+        absl::StrCat("TrainConfig.log_every must be >= 0 (0: never), got ", config.log_every));
+  }
+  if (config.max_steps < -1) {
+    return bad(
+        absl::StrCat("TrainConfig.max_steps must be >= -1 (-1: no limit), got ", config.max_steps));
+  }
+  if (config.random_shift < 0) {
+    return bad(absl::StrCat("TrainConfig.random_shift must be >= 0, got ", config.random_shift));
+  }
+  if (config.random_shift > 0) {
+    const Shape& s = data.example_shape;
+    if (s.size() != 2) {
+      return bad(absl::StrCat("random_shift=", config.random_shift,
+                              " shifts 2-D images [height, width]; these examples are ",
+                              ShapeString(s)));
+    }
+    if (config.random_shift >= std::min(s[0], s[1])) {
+      return bad(absl::StrCat("random_shift must be in [0, ", std::min(s[0], s[1]) - 1, "] for ",
+                              ShapeString(s), " images, got ", config.random_shift));
+    }
+  }
+  if (batch > data.count) {
+    return bad(absl::StrCat("the training batch (", batch, ") is larger than the data set (",
+                            data.count, " examples): no step would run"));
+  }
+  if (batch_in_epoch_ > data.count / batch) {
+    return bad(absl::StrCat("the trainer stopped at batch ", batch_in_epoch_, " of epoch ",
+                            epoch_ + 1, ", but this data set has ", data.count / batch,
+                            " batches of ", batch, " per epoch"));
+  }
+  auto lr = config.hyper.find("lr");
+  if (lr != config.hyper.end() && (!std::isfinite(lr->second) || lr->second <= 0)) {
+    return bad(absl::StrCat("TrainConfig.hyper[\"lr\"]: expected a finite learning rate > 0, got ",
+                            lr->second));
+  }
+  if (config.schedule) {
+    const int64_t run_steps = static_cast<int64_t>(epoch_ + config.epochs) * (data.count / batch);
+    KILN_RETURN_IF_ERROR(config.schedule->Validate(run_steps));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig& config) {
   if (!initialized_) return absl::FailedPreconditionError("call Initialize() before Train()");
   if (train_ == nullptr) return absl::FailedPreconditionError("Trainer has no training step");
@@ -223,6 +273,7 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
     if (d.labels == nullptr) return absl::InvalidArgumentError("the step has no int32 label input");
     batch = d.images->shape()[0];
   }
+  KILN_RETURN_IF_ERROR(CheckConfig(config, data, batch));
 
   // Hyperparameters: the step's defaults, overridden by the config.
   std::vector<Tensor> hyper;
@@ -351,6 +402,7 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
   };
   for (int e = 0; e < config.epochs; ++e) {
     const int epoch = epoch_;
+    const int64_t first_batch = batch_in_epoch_;  // > 0: resuming an interrupted epoch
     auto epoch_start = std::chrono::steady_clock::now();
     feeder.StartEpoch(epoch);
     if (resident) {  // the epoch's permutation and zeroed sums: the only uploads of the epoch
@@ -370,8 +422,12 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
     EpochReport report;
     report.epoch = epoch;
     double loss_sum = 0, correct = 0;
-    int64_t b = 0;
+    int64_t b = first_batch;
     for (; b < feeder.num_batches(); ++b) {
+      if (config.stop != nullptr && config.stop->load()) {
+        stats.interrupted = true;
+        break;
+      }
       if (config.max_steps >= 0 && stats.steps >= config.max_steps) break;
       if (resident) {
         SetScalar(hyper[start_index], static_cast<double>(b * batch));
@@ -402,6 +458,7 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
       }
       current_ = 1 - current_;
       ++step_;
+      batch_in_epoch_ = b + 1;
       if (!resident) {
         loss_sum += loss;
         size_t si = 1;
@@ -411,7 +468,8 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
         if (correct_index >= 0) correct += ScalarValue(scalars[correct_index]);
       }
       if (log) {
-        stats.logged.push_back({epoch, b, loss});
+        stats.logged.push_back({epoch, b, step_, loss, report.lr});
+        if (config.on_log) config.on_log(stats.logged.back());
         std::printf("epoch_id: %d, batch_id: %lld, loss is: %.6f\n", epoch,
                     static_cast<long long>(b), loss);
         std::fflush(stdout);
@@ -439,11 +497,16 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
     }
     progress.Finish();
     stats.seconds += Seconds(epoch_start);
-    report.mean_loss = b > 0 ? loss_sum / static_cast<double>(b) : 0;
-    if (correct_index >= 0 && b > 0)
-      report.train_accuracy = correct / static_cast<double>(b * batch);
+    const int64_t taken = b - first_batch;
+    report.mean_loss = taken > 0 ? loss_sum / static_cast<double>(taken) : 0;
+    if (correct_index >= 0 && taken > 0)
+      report.train_accuracy = correct / static_cast<double>(taken * batch);
     const bool complete = b == feeder.num_batches();
-    if (complete) ++epoch_;
+    if (complete) {
+      ++epoch_;
+      batch_in_epoch_ = 0;
+    }
+    if (stats.interrupted) break;
     if (config.validation != nullptr) {
       KILN_ASSIGN_OR_RETURN(EvalResult v, Evaluate(*config.validation));
       report.val_accuracy = v.accuracy();
@@ -532,11 +595,23 @@ absl::Status Trainer::BindEval(std::vector<Tensor>& data, std::vector<Tensor>& o
 }
 
 absl::StatusOr<int32_t> Trainer::Predict(const std::vector<float>& example) {
+  if (!initialized_)
+    return absl::FailedPreconditionError("call Initialize() or Load() before Predict()");
+  if (eval_ == nullptr) return absl::FailedPreconditionError("Trainer has no evaluation step");
+  for (const ArgSpec& a : eval_->signature().inputs) {
+    if (a.role != ArgRole::kData || a.type == ScalarType::kI32 || a.shape.empty()) continue;
+    const int64_t per_example = NumElements(a.shape) / a.shape[0];
+    if (static_cast<int64_t>(example.size()) != per_example) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Predict: expected ", per_example, " values per example (the evaluation step's input '",
+          a.name, "' is ", ShapeString(a.shape), "), got ", example.size()));
+    }
+    break;
+  }
   Dataset one;
   one.count = 1;
   one.example_shape = {static_cast<int64_t>(example.size())};
   one.labels = {0};
-  if (eval_ == nullptr) return absl::FailedPreconditionError("Trainer has no evaluation step");
   const Signature& sig = eval_->signature();
   DataBuffers d;
   one.pixels.resize(example.size());
@@ -570,19 +645,24 @@ absl::Status Trainer::Save(const std::string& path,
   meta["format"] = "kiln-checkpoint-1";
   meta["step"] = absl::StrCat(step_);
   meta["epoch"] = absl::StrCat(epoch_);
+  meta["batch"] = absl::StrCat(batch_in_epoch_);
   meta["seed"] = absl::StrCat(seed_);
   return SaveSafetensors(path, tensors, meta);
 }
 
 absl::Status Trainer::Load(const std::string& path, bool restore_counters) {
-  if (!initialized_) return absl::FailedPreconditionError("call Initialize() before Load()");
   KILN_ASSIGN_OR_RETURN(SafetensorsFile f, LoadSafetensors(path));
   return LoadFrom(f, path, restore_counters);
 }
 
 absl::Status Trainer::LoadFrom(const SafetensorsFile& f, const std::string& path,
                                bool restore_counters) {
-  if (!initialized_) return absl::FailedPreconditionError("call Initialize() before Load()");
+  if (!initialized_) {  // evaluating or fine-tuning a checkpoint: construct, Load, go
+    uint64_t seed = 1;
+    auto it = f.metadata.find("seed");
+    if (it != f.metadata.end() && !absl::SimpleAtoi(it->second, &seed)) seed = 1;
+    KILN_RETURN_IF_ERROR(Initialize(seed));
+  }
   // State the file lacks keeps its current value: bring the host copies up to date first.
   KILN_RETURN_IF_ERROR(SlotsToHost());
   for (Slot& s : slots_) {
@@ -609,15 +689,20 @@ absl::Status Trainer::LoadFrom(const SafetensorsFile& f, const std::string& path
     }
     return absl::OkStatus();
   };
-  int64_t step = step_;
+  int64_t step = step_, batch = 0;
   int epoch = epoch_;
   uint64_t seed = seed_;
   KILN_RETURN_IF_ERROR(counter("step", &step));
   KILN_RETURN_IF_ERROR(counter("epoch", &epoch));
+  KILN_RETURN_IF_ERROR(counter("batch", &batch));  // absent before interrupted epochs existed
   KILN_RETURN_IF_ERROR(counter("seed", &seed));
+  if (step < 0 || epoch < 0 || batch < 0) {
+    return absl::DataLossError(absl::StrCat(path, ": negative step, epoch or batch counter"));
+  }
   if (restore_counters) {
     step_ = step;
     epoch_ = epoch;
+    batch_in_epoch_ = batch;
     seed_ = seed;
   }
   for (Slot& s : slots_) {

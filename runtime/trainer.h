@@ -8,6 +8,7 @@
 //   absl::StatusOr<kiln::EvalResult> eval = trainer.Evaluate(test_data);
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -36,6 +37,18 @@ struct EpochReport {
   double seconds = 0;
 };
 
+struct LossPoint {
+  int epoch;      // 0-based
+  int64_t batch;  // 0-based, within the epoch
+  int64_t step;   // 1-based training step over the trainer's life (this step's number)
+  double loss;
+  double lr = 0;  // the learning rate the step used
+};
+
+// Settings of one Trainer::Train call. Train refuses (InvalidArgument, naming the field and its
+// allowed range) negative epochs, log_every or random_shift, a random_shift on examples that are
+// not 2-D images, a batch larger than the data set, a learning rate (hyper["lr"] or the
+// schedule's base) that is not finite and positive, and a warm-up longer than the run.
 struct TrainConfig {
   int epochs = 1;                       // epochs to run in this call, from the trainer's epoch
   bool shuffle = true;                  // seeded by Initialize's seed and the epoch number
@@ -47,8 +60,14 @@ struct TrainConfig {
   // Called after every epoch (e.g. to checkpoint); an error stops training and is returned,
   // except Cancelled, which ends training normally (e.g. a target accuracy was reached).
   std::function<absl::Status(const EpochReport&)> on_epoch;
+  // Called for every logged step (every log_every batches), e.g. for a machine-readable log.
+  std::function<void(const LossPoint&)> on_log;
   bool progress = true;    // progress bar on a terminal (plain lines otherwise)
   int64_t max_steps = -1;  // stop after this many steps in this call (tests)
+  // Checked after every step: once true, training ends after that step and Train returns with
+  // TrainStats::interrupted set; Save() then writes a checkpoint that resumes bit-exactly from
+  // the next batch (e.g. a SIGINT handler sets it; see InstallStopSignals in runtime/driver.h).
+  const std::atomic<bool>* stop = nullptr;
 
   // `epochs` epochs with no loss lines and no progress bar (tests, benchmarks).
   static TrainConfig Silent(int epochs) {
@@ -60,12 +79,6 @@ struct TrainConfig {
   }
 };
 
-struct LossPoint {
-  int epoch;
-  int64_t batch;
-  double loss;
-};
-
 struct TrainStats {
   std::vector<LossPoint> logged;  // the tutorial's loss list (every log_every)
   std::vector<EpochReport> epochs;
@@ -73,7 +86,8 @@ struct TrainStats {
   int best_epoch = -1;                          // highest validation accuracy, if validating
   int64_t steps = 0;
   int64_t images = 0;
-  double seconds = 0;  // wall time inside the step loop
+  bool interrupted = false;  // TrainConfig::stop ended training
+  double seconds = 0;        // wall time inside the step loop
   double images_per_second() const { return seconds > 0 ? images / seconds : 0; }
 };
 
@@ -86,9 +100,18 @@ struct EvalResult {
   double seconds = 0;
 };
 
+// Training (and evaluation) over compiled steps.
+//
+// Evaluating a saved checkpoint needs no training step:
+//   kiln::Graph eg(kiln::Mode::kEval);
+//   auto eval = kiln::CompileEvalStep(eg, MyModel(eg, /*batch=*/1000), {});
+//   kiln::Trainer trainer(/*train=*/nullptr, eval->get());
+//   KILN_RETURN_IF_ERROR(trainer.Load("model.safetensors"));   // Initialize() is implied
+//   absl::StatusOr<kiln::EvalResult> r = trainer.Evaluate(test);
 class Trainer {
  public:
-  // `eval` may be null (no evaluation). Both must name their parameters alike.
+  // Either step may be null (no training, or no evaluation). Both must name their parameters
+  // alike.
   Trainer(Executable* train, Executable* eval);
   ~Trainer();
   Trainer(const Trainer&) = delete;
@@ -102,20 +125,24 @@ class Trainer {
   // those before the diverging step.
   absl::StatusOr<TrainStats> Train(const Dataset& data, const TrainConfig& config);
   // Evaluates every example (the last partial batch included) through the eval step's
-  // "prediction" output (int32 [batch]).
+  // "prediction" output (int32 [batch]). FailedPrecondition before Initialize() or Load().
   absl::StatusOr<EvalResult> Evaluate(const Dataset& data);
-  // Classifies one normalized example (example_size floats).
+  // Classifies one normalized example (example_size floats); InvalidArgument "expected N values
+  // per example, got M" for another size.
   absl::StatusOr<int32_t> Predict(const std::vector<float>& example);
 
-  // Parameters, optimizer state ("<param>/<slot>") and the counters (step, epoch, seed: together
-  // with the parameters they determine the rest of the run) in safetensors, atomically.
+  // Parameters, optimizer state ("<param>/<slot>") and the counters (step, epoch, batch within
+  // the epoch, seed: together with the parameters they determine the rest of the run) in
+  // safetensors, atomically (a missing directory is NotFound naming `path`).
   absl::Status Save(const std::string& path,
                     const std::map<std::string, std::string>& metadata = {}) const;
   // Loads a checkpoint written by Save: every parameter must be present with its shape and dtype
   // (InvalidArgument names the first that is not); optimizer state and counters are restored when
   // present, so training resumes exactly where the checkpoint was taken.
   // With restore_counters=false only tensors are loaded (fine-tuning from saved weights: the
-  // epoch and step counters and the seed stay as they are).
+  // epoch and step counters and the seed stay as they are). Before Initialize(), Load
+  // initializes first (with the file's seed when it has one), so evaluating a checkpoint is
+  // construct, Load, Evaluate.
   absl::Status Load(const std::string& path, bool restore_counters = true);
   // The same from tensors already read (e.g. weights imported under a name map); `path` names
   // the source in errors.
@@ -123,6 +150,7 @@ class Trainer {
                         bool restore_counters = false);
   int64_t step() const { return step_; }
   int epoch() const { return epoch_; }
+  int64_t batch_in_epoch() const { return batch_in_epoch_; }  // > 0: stopped inside an epoch
 
   // Device residency. When a step runs on a GPU (Executable::on_device) the trainer keeps
   // parameters, optimizer state and, for a resident training step (kDataset inputs), the
@@ -150,6 +178,8 @@ class Trainer {
 
   // Resident training: the loop of Train for steps with kDataset inputs.
   absl::Status CheckResidentData(const Dataset& data) const;
+  // The config's settings against the data and the step's batch (see TrainConfig).
+  absl::Status CheckConfig(const TrainConfig& config, const Dataset& data, int64_t batch) const;
   // Host copies of the current parameters and state brought up to date (device residency).
   absl::Status SlotsToHost() const;
   // Every slot buffer's host copy changed (initialization, loading).
@@ -160,9 +190,10 @@ class Trainer {
   bool emulate_device_ = false;
   std::unique_ptr<DeviceTensors> device_;
   std::vector<Slot> slots_;
-  int current_ = 0;   // which buffer of each slot holds the current values
-  int64_t step_ = 0;  // steps taken
-  int epoch_ = 0;     // epochs completed
+  int current_ = 0;             // which buffer of each slot holds the current values
+  int64_t step_ = 0;            // steps taken
+  int epoch_ = 0;               // epochs completed
+  int64_t batch_in_epoch_ = 0;  // batches of epoch_ already taken (an interrupted epoch)
   uint64_t seed_ = 1;
   bool initialized_ = false;
 };

@@ -3,6 +3,7 @@
 // step and the rules' state matters.
 #include <cmath>
 #include <functional>
+#include <limits>
 
 #include "compiler/model.h"
 #include "dsl/api.h"
@@ -180,6 +181,43 @@ TEST(OptimizerTest, MakeOptimizerByName) {
   auto bad = MakeOptimizer("lion", 0.1);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("unknown optimizer \"lion\""), std::string::npos);
+}
+
+void ExpectRefused(const Optimizer& o, const std::string& fragment) {
+  absl::Status s = o.Validate();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << o.name() << ": " << s;
+  EXPECT_NE(s.message().find(fragment), std::string::npos) << s;
+}
+
+TEST(OptimizerTest, RefusesSettingsOutsideTheirRange) {
+  for (double lr : {-0.1, 0.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
+    ExpectRefused(Sgd(lr), "sgd: the learning rate must be finite and in (0, inf)");
+    EXPECT_EQ(MakeOptimizer("adam", lr).status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  ExpectRefused(Momentum(0.1, 1.0), "momentum: the momentum must be finite and in [0, 1)");
+  ExpectRefused(Adam(0.1, 0.9, 1.5), "adam: beta2 must be finite and in [0, 1), got 1.5");
+  ExpectRefused(Adagrad(0.1, 0.0), "adagrad: eps must be finite and in (0, inf)");
+  ExpectRefused(RmsProp(0.1, -0.5), "rmsprop: alpha");
+  Sgd decay(0.1);
+  decay.WithWeightDecay(-1);
+  ExpectRefused(decay, "the weight decay must be finite and in [0, inf), got -1");
+  Sgd clip(0.1);
+  clip.WithClipGlobalNorm(std::nan(""));
+  ExpectRefused(clip, "the gradient clipping norm");
+  EXPECT_TRUE(Adam(1e-3).Validate().ok());
+  EXPECT_TRUE(Momentum(0.1, 0.0).Validate().ok());
+}
+
+TEST(OptimizerTest, CompilingATrainingStepValidatesTheOptimizer) {
+  Graph g;
+  Value x = g.Input("x", {2, 3});
+  Value w = g.Parameter("w", {3, 1}, Initializer::Zeros());
+  ModelDef m;
+  m.inputs = {x};
+  m.loss = Mean(Square(MatMul(x, w)));
+  auto step = CompileTrainStep(g, m, Sgd(-1), {});
+  EXPECT_EQ(step.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(step.status().message().find("learning rate"), std::string::npos) << step.status();
 }
 
 }  // namespace

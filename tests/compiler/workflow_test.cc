@@ -3,6 +3,8 @@
 // per-epoch validation picks the best epoch, learning-rate schedules feed the step.
 #include <unistd.h>
 
+#include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -273,7 +275,141 @@ TEST(LrScheduleTest, Values) {
   EXPECT_EQ(p->total_steps, 500);
   auto bad = ParseLrSchedule("step:0:0.5", 0.1, 1);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(bad.status().message().find("unknown schedule"), std::string::npos);
+  EXPECT_NE(
+      bad.status().message().find("EVERY_EPOCHS of step:EVERY_EPOCHS:GAMMA must be >= 1, got 0"),
+      std::string::npos)
+      << bad.status();
+  EXPECT_NE(ParseLrSchedule("cosine,warmup:600", 0.1, 500)
+                .status()
+                .message()
+                .find("warm-up of 600 steps must be in [0, 500]"),
+            std::string::npos);
+  EXPECT_NE(
+      ParseLrSchedule("exp:-1", 0.1, 5).status().message().find("GAMMA must be finite and > 0"),
+      std::string::npos);
+  EXPECT_NE(
+      ParseLrSchedule("cosine:0.5", 0.1, 5).status().message().find("MIN_LR must be in [0, 0.1]"),
+      std::string::npos);
+  EXPECT_NE(ParseLrSchedule("cosine", -0.1, 5).status().message().find("learning rate"),
+            std::string::npos);
+  EXPECT_TRUE(ParseLrSchedule("cosine:0", 0.1, 5).ok());  // decaying to 0 is fine
+}
+
+// Each nonsensical setting is refused before any step runs, naming the field and its range.
+TEST(WorkflowTest, TrainRefusesNonsensicalSettings) {
+  Steps s = Compile(Sgd(0.1));
+  ASSERT_TRUE(s.train && s.eval);
+  Dataset data = Blocks(96, 1);
+  Trainer t(s.train.get(), s.eval.get());
+  ASSERT_TRUE(t.Initialize(1).ok());
+  auto refused = [&](const TrainConfig& c, const Dataset& d, const std::string& fragment) {
+    absl::StatusOr<TrainStats> r = t.Train(d, c);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << fragment;
+    EXPECT_NE(r.status().message().find(fragment), std::string::npos) << r.status();
+    EXPECT_EQ(t.step(), 0);
+  };
+  TrainConfig c = TrainConfig::Silent(1);
+  c.epochs = -1;
+  refused(c, data, "TrainConfig.epochs must be >= 0, got -1");
+  c = TrainConfig::Silent(1);
+  refused(c, Blocks(5, 1), "the training batch (8) is larger than the data set (5 examples)");
+  for (double lr : {0.0, -1.0, std::nan(""), HUGE_VAL}) {
+    c = TrainConfig::Silent(1);
+    c.hyper["lr"] = lr;
+    refused(c, data, "expected a finite learning rate > 0");
+  }
+  c = TrainConfig::Silent(1);
+  c.schedule = LrSchedule::Constant(0.1).WithWarmup(13);  // 1 epoch = 12 steps
+  refused(c, data, "warm-up of 13 steps must be in [0, 12]");
+  c = TrainConfig::Silent(1);
+  c.random_shift = 2;
+  Dataset flat = data;
+  flat.example_shape = {16};
+  refused(c, flat, "random_shift=2 shifts 2-D images [height, width]; these examples are [16]");
+  c.random_shift = 4;
+  refused(c, data, "random_shift must be in [0, 3] for [4, 4] images, got 4");
+}
+
+TEST(WorkflowTest, PredictNamesTheExpectedAndTheGivenSize) {
+  Steps s = Compile(Sgd(0.1));
+  ASSERT_TRUE(s.train && s.eval);
+  Trainer t(s.train.get(), s.eval.get());
+  ASSERT_TRUE(t.Initialize(1).ok());
+  absl::StatusOr<int32_t> p = t.Predict(std::vector<float>(3, 0.5f));
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(p.status().message().find("expected 16 values per example"), std::string::npos)
+      << p.status();
+  EXPECT_NE(p.status().message().find("got 3"), std::string::npos) << p.status();
+  EXPECT_TRUE(t.Predict(std::vector<float>(16, 0.5f)).ok());
+}
+
+// The documented sequence: an evaluation step, a Trainer without a training step, Load, Evaluate.
+TEST(WorkflowTest, EvaluatingACheckpointNeedsNoTrainingStepAndNoInitialize) {
+  Steps s = Compile(Adam(0.01));
+  ASSERT_TRUE(s.train && s.eval);
+  Dataset data = Blocks(96, 1), test = Blocks(40, 2);
+  Trainer trained(s.train.get(), s.eval.get());
+  ASSERT_TRUE(trained.Initialize(3).ok());
+  ASSERT_TRUE(trained.Train(data, TrainConfig::Silent(2)).ok());
+  const std::string path = ::testing::TempDir() + "/evaluate_only.safetensors";
+  ASSERT_TRUE(trained.Save(path).ok());
+  absl::StatusOr<EvalResult> want = trained.Evaluate(test);
+  ASSERT_TRUE(want.ok());
+
+  Trainer reader(/*train=*/nullptr, s.eval.get());
+  EXPECT_EQ(reader.Evaluate(test).status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(reader.Load(path).ok());
+  absl::StatusOr<EvalResult> got = reader.Evaluate(test);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->correct, want->correct);
+  EXPECT_EQ(got->confusion, want->confusion);
+  EXPECT_EQ(reader.step(), trained.step());
+}
+
+// A stop request (what the driver's SIGINT handler sets) ends training after the current step,
+// inside an epoch; the checkpoint then resumes from the next batch, bit for bit.
+TEST(WorkflowTest, StoppingInsideAnEpochResumesBitExactly) {
+  Steps s = Compile(Adam(0.01));
+  ASSERT_TRUE(s.train && s.eval);
+  Dataset data = Blocks(96, 1);  // 12 batches per epoch
+  TrainConfig c = TrainConfig::Silent(3);
+  c.schedule = LrSchedule::Cosine(0.01, 36).WithWarmup(5);
+  c.random_shift = 1;
+  Trainer straight(s.train.get(), s.eval.get());
+  ASSERT_TRUE(straight.Initialize(7).ok());
+  ASSERT_TRUE(straight.Train(data, c).ok());
+
+  const std::string path = ::testing::TempDir() + "/interrupted.safetensors";
+  std::atomic<bool> stop{false};
+  {
+    Trainer first(s.train.get(), s.eval.get());
+    ASSERT_TRUE(first.Initialize(7).ok());
+    TrainConfig c1 = c;
+    c1.log_every = 1;
+    c1.on_log = [&](const LossPoint& p) {
+      if (p.step == 17) stop.store(true);  // epoch 2, batch 5
+    };
+    c1.stop = &stop;
+    absl::StatusOr<TrainStats> st = first.Train(data, c1);
+    ASSERT_TRUE(st.ok()) << st.status();
+    EXPECT_TRUE(st->interrupted);
+    EXPECT_EQ(first.step(), 17);
+    EXPECT_EQ(first.epoch(), 1);
+    EXPECT_EQ(first.batch_in_epoch(), 5);
+    ASSERT_TRUE(first.Save(path).ok());
+  }
+  Trainer resumed(s.train.get(), s.eval.get());
+  ASSERT_TRUE(resumed.Load(path).ok());
+  EXPECT_EQ(resumed.batch_in_epoch(), 5);
+  TrainConfig c2 = c;
+  c2.epochs = 2;  // the rest of epoch 2, then epoch 3
+  absl::StatusOr<TrainStats> st = resumed.Train(data, c2);
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->steps, 36 - 17);
+  EXPECT_EQ(resumed.step(), 36);
+  for (const std::string& name : straight.parameter_names()) {
+    EXPECT_TRUE(SameBits(straight.parameter(name), resumed.parameter(name))) << name;
+  }
 }
 
 }  // namespace

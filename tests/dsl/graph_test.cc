@@ -105,6 +105,80 @@ TEST(GraphTest, SoftmaxCrossEntropyChecksLabelShape) {
   EXPECT_NE(g.status().message().find("expected int32 labels"), std::string::npos) << g.status();
 }
 
+TEST(GraphTest, LabelErrorsNameTheLossTheUserCalled) {
+  Graph g;
+  Value logits = g.Input("logits", {8, 10});
+  Value labels = g.Input("labels", {8}, DType::kFloat);
+  EXPECT_FALSE(AccuracyCount(logits, labels).valid());
+  const std::string msg(g.status().message());
+  EXPECT_NE(msg.find("AccuracyCount: expected int32 labels [8]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("got 'labels' float[8]"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("one_hot"), std::string::npos) << msg;
+}
+
+TEST(GraphTest, ShapeErrorsNameTheLayerAndTheNode) {
+  Graph g;
+  Value x = g.Input("image", {16, 784});
+  Value y = Linear(g, "fc", 780, 10)(x);
+  EXPECT_FALSE(y.valid());
+  std::string msg(g.status().message());
+  EXPECT_EQ(msg.find("Linear 'fc': op matmul (node 'matmul_"), 0u) << msg;
+
+  Graph h;
+  Value img = h.Input("image", {2, 1, 28, 28});
+  Value c1 = Conv2D(h, "conv1", 1, 20, 5)(img);
+  Value c2 = Conv2D(h, "conv2", 10, 20, 5)(c1);  // expects 10 input channels, gets 20
+  EXPECT_TRUE(c1.valid());
+  EXPECT_FALSE(c2.valid());
+  msg = std::string(h.status().message());
+  EXPECT_EQ(msg.find("Conv2D 'conv2': op conv2d (node '"), 0u) << msg;
+
+  Graph k;
+  Value feat = k.Input("x", {4, 3});
+  EXPECT_FALSE(BatchNorm(k, "bn", 5)(feat).valid());
+  EXPECT_NE(k.status().message().find("BatchNorm 'bn': expected input [N, 5, ...]"),
+            std::string::npos)
+      << k.status();
+}
+
+TEST(GraphTest, AnInvalidValueKeepsItsGraphAndPassesTheFirstErrorOn) {
+  Graph g;
+  Value x = g.Input("x", {4, 3});
+  Value bad = MatMul(x, x);
+  ASSERT_FALSE(bad.valid());
+  EXPECT_EQ(bad.graph(), &g);
+  EXPECT_EQ(g.FailureOf(bad).find("op matmul (node 'matmul_"), 0u) << g.FailureOf(bad);
+  Value later = Sum(Relu(bad) * 2.0);
+  EXPECT_FALSE(later.valid());
+  EXPECT_EQ(later.graph(), &g);
+  EXPECT_EQ(g.FailureOf(later), g.FailureOf(bad));  // the op that failed first
+}
+
+TEST(GraphTest, AnEmptyOperandIsAnError) {
+  Graph g;
+  Value x = g.Input("x", {3});
+  EXPECT_FALSE((x + Value()).valid());
+  EXPECT_NE(g.status().message().find("input 1 is a default-constructed Value"), std::string::npos)
+      << g.status();
+  Graph h;
+  Value logits = h.Input("logits", {2, 3});
+  EXPECT_FALSE(SoftmaxCrossEntropy(logits, Value()).valid());
+  EXPECT_FALSE(h.status().ok());
+}
+
+TEST(GraphDeathTest, ReadingAnInvalidValueEndsTheProgramNamingTheFailedOp) {
+  Graph g;
+  Value x = g.Input("image", {16, 784});
+  Value y = Linear(g, "fc", 780, 10)(x);
+  ASSERT_FALSE(y.valid());
+  EXPECT_DEATH((void)y.shape(),
+               "invalid Value was read: it is the result of the failed Linear 'fc': op matmul "
+               "\\(node 'matmul_[0-9]+'\\); the graph's first error: INVALID_ARGUMENT: Linear "
+               "'fc': op matmul");
+  EXPECT_DEATH((void)y.dtype(), "failed Linear 'fc': op matmul");
+  EXPECT_DEATH((void)Value().name(), "default-constructed Value was read");
+}
+
 TEST(GraphTest, SummaryListsLayersShapesAndParameterCounts) {
   Graph g;
   Value x = Reshape(g.Input("image", {8, 784}), {8, 1, 28, 28});

@@ -92,6 +92,25 @@ TEST(SafetensorsTest, RejectsTruncatedFiles) {
                  "out of bounds");
 }
 
+TEST(SafetensorsTest, SaysWhenAFileIsNotSafetensorsAtAll) {
+  ExpectDataLoss(std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16),
+                 "not a safetensors file (it is a PNG image)");
+  ExpectDataLoss("epoch,train_loss,train_accuracy\n1,0.3,0.9\n",
+                 "not a safetensors file: expected");
+  ExpectDataLoss(std::string("\0\0\x08\x03\0\0\xea\x60rest", 12), "(it is an IDX data file)");
+}
+
+TEST(SafetensorsTest, SavingIntoAMissingDirectoryNamesTheTarget) {
+  Tensor a = Ramp(ScalarType::kF32, {2});
+  const std::string path = ::testing::TempDir() + "/no_such_dir/model.safetensors";
+  absl::Status s = SaveSafetensors(path, {{"a", &a}});
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(s.message().find(path + ": cannot save: No such file or directory (the directory '"),
+            0u)
+      << s;
+  EXPECT_EQ(s.message().find(".tmp."), std::string::npos) << s;
+}
+
 TEST(SafetensorsTest, RejectsHugeHeaderBeforeReadingIt) {
   std::string bytes(8, '\0');
   uint64_t n = 200ull * 1000 * 1000;
