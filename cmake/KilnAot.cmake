@@ -9,7 +9,9 @@
 # libraries, one Halide runtime and the manifest; they are linked with Kiln's runtime only (no
 # Halide, no LLVM, Abseil and the image libraries linked statically). TARGETS: `host` (this
 # machine's CPU features, the default; the executable is NAME) and `portable` (x86-64 with AVX2 +
-# FMA, for machines without AVX-512; NAME_portable).
+# FMA, for machines without AVX-512; NAME_portable). Each executable E comes with E_predict
+# (classifies image files) and, in E_aot/, libE_inference_all.a and E_inference.h (a C API for
+# inference). scripts/kiln-aot.in builds the same four files without CMake.
 function(kiln_add_training_binary)
   cmake_parse_arguments(K "" "NAME;BATCH_SIZE;EVAL_BATCH_SIZE;TRAIN_EXAMPLES" "MODEL;TARGETS;LIBS"
     ${ARGN})

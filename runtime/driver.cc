@@ -109,33 +109,38 @@ absl::Status WriteText(const std::string& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-absl::Status WritePlots(const std::string& plot, const std::string& name, const TrainStats& stats) {
+// The loss against training steps, and per-epoch accuracies (train, and validation or test).
+absl::Status WritePlots(const std::string& plot, const std::string& name, const TrainStats& stats,
+                        const Curve& test_accuracy) {
   if (plot.empty() || stats.steps == 0) return absl::OkStatus();  // nothing trained: no curve
   if (!stats.logged.empty()) {
     Curve curve;
     for (const LossPoint& p : stats.logged) curve.push_back({static_cast<double>(p.step), p.loss});
     KILN_RETURN_IF_ERROR(WriteCurveCsv(plot + ".csv", "step", "loss", curve));
-    KILN_RETURN_IF_ERROR(WriteCurveSvg(plot + ".svg", absl::StrCat(name, ": training loss"),
-                                       "training step", "loss", curve));
+    KILN_RETURN_IF_ERROR(WriteLossSvg(plot + ".svg", name + ": training loss", curve));
     std::printf("wrote loss curve to %s.csv and %s.svg\n", plot.c_str(), plot.c_str());
   }
   if (stats.epochs.empty()) return absl::OkStatus();
   const std::string base = plot + "_epochs";
-  std::string csv = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr\n";
+  std::string csv = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,test_accuracy,lr\n";
   Curve train_acc, val_acc;
   for (const EpochReport& r : stats.epochs) {
+    double test = -1;
+    for (const auto& [epoch, acc] : test_accuracy) {
+      if (epoch == r.epoch + 1.0) test = acc;
+    }
     absl::StrAppend(&csv, r.epoch + 1, ",", r.mean_loss, ",", r.train_accuracy, ",", r.val_loss,
-                    ",", r.val_accuracy, ",", r.lr, "\n");
+                    ",", r.val_accuracy, ",", test, ",", r.lr, "\n");
     if (r.train_accuracy >= 0) train_acc.push_back({r.epoch + 1.0, r.train_accuracy});
     if (r.val_accuracy >= 0) val_acc.push_back({r.epoch + 1.0, r.val_accuracy});
   }
   KILN_RETURN_IF_ERROR(WriteText(base + ".csv", csv));
   std::vector<std::pair<std::string, Curve>> series;
-  if (!train_acc.empty()) series.push_back({"train accuracy", train_acc});
-  if (!val_acc.empty()) series.push_back({"validation accuracy", val_acc});
+  if (!train_acc.empty()) series.push_back({"train", train_acc});
+  if (!val_acc.empty()) series.push_back({"validation", val_acc});
+  if (!test_accuracy.empty()) series.push_back({"test", test_accuracy});
   if (!series.empty()) {
-    KILN_RETURN_IF_ERROR(
-        WriteCurvesSvg(base + ".svg", name + ": accuracy per epoch", "epoch", "accuracy", series));
+    KILN_RETURN_IF_ERROR(WriteAccuracySvg(base + ".svg", name + ": accuracy per epoch", series));
   }
   std::printf("wrote per-epoch curves to %s.csv%s\n", base.c_str(),
               series.empty() ? "" : (" and " + base + ".svg").c_str());
@@ -510,11 +515,12 @@ int RunDriver(const DriverOptions& o, const DriverInfo& info, DriverData& data, 
     if (absl::Status s = trainer.Load(o.resume); !s.ok()) return DriverFail(s);
     std::printf(
         "resumed from %s at epoch %d, step %lld%s\n", o.resume.c_str(),
-        trainer.epoch() + (trainer.batch_in_epoch() > 0 ? 1 : 0),
-        static_cast<long long>(trainer.step()),
-        trainer.batch_in_epoch() > 0
-            ? absl::StrCat(" (inside the epoch, at batch ", trainer.batch_in_epoch(), ")").c_str()
-            : "");
+        trainer.epoch(), static_cast<long long>(trainer.step()),
+        trainer.batch_in_epoch() == 0
+            ? ""
+            : absl::StrCat(" (inside epoch ", trainer.epoch() + 1, ", at batch ",
+                           trainer.batch_in_epoch(), ")")
+                  .c_str());
     loaded = true;
   }
   TrainConfig config;
@@ -540,6 +546,10 @@ int RunDriver(const DriverOptions& o, const DriverInfo& info, DriverData& data, 
   if (absl::Status s = json.Open(o.log_json); !s.ok()) return DriverFail(s);
   config.on_log = [&json](const LossPoint& p) { json.Step(p); };
   double trained_s = 0;  // training time so far (--target_accuracy)
+  // The accuracy plot's held-out line: the validation set when there is one, else the test set
+  // (drawn only; the reported model is always the final one).
+  const bool test_curve = !o.plot.empty() && data.validation.count == 0;
+  Curve test_accuracy;
   config.on_epoch = [&](const EpochReport& r) -> absl::Status {
     std::printf("epoch %d: train loss %.6f", r.epoch + 1, r.mean_loss);
     if (r.train_accuracy >= 0) std::printf(", train accuracy %.4f", r.train_accuracy);
@@ -548,11 +558,15 @@ int RunDriver(const DriverOptions& o, const DriverInfo& info, DriverData& data, 
     std::printf(", lr %.3g, %.3f s\n", r.lr, r.seconds);
     std::fflush(stdout);
     json.Epoch(r);
-    if (o.target_accuracy > 0) {
-      trained_s += r.seconds;
-      absl::StatusOr<EvalResult> e = trainer.Evaluate(data.test);
+    trained_s += r.seconds;
+    absl::StatusOr<EvalResult> e;
+    if (o.target_accuracy > 0 || test_curve) {
+      e = trainer.Evaluate(data.test);
       if (!e.ok()) return e.status();
       std::printf("epoch %d: test accuracy %.4f\n", r.epoch + 1, e->accuracy());
+      if (test_curve) test_accuracy.push_back({r.epoch + 1.0, e->accuracy()});
+    }
+    if (o.target_accuracy > 0) {
       if (e->accuracy() >= o.target_accuracy) {
         std::printf("TARGET test accuracy %.4f >= %.4f after %d epochs, %.3f s of training\n",
                     e->accuracy(), o.target_accuracy, r.epoch + 1, trained_s);
@@ -612,7 +626,9 @@ int RunDriver(const DriverOptions& o, const DriverInfo& info, DriverData& data, 
                          : "nothing was trained or loaded");
     }
   }
-  if (absl::Status s = WritePlots(o.plot, info.name, stats); !s.ok()) return DriverFail(s);
+  if (absl::Status s = WritePlots(o.plot, info.name, stats, test_accuracy); !s.ok()) {
+    return DriverFail(s);
+  }
   if (!predict_image.empty()) {
     absl::StatusOr<int32_t> p = trainer.Predict(predict_image);
     if (!p.ok()) return DriverFail(p.status());

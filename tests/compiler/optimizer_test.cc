@@ -33,7 +33,7 @@ std::vector<double> RunCompiled(const Optimizer& opt, double lr) {
   std::vector<Tensor> in, out;
   for (const ArgSpec& a : sig.inputs) in.emplace_back(a.type, a.shape);
   for (const ArgSpec& a : sig.outputs) out.emplace_back(a.type, a.shape);
-  int pi = sig.FindInput(ArgRole::kParam, "p"), po = sig.FindOutput(ArgRole::kNewParam, "p");
+  const int pi = sig.FindInput(ArgRole::kParam, "p");
   for (int k = 0; k < 3; ++k) {
     in[0].data<double>()[k] = kC[k];
     in[pi].data<double>()[k] = kP0[k];

@@ -253,7 +253,7 @@ TEST(WorkflowTest, BatchNormAndDropoutTrainEvaluateCheckpointAndResumeExactly) {
   ASSERT_TRUE(resumed.Initialize(3).ok());
   ASSERT_TRUE(resumed.Load(path).ok());
   ASSERT_TRUE(resumed.Train(data, TrainConfig::Silent(1)).ok());
-  for (const std::string& name : {"fc1.weight", "fc2.weight", "bn.weight"}) {
+  for (const char* name : {"fc1.weight", "fc2.weight", "bn.weight"}) {
     EXPECT_TRUE(SameBits(straight.parameter(name), resumed.parameter(name))) << name;
   }
   EXPECT_TRUE(SameBits(rv, resumed.parameter("bn.running_var")));

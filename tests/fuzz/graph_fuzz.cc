@@ -1,9 +1,11 @@
 // libFuzzer target: graph construction from random op and shape sequences. Bytes choose an input
 // shape, then ops and their attributes applied to values built so far; shape errors must come
 // back through Graph::status() (never a crash or an abort), and a graph that builds must also go
-// through autodiff and the graph passes. No Halide code runs here (lowering is tested elsewhere).
+// through autodiff and the graph passes. Chains go on through failed ops (layers and losses too):
+// every result keeps its graph, and an invalid one means the graph holds an error. No Halide code runs here (lowering is tested elsewhere).
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "compiler/autodiff.h"
@@ -37,7 +39,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Value c = vals[b.Next() % vals.size()];
     const int64_t k = b.Small(5) - 1, m = b.Small(5) - 1;
     Value r;
-    switch (b.Next() % 24) {
+    switch (b.Next() % 28) {
       case 0:
         r = a + c;
         break;
@@ -110,8 +112,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 23:
         r = Flatten(a, k);
         break;
+      case 24:
+        r = Linear(g, "fc" + std::to_string(step), k + 1, m + 1)(a);
+        break;
+      case 25:
+        r = AccuracyCount(a, c);
+        break;
+      case 26:
+        r = a - Value();  // an empty operand is an error, not a crash
+        break;
+      case 27:
+        r = BatchNorm(g, "bn" + std::to_string(step), k + 1)(a);
+        break;
     }
-    if (r.valid()) vals.push_back(r);
+    if (r.graph() != &g) __builtin_trap();  // an invalid Value keeps its graph
+    if (!r.valid() && g.status().ok()) __builtin_trap();
+    vals.push_back(r);
   }
   if (!g.status().ok()) return 0;  // the first shape error is kept; nothing else may be built on it
   for (const Value& v : vals) (void)v.shape();

@@ -73,9 +73,10 @@ int main(int argc, char** argv) {
   Write(out + "/idx/images", std::string(1, 2) + Idx(3, {2, 3, 3}, 18));
   Write(out + "/idx/huge_dims", std::string(1, 2) + Idx(3, {0xffffffff, 0xffffffff, 2}, 4));
   kiln::Tensor w(kiln::ScalarType::kF32, {3, 2}), b(kiln::ScalarType::kI32, {2});
-  kiln::SaveSafetensors(out + "/safetensors/two", {{"fc.weight", &w}, {"step", &b}},
-                        {{"format", "kiln-checkpoint-1"}, {"epoch", "1"}});
-  kiln::SaveSafetensors(out + "/safetensors/empty", {});
+  bool ok = kiln::SaveSafetensors(out + "/safetensors/two", {{"fc.weight", &w}, {"step", &b}},
+                                  {{"format", "kiln-checkpoint-1"}, {"epoch", "1"}})
+                .ok();
+  ok = ok && kiln::SaveSafetensors(out + "/safetensors/empty", {}).ok();
   kiln::AotManifest m;
   m.name = "p";
   m.target = "x86-64-linux";
@@ -94,13 +95,18 @@ int main(int argc, char** argv) {
   Write(out + "/manifest/small.json", kiln::ManifestToJson(m));
   Write(out + "/image/digit.png", Read(argv[2]));
   kiln::GrayImage tiny{3, 2, {0, 50, 100, 150, 200, 250}};
-  kiln::WriteGrayPng(out + "/image/tiny.png", tiny);
+  ok = ok && kiln::WriteGrayPng(out + "/image/tiny.png", tiny).ok();
   WriteJpeg(out + "/image/gradient.jpg", 9, 7);
   Write(out + "/name_map/map",
         "# kiln  file  [transpose]\nfc.weight classifier.weight transpose\n"
         "fc.bias classifier.bias\n");
   Write(out + "/graph/seed1", std::string("\x01\x02\x03\x04\x02\x05\x00\x01\x08\x00\x01\x03", 12));
   Write(out + "/graph/seed2", std::string("\x00\x04\x02\x03\x05\x05\x01\x00\x0f\x02\x01\x10", 12));
+  if (!ok) {
+    std::fprintf(stderr, "make_seeds: could not write the safetensors or PNG seeds in %s\n",
+                 out.c_str());
+    return 1;
+  }
   std::printf("fuzz seeds written to %s\n", out.c_str());
   return 0;
 }
