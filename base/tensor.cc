@@ -33,4 +33,35 @@ Tensor& Tensor::operator=(const Tensor& other) {
   return *this;
 }
 
+double Tensor::At(int64_t i) const {
+  switch (type_) {
+    case ScalarType::kF32:
+      return data<float>()[i];
+    case ScalarType::kF64:
+      return data<double>()[i];
+    case ScalarType::kI32:
+      return data<int32_t>()[i];
+    case ScalarType::kU8:
+      return data<uint8_t>()[i];
+  }
+  return 0;
+}
+
+void Tensor::Set(int64_t i, double v) {
+  switch (type_) {
+    case ScalarType::kF32:
+      data<float>()[i] = static_cast<float>(v);
+      break;
+    case ScalarType::kF64:
+      data<double>()[i] = v;
+      break;
+    case ScalarType::kI32:
+      data<int32_t>()[i] = static_cast<int32_t>(v);
+      break;
+    case ScalarType::kU8:
+      data<uint8_t>()[i] = static_cast<uint8_t>(v);
+      break;
+  }
+}
+
 }  // namespace kiln

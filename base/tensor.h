@@ -67,6 +67,10 @@ class Tensor {
   const void* raw() const { return data_.get(); }
   TensorRef ref() { return {data_.get(), type_, shape_}; }
   TensorRef ref() const { return {const_cast<unsigned char*>(data_.get()), type_, shape_}; }
+  // Element i as a double, whatever the type (losses, metrics, per-example outputs).
+  double At(int64_t i) const;
+  // Element i set from a double, converted to the type (hyperparameters).
+  void Set(int64_t i, double v);
 
  private:
   struct Free {

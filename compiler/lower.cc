@@ -102,13 +102,13 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
   try {
     LoweredStep out;
     std::map<int, Halide::Func> source_funcs;
-    std::map<std::string, Halide::Func> by_name;
+    std::map<ArgKind, Halide::Func> by_kind;
     std::vector<std::pair<Halide::Func, Halide::ImageParam>> gathers;  // resident data sets
     for (const auto& [id, spec] : program.inputs) {
       const Node& n = g.node(id);
       Halide::Func f("src_" + Sanitize(spec.name));
       LoweredInput in;
-      if (spec.role == ArgRole::kDataset && spec.name != kOrderInput) {
+      if (spec.role == ArgRole::kDataset && spec.kind != ArgKind::kOrder) {
         // The whole data set; the node's value (a batch) is gathered below.
         Halide::ImageParam p(ctx.TypeOf(n.dtype), static_cast<int>(spec.shape.size()),
                              "in_" + Sanitize(spec.name));
@@ -128,17 +128,18 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
         in.buffer = p;
       }
       source_funcs[id] = f;
-      by_name[spec.name] = f;
+      if (spec.kind != ArgKind::kNone) by_kind.emplace(spec.kind, f);
       out.inputs.push_back(in);
-      if (spec.role == ArgRole::kHyper && spec.name == kStepHyper) ctx.set_step(f);
+      if (spec.kind == ArgKind::kStep) ctx.set_step(f);
     }
     if (!gathers.empty()) {
       // batch row b = data set row order[batch_start + b]; both indices clamped into range so
       // bounds inference asks for no more than the constrained buffers hold.
-      if (!by_name.count(kOrderInput) || !by_name.count(kBatchStartHyper)) {
-        return absl::InvalidArgumentError("a resident step needs 'order' and 'batch_start' inputs");
+      if (!by_kind.count(ArgKind::kOrder) || !by_kind.count(ArgKind::kBatchStart)) {
+        return absl::InvalidArgumentError(
+            "a resident step needs an order input and a batch-start hyperparameter");
       }
-      Halide::Func order = by_name[kOrderInput], start = by_name[kBatchStartHyper];
+      Halide::Func order = by_kind[ArgKind::kOrder], start = by_kind[ArgKind::kBatchStart];
       for (auto& [f, p] : gathers) {
         const int rank = p.dimensions();
         const Halide::Expr n = p.dim(rank - 1).extent();
@@ -235,10 +236,10 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
       for (size_t i = 0; i < program.outputs.size(); ++i) {
         const ArgSpec& state = program.outputs[i].second;
         if (state.role != ArgRole::kNewState || state.shape.size() < 2) continue;
-        for (size_t j = 0; j < program.outputs.size(); ++j) {
-          const ArgSpec& param = program.outputs[j].second;
-          if (param.role == ArgRole::kNewParam && param.shape == state.shape &&
-              state.name.rfind(param.name + "/", 0) == 0) {
+        const int param = program.inputs[state.updates].second.param;  // the slot's parameter
+        for (size_t j = 0; param >= 0 && j < program.outputs.size(); ++j) {
+          const ArgSpec& update = program.outputs[j].second;
+          if (update.role == ArgRole::kNewParam && update.updates == param) {
             out.outputs[i].compute_with(out.outputs[j],
                                         ctx.Vars(static_cast<int>(state.shape.size())).front());
             break;

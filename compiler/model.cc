@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -65,12 +66,53 @@ absl::Status CheckModel(const Graph& g, const ModelDef& m) {
       return absl::InvalidArgumentError("ModelDef.inputs must be values made by Graph::Input");
     }
   }
+  for (const auto& [role, v] :
+       {std::pair<const char*, Value>{"example", m.example}, {"target", m.target}}) {
+    if (v.graph() == nullptr) continue;  // unset: by position
+    KILN_RETURN_IF_ERROR(check(v, role));
+    bool found = false;
+    for (const Value& in : m.inputs) found |= in.id() == v.id();
+    if (!found) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ModelDef.", role, " '", v.name(), "' is not one of ModelDef.inputs"));
+    }
+  }
   if (m.loss.graph() != nullptr) KILN_RETURN_IF_ERROR(check(m.loss, "loss"));
   for (const auto& [name, v] : m.metrics) KILN_RETURN_IF_ERROR(check(v, "metrics." + name));
   for (const auto& [name, v] : m.eval_outputs) {
     KILN_RETURN_IF_ERROR(check(v, "eval_outputs." + name));
   }
   return absl::OkStatus();
+}
+
+// What a per-batch input is to the runtime: ModelDef::example and ::target, or by position.
+ArgKind DataKind(const ModelDef& m, const Value& v) {
+  const Value example = m.example.valid() ? m.example : m.inputs[0];
+  const Value target = m.target.valid() ? m.target : m.inputs.size() > 1 ? m.inputs[1] : Value();
+  if (v.id() == example.id()) return ArgKind::kExample;
+  if (target.valid() && v.id() == target.id()) return ArgKind::kTarget;
+  return ArgKind::kNone;
+}
+
+// A per-example eval output's or a metric's meaning, from the name ModelDef documents.
+ArgKind OutputKind(ArgRole role, const std::string& name) {
+  if (role == ArgRole::kMetric && name == kCorrectMetric) return ArgKind::kCorrectCount;
+  if (role == ArgRole::kOutput && name == kPredictionOutput) return ArgKind::kPrediction;
+  if (role == ArgRole::kOutput && name == kLossOutput) return ArgKind::kExampleLoss;
+  return ArgKind::kNone;
+}
+
+// While a program is built, ArgSpec::param and ::updates hold node ids (the parameter a state
+// belongs to, the input an output replaces); this turns them into indices into p.inputs.
+void LinkByIndex(StepProgram& p) {
+  std::map<int, int> input_of;  // node id -> index in p.inputs
+  for (size_t i = 0; i < p.inputs.size(); ++i) input_of[p.inputs[i].first] = static_cast<int>(i);
+  for (auto& in : p.inputs) {
+    if (in.second.param >= 0) in.second.param = input_of.at(in.second.param);
+  }
+  for (auto& out : p.outputs) {
+    if (out.second.updates >= 0) out.second.updates = input_of.at(out.second.updates);
+  }
 }
 
 // Source nodes of one kind (parameters or buffers) the given roots depend on, in creation order.
@@ -164,6 +206,10 @@ absl::StatusOr<Prepared> PrepareProgram(Graph& g, StepProgram program,
   for (const auto& in : program.inputs) out.sig.inputs.push_back(in.second);
   for (const auto& o : program.outputs) out.sig.outputs.push_back(o.second);
   out.sig.resident_batch = program.resident_batch;
+  if (absl::Status st = out.sig.Validate(); !st.ok()) {
+    return absl::InternalError(
+        absl::StrCat("the step's signature is inconsistent: ", st.message()));
+  }
   LowerCtx ctx(options.float64 ? Halide::Float(64) : Halide::Float(32), out.target);
   KILN_ASSIGN_OR_RETURN(out.lowered, LowerStep(g, program, ctx, options.plain_schedule));
   if (!options.stmt_path.empty()) {
@@ -231,6 +277,7 @@ absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
   const int64_t resident = options.resident_examples;
   for (const Value& v : model.inputs) {
     ArgSpec s = Spec(v.node(), resident > 0 ? ArgRole::kDataset : ArgRole::kData, v.name(), f64);
+    s.kind = DataKind(model, v);
     if (resident > 0) {
       if (s.shape.empty() || s.shape[0] > resident) {
         return absl::InvalidArgumentError(
@@ -244,24 +291,32 @@ absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
   if (resident > 0) {
     Value order = g.Input(kOrderInput, {resident}, DType::kInt32);
     Value start = g.Input(kBatchStartHyper, {}, DType::kInt32);
-    p.inputs.push_back({order.id(), Spec(order.node(), ArgRole::kDataset, kOrderInput, f64)});
+    ArgSpec o = Spec(order.node(), ArgRole::kDataset, kOrderInput, f64);
+    o.kind = ArgKind::kOrder;
+    p.inputs.push_back({order.id(), o});
     ArgSpec s = Spec(start.node(), ArgRole::kHyper, kBatchStartHyper, f64);
     s.init = Initializer::Constant(0);
+    s.kind = ArgKind::kBatchStart;
     p.inputs.push_back({start.id(), s});
     p.resident_batch = model.inputs[0].shape()[0];
   }
   g.set_name_scope(optimizer.name() + "/");
   std::vector<Value> hyper;
-  std::vector<std::pair<std::string, double>> hypers = optimizer.Hyperparameters();
+  std::vector<HyperParam> hypers = optimizer.Hyperparameters();
   bool has_step = false;
-  for (const auto& h : hypers) has_step |= h.first == kStepHyper;
+  for (const HyperParam& h : hypers) has_step |= h.kind == ArgKind::kStep;
   // Dropout masks read the step number.
-  if (!has_step && HasOp(g, {model.loss.id()}, OpKind::kDropout)) hypers.push_back({kStepHyper, 1});
-  for (const auto& [name, def] : hypers) {
-    Value h = g.Input(name, {});
+  if (!has_step && HasOp(g, {model.loss.id()}, OpKind::kDropout)) {
+    hypers.push_back({kStepHyper, 1, ArgKind::kStep});
+  }
+  Value lr;
+  for (const HyperParam& hp : hypers) {
+    Value h = g.Input(hp.name, {});
     hyper.push_back(h);
-    ArgSpec s = Spec(h.node(), ArgRole::kHyper, name, f64);
-    s.init = Initializer::Constant(def);
+    if (hp.kind == ArgKind::kLearningRate) lr = h;
+    ArgSpec s = Spec(h.node(), ArgRole::kHyper, hp.name, f64);
+    s.init = Initializer::Constant(hp.value);
+    s.kind = hp.kind;
     p.inputs.push_back({h.id(), s});
   }
   std::vector<std::pair<int, ArgSpec>> states, new_params, new_states;
@@ -283,7 +338,9 @@ absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
     for (const std::string& slot : optimizer.StateSlots()) {
       Value s = g.Input(pname + "/" + slot, shape);
       state.push_back(s);
-      states.push_back({s.id(), Spec(s.node(), ArgRole::kState, s.name(), f64)});
+      ArgSpec spec = Spec(s.node(), ArgRole::kState, s.name(), f64);
+      spec.param = params[i];  // a node id until LinkByIndex
+      states.push_back({s.id(), spec});
     }
     Value p_i = g.value(params[i]);
     Value grad = grads[i];
@@ -291,13 +348,17 @@ absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
     if (decay && !optimizer.decoupled_decay()) grad = grad + p_i * optimizer.weight_decay();
     Optimizer::Update u = optimizer.Apply(p_i, grad, state, hyper);
     if (decay && optimizer.decoupled_decay()) {
-      u.param = u.param - hyper[0] * (p_i * optimizer.weight_decay());
+      u.param = u.param - lr * (p_i * optimizer.weight_decay());
     }
     if (!g.status().ok()) return g.status();
-    new_params.push_back({u.param.id(), Spec(u.param.node(), ArgRole::kNewParam, pname, f64)});
+    ArgSpec np = Spec(u.param.node(), ArgRole::kNewParam, pname, f64);
+    np.updates = params[i];
+    new_params.push_back({u.param.id(), np});
     for (size_t k = 0; k < u.state.size(); ++k) {
-      new_states.push_back({u.state[k].id(), Spec(u.state[k].node(), ArgRole::kNewState,
-                                                  states[first_state + k].second.name, f64)});
+      const auto& [state_id, state_spec] = states[first_state + k];
+      ArgSpec ns = Spec(u.state[k].node(), ArgRole::kNewState, state_spec.name, f64);
+      ns.updates = state_id;
+      new_states.push_back({u.state[k].id(), ns});
     }
   }
   g.set_name_scope("");
@@ -312,7 +373,9 @@ absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
     for (const auto& [buf, v] : g.buffer_updates()) {
       if (buf == b) update = v;
     }
-    new_states.push_back({update, Spec(bn, ArgRole::kNewState, bn.name, f64)});
+    ArgSpec ns = Spec(bn, ArgRole::kNewState, bn.name, f64);
+    ns.updates = b;
+    new_states.push_back({update, ns});
   }
   p.inputs.insert(p.inputs.end(), states.begin(), states.end());
   p.outputs.push_back({model.loss.id(), Spec(model.loss.node(), ArgRole::kLoss, "loss", f64)});
@@ -323,24 +386,34 @@ absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
       return absl::InvalidArgumentError(
           absl::StrCat("metric '", name, "' must be a scalar, got ", ShapeString(v.shape())));
     }
-    p.outputs.push_back({v.id(), Spec(v.node(), ArgRole::kMetric, name, f64)});
+    ArgSpec m = Spec(v.node(), ArgRole::kMetric, name, f64);
+    m.kind = OutputKind(ArgRole::kMetric, name);
+    p.outputs.push_back({v.id(), m});
   }
   if (resident > 0) {  // per-epoch sums of the loss and metrics, kept on the device
     std::vector<std::pair<int, ArgSpec>> scalars(p.outputs.begin(), p.outputs.end());
-    for (const auto& [id, spec] : scalars) {
+    for (size_t k = 0; k < scalars.size(); ++k) {
+      const auto& [id, spec] = scalars[k];
       // Float sums (counts stay exact below 2^24 per epoch).
       Value sum = g.Input(kSumPrefix + spec.name, {});
       Value x = g.value(id);
       Value next = sum + (x.dtype() == DType::kFloat ? x : ToFloat(x));
       if (!next.valid()) return g.status();
-      states.push_back({sum.id(), Spec(sum.node(), ArgRole::kState, sum.name(), f64)});
-      p.inputs.push_back(states.back());
-      new_states.push_back({next.id(), Spec(next.node(), ArgRole::kNewState, sum.name(), f64)});
+      ArgSpec st = Spec(sum.node(), ArgRole::kState, sum.name(), f64);
+      st.kind = ArgKind::kRunningSum;
+      st.sums = static_cast<int>(k);
+      p.inputs.push_back({sum.id(), st});
+      ArgSpec ns = Spec(next.node(), ArgRole::kNewState, sum.name(), f64);
+      ns.kind = ArgKind::kRunningSum;
+      ns.sums = static_cast<int>(k);
+      ns.updates = sum.id();
+      new_states.push_back({next.id(), ns});
     }
     if (!g.status().ok()) return g.status();
   }
   p.outputs.insert(p.outputs.end(), new_params.begin(), new_params.end());
   p.outputs.insert(p.outputs.end(), new_states.begin(), new_states.end());
+  LinkByIndex(p);
   return p;
 }
 
@@ -373,13 +446,17 @@ absl::StatusOr<StepProgram> BuildEvalProgram(Graph& g, const ModelDef& model,
                        ShapeString(v.shape())));
     }
     roots.push_back(v.id());
-    p.outputs.push_back({v.id(), Spec(v.node(), ArgRole::kOutput, name, f64)});
+    ArgSpec out = Spec(v.node(), ArgRole::kOutput, name, f64);
+    out.kind = OutputKind(ArgRole::kOutput, name);
+    p.outputs.push_back({v.id(), out});
   }
   std::set<int> needed;
   for (int id : g.Reachable(roots)) needed.insert(id);
   for (const Value& v : model.inputs) {
-    if (needed.count(v.id()))
-      p.inputs.push_back({v.id(), Spec(v.node(), ArgRole::kData, v.name(), f64)});
+    if (!needed.count(v.id())) continue;
+    ArgSpec in = Spec(v.node(), ArgRole::kData, v.name(), f64);
+    in.kind = DataKind(model, v);
+    p.inputs.push_back({v.id(), in});
   }
   for (int id : UsedParameters(g, roots)) {
     p.inputs.push_back({id, Spec(g.node(id), ArgRole::kParam, g.node(id).name, f64)});

@@ -30,12 +30,23 @@
 
 namespace kiln {
 
+// A model as the compiler sees it. What each piece means to the runtime is declared here and
+// carried into the compiled step's Signature as ArgKind (the runtime never matches names):
+//   - `example` and `target` among `inputs` (unset: inputs[0] is the example and inputs[1], if
+//     any, the target: class labels int32 [B] or float regression targets of any shape);
+//   - the metric named "correct" counts correctly classified examples (training accuracy);
+//   - the eval output named "prediction" is the predicted class (int32 [B]); one named "loss" is
+//     the per-example loss (the mean evaluation loss; the only result of a regression model).
 struct ModelDef {
   std::vector<Value> inputs;                                // fed per batch, in this order
+  Value example, target;                                    // see above; both among `inputs`
   Value loss;                                               // float scalar training objective
   std::vector<std::pair<std::string, Value>> metrics;       // scalars reported by the train step
   std::vector<std::pair<std::string, Value>> eval_outputs;  // per-example outputs, batch first
 };
+inline constexpr char kCorrectMetric[] = "correct";
+inline constexpr char kPredictionOutput[] = "prediction";
+inline constexpr char kLossOutput[] = "loss";
 
 struct CompileOptions {
   TargetSpec target;

@@ -31,10 +31,15 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 }  // namespace
 
 absl::Status Optimizer::Validate() const {
-  for (const auto& [hyper, value] : Hyperparameters()) {
-    if (hyper == "lr") {
-      KILN_RETURN_IF_ERROR(CheckSetting(name(), "the learning rate", value, 0, true, kInf, true));
-    }
+  int learning_rates = 0;
+  for (const HyperParam& h : Hyperparameters()) {
+    if (h.kind != ArgKind::kLearningRate) continue;
+    ++learning_rates;
+    KILN_RETURN_IF_ERROR(CheckSetting(name(), "the learning rate", h.value, 0, true, kInf, true));
+  }
+  if (learning_rates != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name(), ": Hyperparameters() must name exactly one learning rate, got ", learning_rates));
   }
   KILN_RETURN_IF_ERROR(
       CheckSetting(name(), "the weight decay", weight_decay_, 0, false, kInf, true));
@@ -59,15 +64,17 @@ absl::Status Adam::CheckSettings() const {
   return CheckSetting(name(), "eps", eps_, 0, true, kInf, true);
 }
 
-std::vector<std::pair<std::string, double>> Sgd::Hyperparameters() const { return {{"lr", lr_}}; }
+std::vector<HyperParam> Sgd::Hyperparameters() const {
+  return {{"lr", lr_, ArgKind::kLearningRate}};
+}
 
 Optimizer::Update Sgd::Apply(Value p, Value g, const std::vector<Value>&,
                              const std::vector<Value>& h) const {
   return {p - h[0] * g, {}};
 }
 
-std::vector<std::pair<std::string, double>> Momentum::Hyperparameters() const {
-  return {{"lr", lr_}};
+std::vector<HyperParam> Momentum::Hyperparameters() const {
+  return {{"lr", lr_, ArgKind::kLearningRate}};
 }
 
 Optimizer::Update Momentum::Apply(Value p, Value g, const std::vector<Value>& s,
@@ -77,8 +84,8 @@ Optimizer::Update Momentum::Apply(Value p, Value g, const std::vector<Value>& s,
   return {p - h[0] * step, {v}};
 }
 
-std::vector<std::pair<std::string, double>> Adagrad::Hyperparameters() const {
-  return {{"lr", lr_}};
+std::vector<HyperParam> Adagrad::Hyperparameters() const {
+  return {{"lr", lr_, ArgKind::kLearningRate}};
 }
 
 Optimizer::Update Adagrad::Apply(Value p, Value g, const std::vector<Value>& s,
@@ -87,8 +94,8 @@ Optimizer::Update Adagrad::Apply(Value p, Value g, const std::vector<Value>& s,
   return {p - h[0] * g / (Sqrt(sum) + eps_), {sum}};
 }
 
-std::vector<std::pair<std::string, double>> RmsProp::Hyperparameters() const {
-  return {{"lr", lr_}};
+std::vector<HyperParam> RmsProp::Hyperparameters() const {
+  return {{"lr", lr_, ArgKind::kLearningRate}};
 }
 
 Optimizer::Update RmsProp::Apply(Value p, Value g, const std::vector<Value>& s,
@@ -97,8 +104,8 @@ Optimizer::Update RmsProp::Apply(Value p, Value g, const std::vector<Value>& s,
   return {p - h[0] * g / (Sqrt(mean) + eps_), {mean}};
 }
 
-std::vector<std::pair<std::string, double>> Adam::Hyperparameters() const {
-  return {{"lr", lr_}, {kStepHyper, 1}};
+std::vector<HyperParam> Adam::Hyperparameters() const {
+  return {{"lr", lr_, ArgKind::kLearningRate}, {kStepHyper, 1, ArgKind::kStep}};
 }
 
 Optimizer::Update Adam::Apply(Value p, Value g, const std::vector<Value>& s,

@@ -25,14 +25,22 @@
 
 namespace kiln {
 
+// A runtime hyperparameter of the training step (a rank-0 input fed every step), its default,
+// and what it means to the runtime (kLearningRate: schedules feed it; kStep: the step number).
+struct HyperParam {
+  std::string name;
+  double value;
+  ArgKind kind = ArgKind::kNone;
+};
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
   virtual std::string name() const = 0;
   // Per-parameter state slots (each the parameter's shape, zero-initialized), e.g. {"velocity"}.
   virtual std::vector<std::string> StateSlots() const { return {}; }
-  // Runtime hyperparameters (rank-0 step inputs) with defaults; "lr" first.
-  virtual std::vector<std::pair<std::string, double>> Hyperparameters() const = 0;
+  // Runtime hyperparameters (rank-0 step inputs) with defaults; exactly one is the learning rate.
+  virtual std::vector<HyperParam> Hyperparameters() const = 0;
 
   struct Update {
     Value param;
@@ -85,7 +93,7 @@ class Sgd : public Optimizer {
  public:
   explicit Sgd(double lr) : lr_(lr) {}
   std::string name() const override { return "sgd"; }
-  std::vector<std::pair<std::string, double>> Hyperparameters() const override;
+  std::vector<HyperParam> Hyperparameters() const override;
   Update Apply(Value param, Value grad, const std::vector<Value>& state,
                const std::vector<Value>& hyper) const override;
 
@@ -100,7 +108,7 @@ class Momentum : public Optimizer {
       : lr_(lr), mu_(momentum), nesterov_(nesterov) {}
   std::string name() const override { return nesterov_ ? "nesterov" : "momentum"; }
   std::vector<std::string> StateSlots() const override { return {"velocity"}; }
-  std::vector<std::pair<std::string, double>> Hyperparameters() const override;
+  std::vector<HyperParam> Hyperparameters() const override;
   Update Apply(Value param, Value grad, const std::vector<Value>& state,
                const std::vector<Value>& hyper) const override;
 
@@ -118,7 +126,7 @@ class Adagrad : public Optimizer {
   explicit Adagrad(double lr, double eps = 1e-10) : lr_(lr), eps_(eps) {}
   std::string name() const override { return "adagrad"; }
   std::vector<std::string> StateSlots() const override { return {"sum_sq"}; }
-  std::vector<std::pair<std::string, double>> Hyperparameters() const override;
+  std::vector<HyperParam> Hyperparameters() const override;
   Update Apply(Value param, Value grad, const std::vector<Value>& state,
                const std::vector<Value>& hyper) const override;
 
@@ -136,7 +144,7 @@ class RmsProp : public Optimizer {
       : lr_(lr), alpha_(alpha), eps_(eps) {}
   std::string name() const override { return "rmsprop"; }
   std::vector<std::string> StateSlots() const override { return {"mean_sq"}; }
-  std::vector<std::pair<std::string, double>> Hyperparameters() const override;
+  std::vector<HyperParam> Hyperparameters() const override;
   Update Apply(Value param, Value grad, const std::vector<Value>& state,
                const std::vector<Value>& hyper) const override;
 
@@ -155,7 +163,7 @@ class Adam : public Optimizer {
       : lr_(lr), b1_(beta1), b2_(beta2), eps_(eps) {}
   std::string name() const override { return decoupled_ ? "adamw" : "adam"; }
   std::vector<std::string> StateSlots() const override { return {"m", "v"}; }
-  std::vector<std::pair<std::string, double>> Hyperparameters() const override;
+  std::vector<HyperParam> Hyperparameters() const override;
   Update Apply(Value param, Value grad, const std::vector<Value>& state,
                const std::vector<Value>& hyper) const override;
 

@@ -1,11 +1,25 @@
 // The README's complete model, built and run by the tests so the README cannot drift from the
 // API. Run from the repository root after ./run.sh or ./test.sh has fetched the data.
 #include <cstdio>
+#include <cstdlib>
+#include <utility>
 
 #include "compiler/model.h"
 #include "dsl/api.h"
 #include "runtime/idx.h"
 #include "runtime/trainer.h"
+
+// Every Kiln error names what went wrong (the op, node and shapes; the file; the flag): print it.
+void Check(const absl::Status& s) {
+  if (s.ok()) return;
+  std::fprintf(stderr, "error: %s\n", s.ToString().c_str());
+  std::exit(1);
+}
+template <typename T>
+T Check(absl::StatusOr<T> v) {
+  Check(v.status());
+  return std::move(*v);
+}
 
 kiln::ModelDef Softmax(kiln::Graph& g, int64_t batch) {
   kiln::Value image = g.Input("image", {batch, 784});
@@ -13,24 +27,29 @@ kiln::ModelDef Softmax(kiln::Graph& g, int64_t batch) {
   kiln::Value logits = kiln::Linear(g, "fc", 784, 10)(image);
   kiln::ModelDef m;
   m.inputs = {image, label};
+  m.example = image;  // what the data feeds: examples and their targets
+  m.target = label;
   m.loss = kiln::Mean(kiln::SoftmaxCrossEntropy(logits, label));
-  m.metrics = {{"correct", kiln::AccuracyCount(logits, label)}};
-  m.eval_outputs = {{"prediction", kiln::ArgMax(logits, 1)}};
+  m.metrics = {{"correct", kiln::AccuracyCount(logits, label)}};  // training accuracy
+  m.eval_outputs = {{"prediction", kiln::ArgMax(logits, 1)}};     // test accuracy
   return m;
 }
 
 int main() {
+  // One Halide pipeline for the training step (forward, backward, SGD update), one to evaluate.
   kiln::Graph tg, eg(kiln::Mode::kEval);
-  auto train = kiln::CompileTrainStep(tg, Softmax(tg, 64), kiln::Sgd(0.1), {});  // one pipeline
-  auto eval = kiln::CompileEvalStep(eg, Softmax(eg, 1000), {});                  // another
-  if (!train.ok() || !eval.ok()) return 1;  // shape errors name the op, node and shapes
-  auto data = kiln::LoadMnist("data/mnist", kiln::MnistSplit::kTrain);
-  auto test = kiln::LoadMnist("data/mnist", kiln::MnistSplit::kTest);
-  kiln::Trainer trainer(train->get(), eval->get());
-  trainer.Initialize(/*seed=*/1).IgnoreError();
+  auto train = Check(kiln::CompileTrainStep(tg, Softmax(tg, 64), kiln::Sgd(0.1), {}));
+  auto eval = Check(kiln::CompileEvalStep(eg, Softmax(eg, 1000), {}));
+  kiln::Dataset data = Check(kiln::LoadMnist("data/mnist", kiln::MnistSplit::kTrain));
+  kiln::Dataset test = Check(kiln::LoadMnist("data/mnist", kiln::MnistSplit::kTest));
+
+  kiln::Trainer trainer(train.get(), eval.get());
+  Check(trainer.Initialize(/*seed=*/1));
   kiln::TrainConfig config;
   config.epochs = 5;
-  trainer.Train(*data, config).IgnoreError();
-  std::printf("test accuracy %.4f\n", trainer.Evaluate(*test)->accuracy());
-  trainer.Save("softmax.safetensors").IgnoreError();
+  kiln::TrainStats stats = Check(trainer.Train(data, config));
+  kiln::EvalResult result = Check(trainer.Evaluate(test));
+  std::printf("%lld steps, test accuracy %.4f\n", static_cast<long long>(stats.steps),
+              result.accuracy());
+  Check(trainer.Save("softmax.safetensors"));
 }

@@ -1,8 +1,10 @@
 #include "runtime/dataset.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <type_traits>
 
 namespace kiln {
 
@@ -55,49 +57,78 @@ int64_t BatchFeeder::IndexOf(int64_t b, int64_t row) const {
 namespace {
 inline void Put(float* dst, uint8_t v) { *dst = static_cast<float>(v) * (1.0f / 255.0f); }
 inline void Put(uint8_t* dst, uint8_t v) { *dst = v; }
+inline void Put(float* dst, float v) { *dst = v; }
 }  // namespace
 
+// Example `idx` of `src` into `dst`, shifted for augmentation when asked (2-D examples only).
+template <typename T, typename S>
+void BatchFeeder::CopyExample(const S* src, int64_t idx, T* dst) const {
+  const int64_t n = data_.example_size();
+  src += idx * n;
+  if (shift_ <= 0 || data_.example_shape.size() != 2) {
+    for (int64_t k = 0; k < n; ++k) Put(&dst[k], src[k]);
+    return;
+  }
+  Rng rng((seed_ ^ 0xA5A5A5A5ull) * 0x9E3779B97F4A7C15ull +
+          static_cast<uint64_t>(epoch_) * 1000003ull + static_cast<uint64_t>(idx));
+  const int span = 2 * shift_ + 1;
+  const int sy = static_cast<int>(rng.Next() % span) - shift_;
+  const int sx = static_cast<int>(rng.Next() % span) - shift_;
+  const int64_t h = data_.example_shape[0], w = data_.example_shape[1];
+  for (int64_t y = 0; y < h; ++y) {
+    for (int64_t x = 0; x < w; ++x) {
+      const int64_t yy = y - sy, xx = x - sx;
+      const bool in = yy >= 0 && yy < h && xx >= 0 && xx < w;
+      Put(&dst[y * w + x], in ? src[yy * w + xx] : S{0});
+    }
+  }
+}
+
 template <typename T>
-int64_t BatchFeeder::FillT(int64_t b, T* images, int32_t* labels) const {
+int64_t BatchFeeder::FillT(int64_t b, T* examples, int32_t* labels) const {
   const int64_t n = data_.example_size();
   int64_t real = 0;
   for (int64_t row = 0; row < batch_; ++row) {
-    int64_t idx = IndexOf(b, row);
-    T* dst = images + row * n;
+    const int64_t idx = IndexOf(b, row);
+    T* dst = examples + row * n;
     if (idx < 0) {
       std::memset(dst, 0, static_cast<size_t>(n) * sizeof(T));
-      labels[row] = 0;
+      if (labels != nullptr) labels[row] = 0;
       continue;
     }
-    const uint8_t* src = data_.pixels.data() + idx * n;
-    if (shift_ > 0 && data_.example_shape.size() == 2) {
-      Rng rng((seed_ ^ 0xA5A5A5A5ull) * 0x9E3779B97F4A7C15ull +
-              static_cast<uint64_t>(epoch_) * 1000003ull + static_cast<uint64_t>(idx));
-      const int span = 2 * shift_ + 1;
-      const int sy = static_cast<int>(rng.Next() % span) - shift_;
-      const int sx = static_cast<int>(rng.Next() % span) - shift_;
-      const int64_t h = data_.example_shape[0], w = data_.example_shape[1];
-      for (int64_t y = 0; y < h; ++y) {
-        for (int64_t x = 0; x < w; ++x) {
-          int64_t yy = y - sy, xx = x - sx;
-          bool in = yy >= 0 && yy < h && xx >= 0 && xx < w;
-          Put(&dst[y * w + x], in ? src[yy * w + xx] : uint8_t{0});
-        }
+    if constexpr (std::is_same_v<T, float>) {
+      if (data_.float_examples()) {
+        CopyExample(data_.values.data(), idx, dst);
+      } else {
+        CopyExample(data_.pixels.data(), idx, dst);
       }
     } else {
-      for (int64_t k = 0; k < n; ++k) Put(&dst[k], src[k]);
+      CopyExample(data_.pixels.data(), idx, dst);
     }
-    labels[row] = data_.labels[static_cast<size_t>(idx)];
+    if (labels != nullptr) labels[row] = data_.labels[static_cast<size_t>(idx)];
     ++real;
   }
   return real;
 }
 
-int64_t BatchFeeder::Fill(int64_t b, float* images, int32_t* labels) const {
-  return FillT(b, images, labels);
+int64_t BatchFeeder::Fill(int64_t b, float* examples, int32_t* labels) const {
+  return FillT(b, examples, labels);
 }
-int64_t BatchFeeder::Fill(int64_t b, uint8_t* images, int32_t* labels) const {
-  return FillT(b, images, labels);
+int64_t BatchFeeder::Fill(int64_t b, uint8_t* examples, int32_t* labels) const {
+  return FillT(b, examples, labels);
+}
+
+void BatchFeeder::FillTargets(int64_t b, float* targets) const {
+  const int64_t n = data_.target_size();
+  for (int64_t row = 0; row < batch_; ++row) {
+    const int64_t idx = IndexOf(b, row);
+    float* dst = targets + row * n;
+    if (idx < 0) {
+      std::fill(dst, dst + n, 0.0f);
+    } else {
+      std::copy_n(data_.targets.data() + idx * n, n, dst);
+    }
+  }
 }
 
 }  // namespace kiln

@@ -36,11 +36,15 @@ class BatchFeeder {
   void set_random_shift(int pixels) { shift_ = pixels; }
   int64_t num_batches() const;
   int64_t batch_size() const { return batch_; }
-  // Writes batch `b` as floats [batch, example_size] in [0, 1] and labels [batch]. Rows past the
+  // Writes batch `b` as floats [batch, example_size] (uint8 pixels normalized to [0, 1], float
+  // values as they are) and, when `labels` is not null, the class labels [batch]. Rows past the
   // end of the data are zero. Returns the number of real rows.
-  int64_t Fill(int64_t b, float* images, int32_t* labels) const;
-  // The same batch as raw pixels (0..255), for steps that normalize inside the compiled pipeline.
-  int64_t Fill(int64_t b, uint8_t* images, int32_t* labels) const;
+  int64_t Fill(int64_t b, float* examples, int32_t* labels) const;
+  // The same batch as raw pixels (0..255), for steps that normalize inside the compiled pipeline
+  // (uint8 examples only).
+  int64_t Fill(int64_t b, uint8_t* examples, int32_t* labels) const;
+  // Batch `b`'s regression targets [batch, target_size] (padding rows zero).
+  void FillTargets(int64_t b, float* targets) const;
   // This epoch's order of the examples (the batches are consecutive runs of it).
   const std::vector<int64_t>& order() const { return order_; }
   // The dataset index of row `row` of batch `b` (for reporting), or -1 for padding.
@@ -48,7 +52,9 @@ class BatchFeeder {
 
  private:
   template <typename T>
-  int64_t FillT(int64_t b, T* images, int32_t* labels) const;
+  int64_t FillT(int64_t b, T* examples, int32_t* labels) const;
+  template <typename T, typename S>
+  void CopyExample(const S* src, int64_t idx, T* dst) const;
   const Dataset& data_;
   int64_t batch_;
   uint64_t seed_;

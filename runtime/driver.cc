@@ -479,6 +479,136 @@ absl::Status ValidateDriverOptions(const DriverOptions& o, const DriverData& dat
   return absl::OkStatus();
 }
 
+namespace {
+
+// --load, --import, --resume into the trainer; whether any of them gave it parameters.
+absl::StatusOr<bool> RestoreState(const DriverOptions& o, Trainer& trainer) {
+  if (!o.load.empty()) {
+    KILN_RETURN_IF_ERROR(trainer.Load(o.load, /*restore_counters=*/false));
+    std::printf("loaded parameters from %s\n", o.load.c_str());
+  }
+  if (!o.import.empty()) {
+    KILN_ASSIGN_OR_RETURN(std::vector<NameMapEntry> map, ParseNameMapFile(o.import_map));
+    KILN_ASSIGN_OR_RETURN(SafetensorsFile weights, ImportSafetensors(o.import, map));
+    KILN_RETURN_IF_ERROR(trainer.LoadFrom(weights, o.import));
+    std::printf("imported %zu parameters from %s\n", weights.tensors.size(), o.import.c_str());
+  }
+  if (!o.resume.empty()) {
+    KILN_RETURN_IF_ERROR(trainer.Load(o.resume));
+    const std::string inside = trainer.batch_in_epoch() == 0
+                                   ? ""
+                                   : absl::StrCat(" (inside epoch ", trainer.epoch() + 1,
+                                                  ", at batch ", trainer.batch_in_epoch(), ")");
+    std::printf("resumed from %s at epoch %d, step %lld%s\n", o.resume.c_str(), trainer.epoch(),
+                static_cast<long long>(trainer.step()), inside.c_str());
+  }
+  return !o.load.empty() || !o.import.empty() || !o.resume.empty();
+}
+
+// What happens after each epoch: the log line, the JSON line, the test accuracy (for the plot or
+// --target_accuracy, which ends training once reached) and the --checkpoint.
+class EpochEnd {
+ public:
+  EpochEnd(const DriverOptions& o, const DriverInfo& info, const DriverData& data, Trainer& trainer,
+           JsonLog& json)
+      : o_(o), info_(info), data_(data), trainer_(trainer), json_(json) {}
+  // The accuracy plot's held-out line: the validation set when there is one, else the test set
+  // (drawn only; the reported model is always the final one).
+  bool test_curve() const { return !o_.plot.empty() && data_.validation.count == 0; }
+  const Curve& test_accuracy() const { return test_accuracy_; }
+
+  absl::Status operator()(const EpochReport& r) {
+    std::printf("epoch %d: train loss %.6f", r.epoch + 1, r.mean_loss);
+    if (r.train_accuracy >= 0) std::printf(", train accuracy %.4f", r.train_accuracy);
+    if (r.val_accuracy >= 0) std::printf(", validation accuracy %.4f", r.val_accuracy);
+    if (r.val_loss >= 0) std::printf(", validation loss %.6f", r.val_loss);
+    std::printf(", lr %.3g, %.3f s\n", r.lr, r.seconds);
+    std::fflush(stdout);
+    json_.Epoch(r);
+    trained_s_ += r.seconds;
+    if (o_.target_accuracy > 0 || test_curve()) {
+      KILN_ASSIGN_OR_RETURN(EvalResult e, trainer_.Evaluate(data_.test));
+      if (e.classification) {
+        std::printf("epoch %d: test accuracy %.4f\n", r.epoch + 1, e.accuracy());
+        if (test_curve()) test_accuracy_.push_back({r.epoch + 1.0, e.accuracy()});
+      }
+      if (o_.target_accuracy > 0 && e.accuracy() >= o_.target_accuracy) {
+        std::printf("TARGET test accuracy %.4f >= %.4f after %d epochs, %.3f s of training\n",
+                    e.accuracy(), o_.target_accuracy, r.epoch + 1, trained_s_);
+        if (!o_.checkpoint.empty()) KILN_RETURN_IF_ERROR(Checkpoint(o_.checkpoint));
+        return absl::CancelledError("target accuracy reached");
+      }
+    }
+    return o_.checkpoint.empty() ? absl::OkStatus() : Checkpoint(o_.checkpoint);
+  }
+  absl::Status Checkpoint(const std::string& path) {
+    return trainer_.Save(path, {{"example", info_.name}});
+  }
+
+ private:
+  const DriverOptions& o_;
+  const DriverInfo& info_;
+  const DriverData& data_;
+  Trainer& trainer_;
+  JsonLog& json_;
+  double trained_s_ = 0;  // training time so far (--target_accuracy)
+  Curve test_accuracy_;
+};
+
+// Training with SIGINT and SIGTERM asking it to stop after the current step.
+absl::StatusOr<TrainStats> TrainUntilStopped(Trainer& trainer, const Dataset& data,
+                                             TrainConfig config) {
+  g_stop.store(false);
+  config.stop = &g_stop;
+  StopSignals signals;
+  return trainer.Train(data, config);
+}
+
+// Only what was trained, or loaded and explicitly asked for, is written: an untrained model
+// never replaces a file.
+absl::Status SaveParameters(const DriverOptions& o, EpochEnd& end, bool trained, bool loaded) {
+  if (o.save.empty()) return absl::OkStatus();
+  if (!trained && !(loaded && o.save_explicit)) {
+    std::printf("not saving parameters: %s\n",
+                loaded ? "nothing was trained (give --save=FILE to write the loaded ones)"
+                       : "nothing was trained or loaded");
+    return absl::OkStatus();
+  }
+  KILN_RETURN_IF_ERROR(end.Checkpoint(o.save));
+  std::printf("saved parameters to %s\n", o.save.c_str());
+  return absl::OkStatus();
+}
+
+// The closing lines: test accuracy (or a regression's mean loss) and RESULT; the exit code.
+int Report(const DriverOptions& o, const DriverInfo& info, int epochs, const TrainStats& stats,
+           const EvalResult& r) {
+  const double eval_rate = r.count / std::max(1e-9, r.seconds);
+  const std::string tail =
+      absl::StrFormat("train_images_per_s=%.0f compile_s=%.2f train_s=%.3f eval_images_per_s=%.0f",
+                      stats.images_per_second(), info.compile_s, stats.seconds, eval_rate);
+  if (!r.classification) {  // regression: the mean loss is the result
+    std::printf("test loss: %.6f, the mean over %lld examples (a regression model: no accuracy)\n",
+                r.mean_loss, static_cast<long long>(r.count));
+    std::printf("RESULT example=%s epochs=%d test_loss=%.6f %s (regression: no test_accuracy)\n",
+                info.name.c_str(), epochs, r.mean_loss, tail.c_str());
+    if (o.min_accuracy <= 0) return 0;
+    return DriverFail(absl::InvalidArgumentError(
+        "--min_accuracy applies to classification; this model is evaluated by its mean loss"));
+  }
+  PrintConfusion(r);
+  std::printf("test accuracy: %lld / %lld = %.4f (%.0f images/s)\n",
+              static_cast<long long>(r.correct), static_cast<long long>(r.count), r.accuracy(),
+              eval_rate);
+  std::printf("RESULT example=%s epochs=%d test_accuracy=%.4f %s\n", info.name.c_str(), epochs,
+              r.accuracy(), tail.c_str());
+  if (r.accuracy() >= o.min_accuracy) return 0;
+  std::fprintf(stderr, "error: test accuracy %.4f is below --min_accuracy %.4f\n", r.accuracy(),
+               o.min_accuracy);
+  return 1;
+}
+
+}  // namespace
+
 int RunDriver(const DriverOptions& o, const DriverInfo& info, DriverData& data, Executable* train,
               Executable* eval) {
   const int64_t batch = std::max<int64_t>(1, info.batch);
@@ -494,40 +624,15 @@ int RunDriver(const DriverOptions& o, const DriverInfo& info, DriverData& data, 
   }
   Trainer trainer(train, eval);
   if (absl::Status s = trainer.Initialize(o.seed); !s.ok()) return DriverFail(s);
-  bool loaded = false;
-  if (!o.load.empty()) {
-    if (absl::Status s = trainer.Load(o.load, /*restore_counters=*/false); !s.ok()) {
-      return DriverFail(s);
-    }
-    std::printf("loaded parameters from %s\n", o.load.c_str());
-    loaded = true;
-  }
-  if (!o.import.empty()) {
-    auto map = ParseNameMapFile(o.import_map);
-    if (!map.ok()) return DriverFail(map.status());
-    auto weights = ImportSafetensors(o.import, *map);
-    if (!weights.ok()) return DriverFail(weights.status());
-    if (absl::Status s = trainer.LoadFrom(*weights, o.import); !s.ok()) return DriverFail(s);
-    std::printf("imported %zu parameters from %s\n", weights->tensors.size(), o.import.c_str());
-    loaded = true;
-  }
-  if (!o.resume.empty()) {
-    if (absl::Status s = trainer.Load(o.resume); !s.ok()) return DriverFail(s);
-    std::printf(
-        "resumed from %s at epoch %d, step %lld%s\n", o.resume.c_str(),
-        trainer.epoch(), static_cast<long long>(trainer.step()),
-        trainer.batch_in_epoch() == 0
-            ? ""
-            : absl::StrCat(" (inside epoch ", trainer.epoch() + 1, ", at batch ",
-                           trainer.batch_in_epoch(), ")")
-                  .c_str());
-    loaded = true;
-  }
+  absl::StatusOr<bool> loaded = RestoreState(o, trainer);
+  if (!loaded.ok()) return DriverFail(loaded.status());
+  absl::StatusOr<LrSchedule> schedule = Schedule(o, data.train, batch);
+  if (!schedule.ok()) return DriverFail(schedule.status());
   TrainConfig config;
   config.epochs = o.eval_only ? 0 : std::max(0, o.epochs - trainer.epoch());
   config.max_steps = o.max_steps;
   config.log_every = o.log_every;
-  config.hyper["lr"] = o.lr;
+  config.schedule = *schedule;  // feeds the step's learning rate (constant or not)
   config.progress = o.progress;
   config.random_shift = o.random_shift;
   if (train != nullptr && train->signature().resident_batch > 0 && config.random_shift > 0) {
@@ -536,97 +641,43 @@ int RunDriver(const DriverOptions& o, const DriverInfo& info, DriverData& data, 
         config.random_shift);
     config.random_shift = 0;
   }
-  absl::StatusOr<LrSchedule> schedule = Schedule(o, data.train, batch);
-  if (!schedule.ok()) return DriverFail(schedule.status());
-  if (schedule->kind != LrSchedule::Kind::kConstant || schedule->warmup_steps > 0) {
-    config.schedule = *schedule;
-  }
   if (data.validation.count > 0) config.validation = &data.validation;
   JsonLog json;
   if (absl::Status s = json.Open(o.log_json); !s.ok()) return DriverFail(s);
   config.on_log = [&json](const LossPoint& p) { json.Step(p); };
-  double trained_s = 0;  // training time so far (--target_accuracy)
-  // The accuracy plot's held-out line: the validation set when there is one, else the test set
-  // (drawn only; the reported model is always the final one).
-  const bool test_curve = !o.plot.empty() && data.validation.count == 0;
-  Curve test_accuracy;
-  config.on_epoch = [&](const EpochReport& r) -> absl::Status {
-    std::printf("epoch %d: train loss %.6f", r.epoch + 1, r.mean_loss);
-    if (r.train_accuracy >= 0) std::printf(", train accuracy %.4f", r.train_accuracy);
-    if (r.val_accuracy >= 0) std::printf(", validation accuracy %.4f", r.val_accuracy);
-    if (r.val_loss >= 0) std::printf(", validation loss %.6f", r.val_loss);
-    std::printf(", lr %.3g, %.3f s\n", r.lr, r.seconds);
-    std::fflush(stdout);
-    json.Epoch(r);
-    trained_s += r.seconds;
-    absl::StatusOr<EvalResult> e;
-    if (o.target_accuracy > 0 || test_curve) {
-      e = trainer.Evaluate(data.test);
-      if (!e.ok()) return e.status();
-      std::printf("epoch %d: test accuracy %.4f\n", r.epoch + 1, e->accuracy());
-      if (test_curve) test_accuracy.push_back({r.epoch + 1.0, e->accuracy()});
-    }
-    if (o.target_accuracy > 0) {
-      if (e->accuracy() >= o.target_accuracy) {
-        std::printf("TARGET test accuracy %.4f >= %.4f after %d epochs, %.3f s of training\n",
-                    e->accuracy(), o.target_accuracy, r.epoch + 1, trained_s);
-        if (!o.checkpoint.empty()) {
-          KILN_RETURN_IF_ERROR(trainer.Save(o.checkpoint, {{"example", info.name}}));
-        }
-        return absl::CancelledError("target accuracy reached");
-      }
-    }
-    if (o.checkpoint.empty()) return absl::OkStatus();
-    return trainer.Save(o.checkpoint, {{"example", info.name}});
-  };
+  EpochEnd end(o, info, data, trainer, json);
+  config.on_epoch = [&end](const EpochReport& r) { return end(r); };
   std::printf("optimizer %s, lr schedule %s\n", info.optimizer.c_str(),
               schedule->ToString().c_str());
+
   TrainStats stats;
   if (config.epochs > 0) {
-    g_stop.store(false);
-    config.stop = &g_stop;
-    absl::StatusOr<TrainStats> st;
-    {
-      StopSignals signals;
-      st = trainer.Train(data.train, config);
-    }
+    absl::StatusOr<TrainStats> st = TrainUntilStopped(trainer, data.train, config);
     if (!st.ok()) return DriverFail(st.status());
     stats = *st;
     std::printf("trained %lld steps, %.0f images/s\n", static_cast<long long>(stats.steps),
                 stats.images_per_second());
-    if (stats.interrupted) {
-      const std::string path =
-          o.checkpoint.empty() ? info.name + "_interrupted.safetensors" : o.checkpoint;
-      absl::Status s = trainer.Save(path, {{"example", info.name}});
-      if (!s.ok()) return DriverFail(s);
-      std::printf(
-          "interrupted (%s) in epoch %d at batch %lld, step %lld: the full training state is in "
-          "%s; continue with --resume=%s\n",
-          g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT", trainer.epoch() + 1,
-          static_cast<long long>(trainer.batch_in_epoch()), static_cast<long long>(trainer.step()),
-          path.c_str(), path.c_str());
-      return g_stop_signal == SIGTERM ? 143 : 130;
-    }
-    if (stats.best_epoch >= 0) {
-      std::printf("best validation epoch: %d (the reported test accuracy is the final model's)\n",
-                  stats.best_epoch + 1);
-    }
   }
-  // Only what was trained, or loaded and explicitly asked for, is written: an untrained model
-  // never replaces a file.
-  const bool trained = stats.steps > 0;
-  if (!o.save.empty()) {
-    if (trained || (loaded && o.save_explicit)) {
-      absl::Status s = trainer.Save(o.save, {{"example", info.name}});
-      if (!s.ok()) return DriverFail(s);
-      std::printf("saved parameters to %s\n", o.save.c_str());
-    } else {
-      std::printf("not saving parameters: %s\n",
-                  loaded ? "nothing was trained (give --save=FILE to write the loaded ones)"
-                         : "nothing was trained or loaded");
-    }
+  if (stats.interrupted) {
+    const std::string path =
+        o.checkpoint.empty() ? info.name + "_interrupted.safetensors" : o.checkpoint;
+    if (absl::Status s = end.Checkpoint(path); !s.ok()) return DriverFail(s);
+    std::printf(
+        "interrupted (%s) in epoch %d at batch %lld, step %lld: the full training state is in %s; "
+        "continue with --resume=%s\n",
+        g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT", trainer.epoch() + 1,
+        static_cast<long long>(trainer.batch_in_epoch()), static_cast<long long>(trainer.step()),
+        path.c_str(), path.c_str());
+    return g_stop_signal == SIGTERM ? 143 : 130;
   }
-  if (absl::Status s = WritePlots(o.plot, info.name, stats, test_accuracy); !s.ok()) {
+  if (stats.best_epoch >= 0) {
+    std::printf("best validation epoch: %d (the reported test accuracy is the final model's)\n",
+                stats.best_epoch + 1);
+  }
+  if (absl::Status s = SaveParameters(o, end, stats.steps > 0, *loaded); !s.ok()) {
+    return DriverFail(s);
+  }
+  if (absl::Status s = WritePlots(o.plot, info.name, stats, end.test_accuracy()); !s.ok()) {
     return DriverFail(s);
   }
   if (!predict_image.empty()) {
@@ -636,21 +687,7 @@ int RunDriver(const DriverOptions& o, const DriverInfo& info, DriverData& data, 
   }
   absl::StatusOr<EvalResult> result = trainer.Evaluate(data.test);
   if (!result.ok()) return DriverFail(result.status());
-  PrintConfusion(*result);
-  std::printf("test accuracy: %lld / %lld = %.4f (%.0f images/s)\n",
-              static_cast<long long>(result->correct), static_cast<long long>(result->count),
-              result->accuracy(), result->count / std::max(1e-9, result->seconds));
-  std::printf(
-      "RESULT example=%s epochs=%d test_accuracy=%.4f train_images_per_s=%.0f compile_s=%.2f "
-      "train_s=%.3f eval_images_per_s=%.0f\n",
-      info.name.c_str(), config.epochs, result->accuracy(), stats.images_per_second(),
-      info.compile_s, stats.seconds, result->count / std::max(1e-9, result->seconds));
-  if (result->accuracy() < o.min_accuracy) {
-    std::fprintf(stderr, "error: test accuracy %.4f is below --min_accuracy %.4f\n",
-                 result->accuracy(), o.min_accuracy);
-    return 1;
-  }
-  return 0;
+  return Report(o, info, config.epochs, stats, *result);
 }
 
 }  // namespace kiln

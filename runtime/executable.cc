@@ -60,6 +60,103 @@ absl::Status CheckList(const std::vector<ArgSpec>& specs, const std::vector<Tens
 }
 }  // namespace
 
+const char* ArgKindName(ArgKind k) {
+  switch (k) {
+    case ArgKind::kNone:
+      return "none";
+    case ArgKind::kLearningRate:
+      return "learning_rate";
+    case ArgKind::kStep:
+      return "step";
+    case ArgKind::kBatchStart:
+      return "batch_start";
+    case ArgKind::kExample:
+      return "example";
+    case ArgKind::kTarget:
+      return "target";
+    case ArgKind::kOrder:
+      return "order";
+    case ArgKind::kCorrectCount:
+      return "correct_count";
+    case ArgKind::kPrediction:
+      return "prediction";
+    case ArgKind::kExampleLoss:
+      return "example_loss";
+    case ArgKind::kRunningSum:
+      return "running_sum";
+  }
+  return "?";
+}
+
+namespace {
+int FindKind(const std::vector<ArgSpec>& args, ArgKind kind) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i].kind == kind) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+// Which roles each kind may have.
+bool KindFitsRole(ArgKind k, ArgRole r) {
+  switch (k) {
+    case ArgKind::kNone:
+      return true;
+    case ArgKind::kLearningRate:
+    case ArgKind::kStep:
+    case ArgKind::kBatchStart:
+      return r == ArgRole::kHyper;
+    case ArgKind::kExample:
+    case ArgKind::kTarget:
+      return r == ArgRole::kData || r == ArgRole::kDataset;
+    case ArgKind::kOrder:
+      return r == ArgRole::kDataset;
+    case ArgKind::kCorrectCount:
+      return r == ArgRole::kMetric;
+    case ArgKind::kPrediction:
+    case ArgKind::kExampleLoss:
+      return r == ArgRole::kOutput;
+    case ArgKind::kRunningSum:
+      return r == ArgRole::kState || r == ArgRole::kNewState;
+  }
+  return false;
+}
+}  // namespace
+
+int Signature::FindInput(ArgKind kind) const { return FindKind(inputs, kind); }
+int Signature::FindOutput(ArgKind kind) const { return FindKind(outputs, kind); }
+
+absl::Status Signature::Validate() const {
+  auto bad = [](const ArgSpec& a, const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("argument '", a.name, "' (", ArgRoleName(a.role),
+                                                   ", ", ArgKindName(a.kind), "): ", why));
+  };
+  auto in_range = [](int i, size_t n) { return i >= 0 && static_cast<size_t>(i) < n; };
+  for (const std::vector<ArgSpec>* list : {&inputs, &outputs}) {
+    for (const ArgSpec& a : *list) {
+      if (!KindFitsRole(a.kind, a.role)) return bad(a, "this kind does not fit this role");
+      if (a.param >= 0 && (a.role != ArgRole::kState || !in_range(a.param, inputs.size()) ||
+                           inputs[a.param].role != ArgRole::kParam)) {
+        return bad(a, absl::StrCat("param ", a.param, " is not a parameter input"));
+      }
+      if (a.sums >= 0 && (a.kind != ArgKind::kRunningSum || !in_range(a.sums, outputs.size()))) {
+        return bad(a, absl::StrCat("sums ", a.sums, " is not an output"));
+      }
+    }
+  }
+  for (const ArgSpec& a : outputs) {
+    const bool replaces = a.role == ArgRole::kNewParam || a.role == ArgRole::kNewState;
+    if (replaces != (a.updates >= 0)) return bad(a, "only new parameters and states update inputs");
+    if (!replaces) continue;
+    if (!in_range(a.updates, inputs.size())) return bad(a, "updates no input");
+    const ArgSpec& old = inputs[a.updates];
+    const ArgRole want = a.role == ArgRole::kNewParam ? ArgRole::kParam : ArgRole::kState;
+    if (old.role != want || old.type != a.type || old.shape != a.shape) {
+      return bad(a, absl::StrCat("updates input '", old.name, "' of another role, type or shape"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 int Signature::FindInput(ArgRole role, const std::string& name) const {
   return Find(inputs, role, name);
 }

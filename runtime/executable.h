@@ -16,8 +16,7 @@
 
 namespace kiln {
 
-// A rank-0 hyperparameter with this name is fed the 1-based step number by the trainer (Adam's
-// bias correction reads it).
+// The name of the rank-0 step-number input (ArgKind::kStep) in the step graph.
 inline constexpr char kStepHyper[] = "step";
 
 enum class ArgRole {
@@ -35,13 +34,30 @@ enum class ArgRole {
   // the epoch's permutation of the examples.
   kDataset,
 };
-// Names in resident steps: the permutation input, the rank-0 int32 hyperparameter with the
-// batch's first position in it, and the per-epoch sums of the loss and metrics (states
-// "sum/loss", "sum/<metric>" that the step adds to, so nothing is read back every step).
+// Node names in resident steps (for dumps; the runtime reads ArgKind): the permutation input,
+// the rank-0 int32 hyperparameter with the batch's first position in it, and the per-epoch sums
+// of the loss and metrics (states "sum/loss", "sum/<metric>").
 inline constexpr char kOrderInput[] = "order";
 inline constexpr char kBatchStartHyper[] = "batch_start";
 inline constexpr char kSumPrefix[] = "sum/";
 const char* ArgRoleName(ArgRole r);
+
+// What an argument means to the runtime, beyond its role. The compiler sets it; the runtime binds
+// arguments by role and kind only, never by name or position.
+enum class ArgKind {
+  kNone,
+  kLearningRate,  // kHyper: the optimizer's learning rate (schedules feed it every step)
+  kStep,          // kHyper: the 1-based number of the step being taken
+  kBatchStart,    // kHyper (resident): the batch's first position in the epoch's order
+  kExample,       // kData, kDataset: the examples (ModelDef::example)
+  kTarget,        // kData, kDataset: class labels or regression targets (ModelDef::target)
+  kOrder,         // kDataset: the epoch's permutation of the examples
+  kCorrectCount,  // kMetric: examples of the batch classified correctly (training accuracy)
+  kPrediction,    // kOutput: the predicted class of each example
+  kExampleLoss,   // kOutput: the loss of each example
+  kRunningSum,    // kState, kNewState (resident): the epoch's sum of output `sums`
+};
+const char* ArgKindName(ArgKind k);
 
 struct ArgSpec {
   std::string name;  // parameters: the parameter's name; states: "<param>/<slot>"
@@ -49,6 +65,14 @@ struct ArgSpec {
   ScalarType type;
   Shape shape;
   Initializer init;  // parameters only
+  ArgKind kind = ArgKind::kNone;
+  // kState (an optimizer's slot): the index in Signature::inputs of its parameter. -1 otherwise.
+  int param = -1;
+  // kNewParam, kNewState: the index in Signature::inputs of the value this output replaces at the
+  // next step. -1 otherwise.
+  int updates = -1;
+  // kRunningSum states: the index in Signature::outputs of the loss or metric summed. -1 otherwise.
+  int sums = -1;
 };
 
 // Rank-0 hyperparameters (learning rate, step number) are passed to the compiled step by value,
@@ -64,6 +88,13 @@ struct Signature {
   // Index of the argument with this role and name, or -1.
   int FindInput(ArgRole role, const std::string& name) const;
   int FindOutput(ArgRole role, const std::string& name) const;
+  // Index of the first argument of this kind, or -1.
+  int FindInput(ArgKind kind) const;
+  int FindOutput(ArgKind kind) const;
+  // InvalidArgument naming the first argument whose kind or links do not fit its role (an index out
+  // of range, a state's parameter that is not a kParam input, an output replacing an input of
+  // another shape). The compiler's signatures pass; the check guards manifests read from files.
+  absl::Status Validate() const;
 };
 
 class Executable {

@@ -93,6 +93,34 @@ absl::StatusOr<IdxArray> ReadIdx(const std::string& path, int expected_rank) {
   return out;
 }
 
+absl::Status Dataset::Validate() const {
+  auto bad = [](const std::string& m) { return absl::InvalidArgumentError("Dataset: " + m); };
+  if (count < 0) return bad(absl::StrCat("count ", count, " is negative"));
+  if (pixels.empty() == values.empty() && count > 0) {
+    return bad("exactly one of pixels (uint8) and values (float) holds the examples");
+  }
+  const size_t examples = static_cast<size_t>(count * example_size());
+  if (pixels.size() + values.size() != examples) {
+    return bad(absl::StrCat("expected ", count, " x ", ShapeString(example_shape), " = ", examples,
+                            " example values, got ", pixels.size() + values.size()));
+  }
+  if (labels.empty() == targets.empty() && count > 0) {
+    return bad("exactly one of labels (int32 classes) and targets (float) holds the targets");
+  }
+  if (!labels.empty() && labels.size() != static_cast<size_t>(count)) {
+    return bad(absl::StrCat("expected ", count, " labels, got ", labels.size()));
+  }
+  if (!targets.empty() && targets.size() != static_cast<size_t>(count * target_size())) {
+    return bad(absl::StrCat("expected ", count, " x ", ShapeString(target_shape),
+                            " target values, got ", targets.size()));
+  }
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] < 0)
+      return bad(absl::StrCat("label ", labels[i], " at index ", i, " is negative"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Dataset> LoadIdxPair(const std::string& images_path, const std::string& labels_path,
                                     int num_classes) {
   absl::StatusOr<IdxArray> images = ReadIdx(images_path, 3);

@@ -16,13 +16,25 @@
 
 namespace kiln {
 
-// Labelled uint8 examples: pixels [count, example_shape...] row-major, labels [count].
+// Examples with their targets, in memory, row-major: the examples as uint8 `pixels` (images; fed
+// normalized to [0, 1], or raw to a step that normalizes them itself) or as float `values` (fed as
+// they are), [count, example_shape...]; the targets as int32 class `labels` [count] or float
+// regression `targets` [count, target_shape...]. The IDX loader is one source of them.
 struct Dataset {
   int64_t count = 0;
-  Shape example_shape;  // e.g. {28, 28}
-  std::vector<uint8_t> pixels;
-  std::vector<int32_t> labels;
+  Shape example_shape;          // e.g. {28, 28}
+  std::vector<uint8_t> pixels;  // uint8 examples, or
+  std::vector<float> values;    // float examples (when `pixels` is empty)
+  std::vector<int32_t> labels;  // class labels, or
+  Shape target_shape;           // per-example regression target shape ({}: a scalar)
+  std::vector<float> targets;   // regression targets (when `labels` is empty)
   int64_t example_size() const { return NumElements(example_shape); }
+  int64_t target_size() const { return NumElements(target_shape); }
+  bool float_examples() const { return pixels.empty(); }
+  bool regression() const { return labels.empty(); }
+  // InvalidArgument naming what disagrees: a negative count, examples or targets of another size
+  // than count x their shape, both or neither kind of example or target.
+  absl::Status Validate() const;
 };
 
 struct IdxArray {

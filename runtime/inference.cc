@@ -27,9 +27,7 @@ absl::StatusOr<std::unique_ptr<InferenceSession>> InferenceSession::Create(
     const ArgSpec& a = sig.inputs[i];
     s->inputs_.emplace_back(a.type, a.shape);
     if (a.role == ArgRole::kData) {
-      if (s->image_ < 0 && (a.type == ScalarType::kU8 || a.type == ScalarType::kF32)) {
-        s->image_ = static_cast<int>(i);
-      }
+      if (a.kind == ArgKind::kExample) s->image_ = static_cast<int>(i);
       continue;
     }
     const Tensor* t = f.Find(a.name);
@@ -43,10 +41,14 @@ absl::StatusOr<std::unique_ptr<InferenceSession>> InferenceSession::Create(
     std::memcpy(s->inputs_.back().raw(), t->raw(), static_cast<size_t>(t->bytes()));
   }
   for (const ArgSpec& a : sig.outputs) s->outputs_.emplace_back(a.type, a.shape);
-  s->prediction_ = sig.FindOutput(ArgRole::kOutput, "prediction");
-  if (s->image_ < 0 || s->prediction_ < 0) {
+  s->prediction_ = sig.FindOutput(ArgKind::kPrediction);
+  if (s->image_ < 0 || s->prediction_ < 0 ||
+      (sig.inputs[s->image_].type != ScalarType::kU8 &&
+       sig.inputs[s->image_].type != ScalarType::kF32) ||
+      sig.outputs[s->prediction_].type != ScalarType::kI32) {
     return absl::InvalidArgumentError(
-        "the evaluation step needs an image input and an int32 'prediction' output");
+        "the evaluation step needs a uint8 or float32 example input and an int32 prediction "
+        "output");
   }
   const Shape& shape = sig.inputs[s->image_].shape;
   s->example_size_ = NumElements(shape) / shape[0];

@@ -16,6 +16,10 @@ using Json = nlohmann::json;
 constexpr ArgRole kRoles[] = {
     ArgRole::kData,   ArgRole::kHyper,    ArgRole::kParam,    ArgRole::kState,  ArgRole::kLoss,
     ArgRole::kMetric, ArgRole::kNewParam, ArgRole::kNewState, ArgRole::kOutput, ArgRole::kDataset};
+constexpr ArgKind kKinds[] = {ArgKind::kNone,        ArgKind::kLearningRate, ArgKind::kStep,
+                              ArgKind::kBatchStart,  ArgKind::kExample,      ArgKind::kTarget,
+                              ArgKind::kOrder,       ArgKind::kCorrectCount, ArgKind::kPrediction,
+                              ArgKind::kExampleLoss, ArgKind::kRunningSum};
 constexpr ScalarType kTypes[] = {ScalarType::kF32, ScalarType::kF64, ScalarType::kI32,
                                  ScalarType::kU8};
 constexpr Initializer::Kind kInits[] = {
@@ -30,6 +34,10 @@ Json ArgsToJson(const std::vector<ArgSpec>& args) {
     out.push_back(
         {{"name", a.name},
          {"role", ArgRoleName(a.role)},
+         {"kind", ArgKindName(a.kind)},
+         {"param", a.param},
+         {"updates", a.updates},
+         {"sums", a.sums},
          {"dtype", ScalarTypeName(a.type)},
          {"shape", a.shape},
          {"init", {{"kind", static_cast<int>(a.init.kind)}, {"a", a.init.a}, {"b", a.init.b}}}});
@@ -107,6 +115,18 @@ absl::StatusOr<std::vector<ArgSpec>> ArgsFromJson(const Json& j, const std::stri
     if (!found)
       return absl::InvalidArgumentError(
           absl::StrCat("manifest: ", at, ".role '", role, "' is unknown"));
+    KILN_ASSIGN_OR_RETURN(std::string kind, Get<std::string>(j[i], "kind", at));
+    found = false;
+    for (ArgKind k : kKinds) {
+      if (kind == ArgKindName(k)) a.kind = k, found = true;
+    }
+    if (!found) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("manifest: ", at, ".kind '", kind, "' is unknown"));
+    }
+    KILN_ASSIGN_OR_RETURN(a.param, Get<int>(j[i], "param", at));
+    KILN_ASSIGN_OR_RETURN(a.updates, Get<int>(j[i], "updates", at));
+    KILN_ASSIGN_OR_RETURN(a.sums, Get<int>(j[i], "sums", at));
     found = false;
     for (ScalarType t : kTypes) {
       if (dtype == ScalarTypeName(t)) a.type = t, found = true;
@@ -188,9 +208,13 @@ absl::StatusOr<AotManifest> ParseManifest(absl::string_view text) {
     return absl::InvalidArgumentError("manifest: not a JSON object");
   AotManifest m;
   KILN_ASSIGN_OR_RETURN(m.version, Get<int>(j, "version", "manifest"));
-  if (m.version != 1)
-    return absl::InvalidArgumentError(
-        absl::StrCat("manifest: version ", m.version, " (this runtime reads version 1)"));
+  if (m.version != kManifestVersion) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "manifest: version ", m.version, ", this runtime reads version ", kManifestVersion,
+        m.version == 1 ? " (version 1, from before arguments carried their kind and links: "
+                         "rebuild the binary with kiln-aot or kiln_add_training_binary)"
+                       : ""));
+  }
   KILN_ASSIGN_OR_RETURN(m.name, Get<std::string>(j, "name", "manifest"));
   KILN_ASSIGN_OR_RETURN(m.target, Get<std::string>(j, "target", "manifest"));
   KILN_ASSIGN_OR_RETURN(m.optimizer, Get<std::string>(j, "optimizer", "manifest"));
@@ -221,6 +245,12 @@ absl::StatusOr<AotManifest> ParseManifest(absl::string_view text) {
   }
   for (const ArgSpec& a : m.train.inputs) {
     if (a.role == ArgRole::kDataset) m.train.resident_batch = m.batch;
+  }
+  for (auto [key, sig] :
+       {std::pair<const char*, const Signature*>{"train", &m.train}, {"eval", &m.eval}}) {
+    if (absl::Status st = sig->Validate(); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("manifest: ", key, ": ", st.message()));
+    }
   }
   KILN_RETURN_IF_ERROR(CheckBatch(m.train.inputs, m.batch, "train"));
   KILN_RETURN_IF_ERROR(CheckBatch(m.eval.inputs, m.eval_batch, "eval"));

@@ -1,8 +1,8 @@
 // The manifest of an ahead-of-time compiled model: everything the runtime needs besides the
-// compiled code itself - the two steps' signatures (argument names, roles, types, shapes,
-// initializers), the batch sizes, the target the code was compiled for and the program's defaults.
-// The generator writes it as JSON and embeds it in the binary; the binary parses and validates it
-// at start-up (and checks it against each compiled function's own metadata).
+// compiled code itself - the two steps' signatures (argument names, roles, kinds and links, types,
+// shapes, initializers), the batch sizes, the target the code was compiled for and the program's
+// defaults. The generator writes it as JSON and embeds it in the binary; the binary parses and
+// validates it at start-up (and checks it against each compiled function's own metadata).
 //
 //   std::string json = kiln::ManifestToJson(m);
 //   absl::StatusOr<kiln::AotManifest> back = kiln::ParseManifest(json);
@@ -17,8 +17,12 @@
 
 namespace kiln {
 
+// Version 2: arguments carry their ArgKind and links (param, updates, sums). Version 1 manifests
+// are refused with a message to rebuild: their meaning was in names.
+inline constexpr int kManifestVersion = 2;
+
 struct AotManifest {
-  int version = 1;
+  int version = kManifestVersion;
   std::string name;
   std::string target;     // Halide target string(s) the steps were compiled for
   std::string optimizer;  // for the log line (the update is compiled into the step)
@@ -29,7 +33,8 @@ struct AotManifest {
 
 std::string ManifestToJson(const AotManifest& m);
 
-// Strict: unknown roles or dtypes, missing fields, non-positive or overflowing shapes, a data input
+// Strict: another version, unknown roles, kinds or dtypes, links that do not fit (see
+// Signature::Validate), missing fields, non-positive or overflowing shapes, a data input
 // whose batch axis differs from the batch size, duplicate argument names, or more than 1 MiB of
 // text are InvalidArgument naming the field.
 absl::StatusOr<AotManifest> ParseManifest(absl::string_view json);

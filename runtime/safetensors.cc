@@ -150,8 +150,9 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes,
   if (bytes.size() < 8) return bad("truncated: shorter than the 8-byte header length");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
-  // Every safetensors header is a JSON object: anything else is another kind of file.
-  if (n < 2 || bytes.size() < 9 || bytes[8] != '{') {
+  // A header length that cannot be (shorter than "{}", longer than the file) with no JSON object
+  // after it: another kind of file, not a damaged checkpoint.
+  if ((n < 2 || n > bytes.size() - 8) && (bytes.size() < 9 || bytes[8] != '{')) {
     std::string kind;
     if (bytes.compare(0, 4, "\x89PNG") == 0) kind = " (it is a PNG image)";
     if (static_cast<unsigned char>(bytes[0]) == 0xFF &&

@@ -1,6 +1,7 @@
-// The training loop over compiled steps: owns parameters and optimizer state (double-buffered,
-// swapped every step so no step reads a buffer it writes), feeds batches, logs the loss,
-// evaluates on a whole test set, saves and loads checkpoints.
+// The training loop over compiled steps. The pieces it drives, each with one responsibility:
+// ParameterStore (parameters and state, double-buffered, device copies), BindStepArgs (arguments
+// by role and kind), BatchSource (host-fed or device-resident batches), EpochMeter (loss and
+// metrics), EvaluateStep / PredictOne (evaluation), SaveCheckpoint / RestoreCheckpoint.
 //
 //   kiln::Trainer trainer(train_step.get(), eval_step.get());
 //   KILN_RETURN_IF_ERROR(trainer.Initialize(/*seed=*/1));
@@ -19,9 +20,12 @@
 
 #include "absl/status/statusor.h"
 #include "base/tensor.h"
+#include "runtime/checkpoint.h"
 #include "runtime/device_tensors.h"
+#include "runtime/evaluator.h"
 #include "runtime/executable.h"
 #include "runtime/idx.h"
+#include "runtime/parameter_store.h"
 #include "runtime/safetensors.h"
 #include "runtime/schedule.h"
 
@@ -91,15 +95,6 @@ struct TrainStats {
   double images_per_second() const { return seconds > 0 ? images / seconds : 0; }
 };
 
-struct EvalResult {
-  int64_t count = 0;
-  int64_t correct = 0;
-  double accuracy() const { return count ? static_cast<double>(correct) / count : 0; }
-  double mean_loss = -1;  // if the evaluation step has a per-example "loss" output
-  std::vector<std::vector<int64_t>> confusion;  // [true label][prediction]
-  double seconds = 0;
-};
-
 // Training (and evaluation) over compiled steps.
 //
 // Evaluating a saved checkpoint needs no training step:
@@ -148,9 +143,10 @@ class Trainer {
   // the source in errors.
   absl::Status LoadFrom(const SafetensorsFile& f, const std::string& path,
                         bool restore_counters = false);
-  int64_t step() const { return step_; }
-  int epoch() const { return epoch_; }
-  int64_t batch_in_epoch() const { return batch_in_epoch_; }  // > 0: stopped inside an epoch
+  int64_t step() const { return counters_.step; }
+  int epoch() const { return counters_.epoch; }
+  // > 0: stopped inside an epoch, with this many of its batches taken.
+  int64_t batch_in_epoch() const { return counters_.batch_in_epoch; }
 
   // Device residency. When a step runs on a GPU (Executable::on_device) the trainer keeps
   // parameters, optimizer state and, for a resident training step (kDataset inputs), the
@@ -158,43 +154,25 @@ class Trainer {
   // only to log, evaluate on the host, save or return them. With emulation (tests, before
   // Initialize) the same protocol runs on the CPU against stand-in device copies.
   void set_device_emulation(bool on) { emulate_device_ = on; }
-  const DeviceTensors* device_tensors() const { return device_.get(); }
+  const DeviceTensors* device_tensors() const { return store_.device(); }
 
   // A parameter's or buffer's (e.g. "bn.running_mean") current value; the name must exist.
   const Tensor& parameter(const std::string& name) const;
   std::vector<std::string> parameter_names() const;
 
  private:
-  struct Slot {
-    std::string name;
-    ArgRole role;  // kParam or kState
-    Tensor buf[2];
-  };
-  Slot* FindSlot(const std::string& name);
-  // Argument lists of the evaluation step over `data` buffers, fresh `outputs` and current params.
-  absl::Status BindEval(std::vector<Tensor>& data, std::vector<Tensor>& outputs,
-                        std::vector<TensorRef>& in, std::vector<TensorRef>& out) const;
-  const Slot* FindSlot(const std::string& name) const;
-
-  // Resident training: the loop of Train for steps with kDataset inputs.
-  absl::Status CheckResidentData(const Dataset& data) const;
+  struct Epoch;  // one epoch's loop state (trainer.cc)
   // The config's settings against the data and the step's batch (see TrainConfig).
   absl::Status CheckConfig(const TrainConfig& config, const Dataset& data, int64_t batch) const;
-  // Host copies of the current parameters and state brought up to date (device residency).
-  absl::Status SlotsToHost() const;
-  // Every slot buffer's host copy changed (initialization, loading).
-  void SlotsWritten();
+  // The batches of one epoch from the trainer's position in it; the report of what it did.
+  absl::StatusOr<EpochReport> RunEpoch(Epoch& e, const TrainConfig& config, TrainStats& stats);
+  absl::Status CheckInitialized(const char* call) const;
 
   Executable* train_;
   Executable* eval_;
   bool emulate_device_ = false;
-  std::unique_ptr<DeviceTensors> device_;
-  std::vector<Slot> slots_;
-  int current_ = 0;             // which buffer of each slot holds the current values
-  int64_t step_ = 0;            // steps taken
-  int epoch_ = 0;               // epochs completed
-  int64_t batch_in_epoch_ = 0;  // batches of epoch_ already taken (an interrupted epoch)
-  uint64_t seed_ = 1;
+  ParameterStore store_;
+  TrainingCounters counters_;
   bool initialized_ = false;
 };
 

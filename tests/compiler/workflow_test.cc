@@ -259,6 +259,136 @@ TEST(WorkflowTest, BatchNormAndDropoutTrainEvaluateCheckpointAndResumeExactly) {
   EXPECT_TRUE(SameBits(rv, resumed.parameter("bn.running_var")));
 }
 
+// The runtime binds by role and kind: the compiled signature says what every argument means and
+// links each optimizer slot to its parameter and each new value to the input it replaces.
+TEST(WorkflowTest, SignatureCarriesKindsAndLinks) {
+  Steps s = Compile(Adam(0.01));
+  ASSERT_TRUE(s.train && s.eval);
+  const Signature& sig = s.train->signature();
+  ASSERT_TRUE(sig.Validate().ok()) << sig.Validate();
+  EXPECT_EQ(sig.inputs[sig.FindInput(ArgKind::kExample)].name, "x");
+  EXPECT_EQ(sig.inputs[sig.FindInput(ArgKind::kTarget)].name, "y");
+  EXPECT_EQ(sig.inputs[sig.FindInput(ArgKind::kLearningRate)].name, "lr");
+  EXPECT_GE(sig.FindInput(ArgKind::kStep), 0);
+  EXPECT_EQ(sig.outputs[sig.FindOutput(ArgKind::kCorrectCount)].name, "correct");
+  int slots = 0, updates = 0;
+  for (const ArgSpec& a : sig.inputs) {
+    if (a.role != ArgRole::kState) continue;
+    ++slots;
+    ASSERT_GE(a.param, 0) << a.name;
+    EXPECT_EQ(a.name.rfind(sig.inputs[a.param].name + "/", 0), 0u) << a.name;
+  }
+  for (const ArgSpec& a : sig.outputs) {
+    if (a.role != ArgRole::kNewParam && a.role != ArgRole::kNewState) continue;
+    ++updates;
+    EXPECT_EQ(sig.inputs[a.updates].name, a.name);
+  }
+  EXPECT_EQ(slots, 8);     // m and v of 4 parameters
+  EXPECT_EQ(updates, 12);  // 4 parameters and their 8 slots
+  const Signature& eval = s.eval->signature();
+  EXPECT_EQ(eval.outputs[eval.FindOutput(ArgKind::kPrediction)].name, "prediction");
+  EXPECT_EQ(eval.outputs[eval.FindOutput(ArgKind::kExampleLoss)].name, "loss");
+  // A broken link is refused.
+  Signature broken = sig;
+  broken.outputs.back().updates = sig.FindInput(ArgKind::kExample);
+  EXPECT_NE(broken.Validate().message().find("of another role, type or shape"), std::string::npos);
+}
+
+// Data beyond MNIST: float examples of another shape, float regression targets; evaluation of a
+// regression model reports its mean loss, no accuracy.
+TEST(WorkflowTest, TrainsARegressionOnFloatExamplesOfAnotherShape) {
+  Dataset data;
+  data.count = 128;
+  data.example_shape = {3, 2};
+  data.target_shape = {2};
+  Rng rng(5);
+  for (int64_t i = 0; i < data.count; ++i) {
+    float x[6];
+    for (float& v : x) v = static_cast<float>(rng.Uniform() * 2 - 1);
+    data.values.insert(data.values.end(), x, x + 6);
+    data.targets.push_back(x[0] - 2 * x[3] + 0.5f * x[5]);
+    data.targets.push_back(x[1] + x[2] - x[4]);
+  }
+  auto model = [](Graph& g, int64_t batch) {
+    Value x = g.Input("x", {batch, 3, 2});
+    Value y = g.Input("y", {batch, 2});
+    Value pred = Linear(g, "fc", 6, 2)(Flatten(x));
+    Value per_example = Sum(Square(pred - y), {1});
+    ModelDef m;
+    m.inputs = {x, y};
+    m.example = x;
+    m.target = y;
+    m.loss = Mean(per_example);
+    m.eval_outputs = {{"loss", per_example}};
+    return m;
+  };
+  Graph tg, eg(Mode::kEval);
+  auto train = CompileTrainStep(tg, model(tg, 16), Adam(0.05), {});
+  auto eval = CompileEvalStep(eg, model(eg, 50), {});
+  ASSERT_TRUE(train.ok()) << train.status();
+  ASSERT_TRUE(eval.ok()) << eval.status();
+  EXPECT_EQ((*train)->signature().inputs[1].kind, ArgKind::kTarget);
+  Trainer t(train->get(), eval->get());
+  ASSERT_TRUE(t.Initialize(1).ok());
+  absl::StatusOr<EvalResult> before = t.Evaluate(data);
+  ASSERT_TRUE(before.ok()) << before.status();
+  absl::StatusOr<TrainStats> stats = t.Train(data, TrainConfig::Silent(40));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->epochs.back().train_accuracy, -1);  // no accuracy for a regression
+  absl::StatusOr<EvalResult> after = t.Evaluate(data);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_FALSE(after->classification);
+  EXPECT_EQ(after->count, 128);  // the last partial batch of 50 included
+  EXPECT_TRUE(after->confusion.empty());
+  EXPECT_GT(before->mean_loss, 0.5);
+  EXPECT_LT(after->mean_loss, 1e-3) << "before training: " << before->mean_loss;
+}
+
+TEST(WorkflowTest, ClassifiesFloatExamples) {
+  Dataset data;  // 3 classes: which of 5 features is largest, among the first 3
+  data.count = 240;
+  data.example_shape = {5};
+  Rng rng(9);
+  for (int64_t i = 0; i < data.count; ++i) {
+    const int label = static_cast<int>(rng.Next() % 3);
+    for (int f = 0; f < 5; ++f) {
+      data.values.push_back(static_cast<float>(rng.Uniform()) + (f == label ? 1.0f : 0.0f));
+    }
+    data.labels.push_back(label);
+  }
+  auto model = [](Graph& g, int64_t batch) {
+    Value x = g.Input("features", {batch, 5});
+    Value y = g.Input("class", {batch}, DType::kInt32);
+    Value logits = Linear(g, "fc", 5, 3)(x);
+    ModelDef m;
+    m.inputs = {x, y};
+    m.loss = Mean(SoftmaxCrossEntropy(logits, y));
+    m.metrics = {{"correct", AccuracyCount(logits, y)}};
+    m.eval_outputs = {{"prediction", ArgMax(logits, 1)}};
+    return m;
+  };
+  Graph tg, eg(Mode::kEval);
+  auto train = CompileTrainStep(tg, model(tg, 24), Adam(0.05), {});
+  auto eval = CompileEvalStep(eg, model(eg, 100), {});
+  ASSERT_TRUE(train.ok() && eval.ok());
+  Trainer t(train->get(), eval->get());
+  ASSERT_TRUE(t.Initialize(2).ok());
+  ASSERT_TRUE(t.Train(data, TrainConfig::Silent(30)).ok());
+  absl::StatusOr<EvalResult> r = t.Evaluate(data);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->classification);
+  EXPECT_GE(r->accuracy(), 0.95);
+  // The same examples as uint8 pixels normalize into the float input; a wrong shape is refused.
+  Dataset bytes = data;
+  bytes.values.clear();
+  bytes.pixels.assign(data.values.size(), 0);
+  EXPECT_TRUE(t.Evaluate(bytes).ok());  // pixels normalize into a float input
+  Dataset wrong = data;
+  wrong.example_shape = {4};
+  EXPECT_NE(t.Evaluate(wrong).status().message().find("expected 240 x [4] = 960 example values"),
+            std::string::npos);
+}
+
 TEST(LrScheduleTest, Values) {
   EXPECT_DOUBLE_EQ(LrSchedule::Constant(0.1).At(100, 3), 0.1);
   EXPECT_NEAR(LrSchedule::Step(0.1, 2, 0.5).At(0, 3), 0.05, 1e-15);

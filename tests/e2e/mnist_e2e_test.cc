@@ -54,6 +54,28 @@ TEST_F(MnistE2eTest, SoftmaxReaches90PercentInOneEpoch) {
               stats->images_per_second());
 }
 
+// tests/data/softmax_adam_before_split.safetensors was written by mnist_softmax (Adam 0.002,
+// batch 64, 300 steps: inside the first epoch; test accuracy 0.8984) with the trainer as it was
+// before it was split into its pieces; it must still load, evaluate alike and resume.
+TEST_F(MnistE2eTest, ACheckpointWrittenBeforeTheTrainerSplitLoadsAndResumes) {
+  auto m = Compile(examples::MnistSoftmax, 64, Adam(0.002));
+  ASSERT_NE(m, nullptr);
+  Trainer& t = *m->trainer;
+  ASSERT_TRUE(
+      t.Load(KILN_TEST_SOURCE_DIR "/tests/data/softmax_adam_before_split.safetensors").ok());
+  EXPECT_EQ(t.step(), 300);
+  EXPECT_EQ(t.epoch(), 0);
+  EXPECT_EQ(t.batch_in_epoch(), 300);
+  auto r = t.Evaluate(*test_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->correct, 8984);
+  auto stats = t.Train(*train_, TrainConfig::Silent(1));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->steps, 60000 / 64 - 300);  // the rest of the first epoch
+  EXPECT_EQ(t.epoch(), 1);
+  EXPECT_EQ(t.batch_in_epoch(), 0);
+}
+
 TEST_F(MnistE2eTest, TutorialLinearModelLossGoesDown) {
   auto m = Compile(examples::MnistLinear, 16, Sgd(0.001));
   ASSERT_NE(m, nullptr);

@@ -61,13 +61,29 @@ TEST(ManifestTest, RoundTripsAndRejectsBadFields) {
       {"image", ArgRole::kData, ScalarType::kU8, {4, 784}, {}},
       {"fc.weight", ArgRole::kParam, ScalarType::kF32, {784, 10}, Initializer::XavierUniform()}};
   m.train.outputs = {{"loss", ArgRole::kLoss, ScalarType::kF32, {}, {}}};
-  m.eval.inputs = {{"image", ArgRole::kData, ScalarType::kU8, {10, 784}, {}}};
-  m.eval.outputs = {{"prediction", ArgRole::kOutput, ScalarType::kI32, {10}, {}}};
+  m.train.inputs[0].kind = ArgKind::kExample;
+  m.train.inputs.push_back(
+      {"fc.weight/m", ArgRole::kState, ScalarType::kF32, {784, 10}, {}, ArgKind::kNone, 1});
+  m.train.outputs.push_back({"fc.weight",
+                             ArgRole::kNewParam,
+                             ScalarType::kF32,
+                             {784, 10},
+                             {},
+                             ArgKind::kNone,
+                             -1,
+                             /*updates=*/1});
+  m.eval.inputs = {{"image", ArgRole::kData, ScalarType::kU8, {10, 784}, {}, ArgKind::kExample}};
+  m.eval.outputs = {
+      {"prediction", ArgRole::kOutput, ScalarType::kI32, {10}, {}, ArgKind::kPrediction}};
   auto back = ParseManifest(ManifestToJson(m));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->train.inputs[1].init.kind, Initializer::Kind::kXavierUniform);
   EXPECT_EQ(back->train.inputs[0].type, ScalarType::kU8);
   EXPECT_EQ(back->defaults.lr, 0.5);
+  EXPECT_EQ(back->train.inputs[0].kind, ArgKind::kExample);
+  EXPECT_EQ(back->train.inputs[2].param, 1);
+  EXPECT_EQ(back->train.outputs[1].updates, 1);
+  EXPECT_EQ(back->eval.FindOutput(ArgKind::kPrediction), 0);
   EXPECT_EQ(ManifestToJson(*back), ManifestToJson(m));
 
   auto with = [&](const std::string& from, const std::string& to) {
@@ -84,12 +100,27 @@ TEST(ManifestTest, RoundTripsAndRejectsBadFields) {
             std::string::npos);
   EXPECT_NE(with("\"batch\": 4", "\"batch\": 5").message().find("expected batch 5 first"),
             std::string::npos);
-  EXPECT_NE(with("\"version\": 1", "\"version\": 2").message().find("version 2"),
+  EXPECT_NE(with("\"version\": 2", "\"version\": 3").message().find("version 3"),
+            std::string::npos);
+  EXPECT_NE(with("\"version\": 2", "\"version\": 1").message().find("rebuild the binary"),
+            std::string::npos);
+  EXPECT_NE(with("\"kind\": \"prediction\"", "\"kind\": \"guess\"")
+                .message()
+                .find("kind 'guess' is unknown"),
+            std::string::npos);
+  // Links that do not fit: an update of an input of another role, a state of no parameter.
+  EXPECT_NE(with("\"updates\": 1", "\"updates\": 0").message().find("updates input 'image'"),
+            std::string::npos);
+  EXPECT_NE(with("\"param\": 1", "\"param\": 0").message().find("is not a parameter input"),
+            std::string::npos);
+  EXPECT_NE(with("\"kind\": \"example\"", "\"kind\": \"order\"")
+                .message()
+                .find("this kind does not fit this role"),
             std::string::npos);
   // A float where an integer belongs (found by the fuzz target: converting it was undefined).
   EXPECT_NE(with("\"batch\": 4", "\"batch\": 1.33e27").message().find("out of range"),
             std::string::npos);
-  EXPECT_NE(with("\"version\": 1", "\"version\": 4294967296").message().find("out of range"),
+  EXPECT_NE(with("\"version\": 2", "\"version\": 4294967296").message().find("out of range"),
             std::string::npos);
   EXPECT_FALSE(ParseManifest("{").ok());
   EXPECT_FALSE(ParseManifest(std::string(2 << 20, ' ')).ok());
