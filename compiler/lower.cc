@@ -190,7 +190,7 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
       Lowered& l = lowered[id];
       if (plain) {
         if (def.pattern != Pattern::kSource) l.f.compute_root();
-        for (Halide::Func& a : l.aux) a.compute_root();
+        for (auto& [role, helper] : l.helpers) helper.compute_root();
         continue;
       }
       switch (def.pattern) {

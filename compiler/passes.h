@@ -11,8 +11,8 @@
 
 namespace kiln {
 
-// Constant folding: an elementwise or injective node whose inputs are all constants becomes a
-// constant. Returns the number of nodes folded.
+// Constant folding: a node whose inputs are all constants becomes a constant when its op has a
+// fold hook (OpDef::fold), which computes the value. Returns the number of nodes folded.
 int FoldConstants(Graph& g, const std::vector<int>& roots);
 // Common-subexpression elimination: nodes with the same op, inputs and attributes are merged
 // (their consumers and `roots` are redirected). Returns the number of nodes merged.

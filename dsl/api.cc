@@ -106,23 +106,17 @@ Value Equal(Value a, Value b) { return Binary(OpKind::kEqual, a, b); }
 
 Value RoundToInt(Value x, int64_t lo, int64_t hi) {
   if (!x.valid()) return x;
-  Attrs a;
-  a.ints = {lo, hi};
-  return x.graph()->AddNode(OpKind::kRoundToInt, {x}, a);
+  return x.graph()->AddNode(OpKind::kRoundToInt, {x}, Attrs{RoundToIntAttrs{lo, hi}});
 }
 
 Value OneHot(Value labels, int64_t depth) {
   if (!labels.valid()) return labels;
-  Attrs a;
-  a.ints = {depth};
-  return labels.graph()->AddNode(OpKind::kOneHot, {labels}, a);
+  return labels.graph()->AddNode(OpKind::kOneHot, {labels}, Attrs{OneHotAttrs{depth}});
 }
 
 Value Reshape(Value x, Shape shape) {
   if (!x.valid()) return x;
-  Attrs a;
-  a.ints = std::move(shape);
-  return x.graph()->AddNode(OpKind::kReshape, {x}, a);
+  return x.graph()->AddNode(OpKind::kReshape, {x}, Attrs{ShapeAttrs{std::move(shape)}});
 }
 
 Value Flatten(Value x, int start_axis) {
@@ -147,45 +141,37 @@ Value Transpose(Value x, std::vector<int64_t> perm) {
     for (int i = x.rank() - 1; i >= 0; --i) perm.push_back(i);
   }
   for (int64_t& p : perm) p = NormAxis(p, x.rank());
-  Attrs a;
-  a.ints = std::move(perm);
-  return x.graph()->AddNode(OpKind::kTranspose, {x}, a);
+  return x.graph()->AddNode(OpKind::kTranspose, {x}, Attrs{TransposeAttrs{std::move(perm)}});
 }
 
 Value BroadcastTo(Value x, Shape shape) {
   if (!x.valid()) return x;
-  Attrs a;
-  a.ints = std::move(shape);
-  return x.graph()->AddNode(OpKind::kBroadcastTo, {x}, a);
+  return x.graph()->AddNode(OpKind::kBroadcastTo, {x}, Attrs{ShapeAttrs{std::move(shape)}});
 }
 
 Value Slice(Value x, int64_t axis, int64_t start, int64_t size) {
   if (!x.valid()) return x;
-  Attrs a;
-  a.ints = {NormAxis(axis, x.rank()), start, size};
-  return x.graph()->AddNode(OpKind::kSlice, {x}, a);
+  SliceAttrs a{NormAxis(axis, x.rank()), start, size};
+  return x.graph()->AddNode(OpKind::kSlice, {x}, Attrs{a});
 }
 
 Value Pad(Value x, std::vector<int64_t> pads, double value) {
   if (!x.valid()) return x;
-  Attrs a;
-  a.ints = std::move(pads);
-  a.scalar = value;
-  return x.graph()->AddNode(OpKind::kPad, {x}, a);
+  PadAttrs a;
+  a.value = value;
+  for (size_t i = 0; i < pads.size(); ++i) (i % 2 == 0 ? a.before : a.after).push_back(pads[i]);
+  return x.graph()->AddNode(OpKind::kPad, {x}, Attrs{a});
 }
 
 Value Concat(const std::vector<Value>& values, int64_t axis) {
   if (values.empty() || !values[0].valid()) return values.empty() ? Value() : values[0];
-  Attrs a;
-  a.ints = {NormAxis(axis, values[0].rank())};
-  return values[0].graph()->AddNode(OpKind::kConcat, values, a);
+  ConcatAttrs a{NormAxis(axis, values[0].rank())};
+  return values[0].graph()->AddNode(OpKind::kConcat, values, Attrs{a});
 }
 
 Value Clip(Value x, double lo, double hi) {
   if (!x.valid()) return x;
-  Attrs a;
-  a.reals = {lo, hi};
-  return x.graph()->AddNode(OpKind::kClip, {x}, a);
+  return x.graph()->AddNode(OpKind::kClip, {x}, Attrs{ClipAttrs{lo, hi}});
 }
 
 Value Dropout(Value x, double p, int64_t seed) {
@@ -194,10 +180,8 @@ Value Dropout(Value x, double p, int64_t seed) {
   g->mark_mode_dependent();
   bool once = false;
   if (!g->training() || p == 0) return Record(x, "", "Dropout", 0, &once);
-  Attrs a;
-  a.scalar = p;
-  a.ints = {seed};
-  return Record(g->AddNode(OpKind::kDropout, {x}, a), "", "Dropout", 0, &once);
+  return Record(g->AddNode(OpKind::kDropout, {x}, Attrs{DropoutAttrs{p, seed}}), "", "Dropout", 0,
+                &once);
 }
 
 namespace {
@@ -207,10 +191,7 @@ Value Reduce(OpKind op, Value x, std::vector<int64_t> axes, bool keepdims) {
     for (int i = 0; i < x.rank(); ++i) axes.push_back(i);
   }
   for (int64_t& ax : axes) ax = NormAxis(ax, x.rank());
-  Attrs a;
-  a.ints = std::move(axes);
-  a.flag = keepdims;
-  return x.graph()->AddNode(op, {x}, a);
+  return x.graph()->AddNode(op, {x}, Attrs{ReduceAttrs{std::move(axes), keepdims}});
 }
 }  // namespace
 
@@ -236,16 +217,12 @@ Value MatMul(Value a, Value b) { return Binary(OpKind::kMatMul, a, b); }
 
 Value Conv2d(Value x, Value w, const ConvParams& p) {
   if (!x.valid()) return x;
-  Attrs a;
-  a.ints = {p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w};
-  return x.graph()->AddNode(OpKind::kConv2D, {x, w}, a);
+  return x.graph()->AddNode(OpKind::kConv2D, {x, w}, Attrs{p});
 }
 
 namespace {
 Attrs PoolAttrs(int64_t kernel, int64_t stride, int64_t padding) {
-  Attrs a;
-  a.ints = {kernel, stride == 0 ? kernel : stride, padding};
-  return a;
+  return Attrs{Pool2dAttrs{kernel, stride == 0 ? kernel : stride, padding}};
 }
 }  // namespace
 

@@ -82,12 +82,8 @@ Value ArgMax(Value x, int64_t axis);  // int32
 Value MatMul(Value a, Value b);
 
 // Convolution and pooling, NCHW. x: [N, C, H, W], w: [O, C, KH, KW].
-struct ConvParams {
-  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
-  static ConvParams Same(int64_t stride, int64_t pad, int64_t dilation = 1) {
-    return {stride, stride, pad, pad, dilation, dilation};
-  }
-};
+// The convolution's attributes (dsl/attrs.h): stride, padding and dilation per spatial axis.
+using ConvParams = Conv2dAttrs;
 Value Conv2d(Value x, Value w, const ConvParams& p = {});
 // Square windows; stride 0 means stride = kernel.
 Value MaxPool2d(Value x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);

@@ -122,10 +122,7 @@ void Graph::SetBufferUpdate(Value buffer, Value new_value) {
 }
 
 Value Graph::Constant(double value, Shape shape) {
-  Attrs a;
-  a.scalar = value;
-  a.ints = shape;
-  return AddNode(OpKind::kConstant, {}, a);
+  return AddNode(OpKind::kConstant, {}, Attrs{ConstantAttrs{value, std::move(shape)}});
 }
 
 Value Graph::AddNode(OpKind op, const std::vector<Value>& inputs, Attrs attrs,
@@ -241,16 +238,10 @@ std::vector<int> Graph::Reachable(const std::vector<int>& roots) const {
 
 namespace {
 std::string AttrString(const Node& n) {
-  std::string s;
   if (n.op == OpKind::kParameter || n.op == OpKind::kBuffer) {
-    s = absl::StrCat(" init=", InitializerString(n.attrs.init));
+    return absl::StrCat(" init=", InitializerString(n.attrs.init));
   }
-  if (n.op == OpKind::kConstant) s = absl::StrCat(" value=", n.attrs.scalar);
-  if (!n.attrs.ints.empty() && n.op != OpKind::kConstant) {
-    absl::StrAppend(&s, " ints=[", absl::StrJoin(n.attrs.ints, ","), "]");
-  }
-  if (n.attrs.flag) absl::StrAppend(&s, " keepdims");
-  return s;
+  return n.attrs.ToString();
 }
 }  // namespace
 
@@ -269,15 +260,11 @@ std::string Graph::Dump(const std::vector<int>& roots) const {
 
 std::string Graph::Fingerprint(const std::vector<int>& roots) const {
   std::string out;
-  auto exact = [](double v) { return absl::StrFormat("%a", v); };
   for (int id : Reachable(roots)) {
     const Node& n = nodes_[id];
     absl::StrAppend(&out, n.id, " ", static_cast<int>(n.op), " ", DefOf(n).name, " ",
                     DTypeName(n.dtype), ShapeString(n.shape), " in=", absl::StrJoin(n.inputs, ","),
-                    " ints=", absl::StrJoin(n.attrs.ints, ","), " s=", exact(n.attrs.scalar),
-                    " r=");
-    for (double r : n.attrs.reals) absl::StrAppend(&out, exact(r), ",");
-    absl::StrAppend(&out, " f=", n.attrs.flag, " name=", n.name, "\n");
+                    " attrs=", n.attrs.Key(), " name=", n.name, "\n");
   }
   return out;
 }

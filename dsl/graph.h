@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/types.h"
+#include "dsl/attrs.h"
 
 namespace kiln {
 
@@ -35,18 +36,6 @@ constexpr int kNumOps = 0
 #include "dsl/ops.def"
 #undef KILN_OP
     ;
-
-// Attributes of a node. Which fields an op reads is documented in its OpDef file.
-struct Attrs {
-  std::vector<int64_t> ints;  // axes, permutations, target shapes, depth, bounds
-  double scalar = 0;          // constant value, dropout rate, pad value
-  std::vector<double> reals;  // clip bounds
-  bool flag = false;          // keepdims
-  Initializer init;           // parameters only
-  bool operator==(const Attrs& o) const {
-    return ints == o.ints && scalar == o.scalar && reals == o.reals && flag == o.flag;
-  }
-};
 
 struct Node {
   int id = -1;

@@ -40,8 +40,27 @@ Halide::Expr LowerCtx::At(const Halide::Func& f, const std::vector<Halide::Var>&
 
 void LowerCtx::Define(Halide::Func& f, const std::vector<Halide::Var>& logical,
                       const Halide::Expr& e) const {
-  std::vector<Halide::Var> h(logical.rbegin(), logical.rend());
-  f(h) = e;
+  Ref(f, logical) = e;
+}
+
+Halide::FuncRef LowerCtx::Ref(const Halide::Func& f,
+                              const std::vector<Halide::Var>& logical) const {
+  return f(std::vector<Halide::Var>(logical.rbegin(), logical.rend()));
+}
+
+Halide::RDom LowerCtx::ReductionDomain(const Shape& logical_extents,
+                                       const std::string& name) const {
+  std::vector<Halide::Range> ranges;
+  for (auto it = logical_extents.rbegin(); it != logical_extents.rend(); ++it) {
+    ranges.emplace_back(0, static_cast<int>(*it));
+  }
+  return Halide::RDom(ranges, name);
+}
+
+std::vector<Halide::RVar> LowerCtx::RVars(const Halide::RDom& r) const {
+  std::vector<Halide::RVar> v;
+  for (int i = r.dimensions() - 1; i >= 0; --i) v.push_back(r[i]);
+  return v;
 }
 
 Halide::Expr LowerCtx::Broadcast(const Halide::Func& f, const Shape& in,

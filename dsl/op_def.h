@@ -6,7 +6,11 @@
 //   absl::StatusOr<kiln::TypeAndShape> ts = def.infer({&a, &b}, attrs);
 #pragma once
 
+#include <initializer_list>
 #include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "Halide.h"
@@ -42,15 +46,52 @@ using VjpFn = std::vector<Value> (*)(const VjpArgs& a);
 
 class LowerCtx;
 
-// The Halide form of one node: `f` is the node's value; `aux` holds helper Funcs (accumulators)
-// the op's schedule hook wants to place.
+// Helper Funcs or reduction domains an op's lowering hands to its schedule hook, each under a
+// role name ("acc", "pad"): the hook asks for what it places by name, never by position.
+//
+//   Lowered l{f, {{"acc", acc}}, {{"r", r}}};             // in the lowering
+//   l.helpers.Get("acc").compute_at(l.f, xo);              // in the schedule hook
+//   if (Halide::Func* pad = l.helpers.Find("pad")) ...     // a helper made only sometimes
+template <typename T>
+class Named {
+ public:
+  Named() = default;
+  Named(std::initializer_list<std::pair<std::string, T>> items) : items_(items) {}
+
+  void Add(std::string role, T value) { items_.emplace_back(std::move(role), std::move(value)); }
+  // Null when the lowering made no entry of that role.
+  T* Find(std::string_view role) {
+    for (auto& [name, value] : items_) {
+      if (name == role) return &value;
+    }
+    return nullptr;
+  }
+  // The entry of that role; the lowering and its schedule disagreeing is an error of the op,
+  // reported as a Halide::CompileError (Internal at the lowering boundary) naming the role.
+  T& Get(std::string_view role) {
+    if (T* value = Find(role)) return *value;
+    throw Halide::CompileError("the op's schedule asks for '" + std::string(role) +
+                               "', which its lowering did not return");
+  }
+  auto begin() { return items_.begin(); }
+  auto end() { return items_.end(); }
+
+ private:
+  std::vector<std::pair<std::string, T>> items_;
+};
+
+// The Halide form of one node: `f` is the node's value; `helpers` the Funcs (accumulators,
+// padded copies) and `rdoms` the reduction domains its schedule hook places, by role.
 struct Lowered {
   Halide::Func f;
-  std::vector<Halide::Func> aux;
-  std::vector<Halide::RDom> rdoms;  // reduction domains the schedule hook refers to
+  Named<Halide::Func> helpers;
+  Named<Halide::RDom> rdoms;
 };
 using LowerFn = Lowered (*)(LowerCtx& ctx, const Node& n, const std::vector<Halide::Func>& in);
 using ScheduleFn = void (*)(LowerCtx& ctx, const Node& n, Lowered& l);
+// Constant folding: the op's value when every input is a constant fill (`x` holds their values);
+// the result fills the node's shape.
+using FoldFn = double (*)(const std::vector<double>& x, const Attrs& attrs);
 
 struct OpDef {
   const char* name;
@@ -59,7 +100,8 @@ struct OpDef {
   InferFn infer;
   VjpFn vjp;  // nullptr: not differentiable (an error if it lies on a path to a parameter)
   LowerFn lower;
-  ScheduleFn schedule;  // nullptr: the default for the pattern
+  ScheduleFn schedule;    // nullptr: the default for the pattern
+  FoldFn fold = nullptr;  // nullptr: never folded
 };
 
 // The definition of a library op (not kCustom).
@@ -72,7 +114,8 @@ int GpuExtent(int64_t extent, int cap);
 
 // Lowering context. Owns the layout decision: DSL shapes are logical, outermost first; Halide's
 // dimension 0 is innermost. The physical layout is row-major, so logical axis i of a rank-r tensor
-// is Halide dimension r-1-i. Op code only ever uses logical coordinates through At()/Define().
+// is Halide dimension r-1-i. Op code only ever uses logical coordinates, through Vars(), At(),
+// Define(), Ref(), ReductionDomain() and RVars().
 class LowerCtx {
  public:
   LowerCtx(Halide::Type float_type, Halide::Target target);
@@ -94,6 +137,14 @@ class LowerCtx {
   // Defines f at logical coordinates.
   void Define(Halide::Func& f, const std::vector<Halide::Var>& logical,
               const Halide::Expr& e) const;
+  // f at logical coordinates as a reference: for update definitions (`ctx.Ref(acc, v) += e`)
+  // and the elements of a Tuple-valued Func (`ctx.Ref(best, v)[0]`).
+  Halide::FuncRef Ref(const Halide::Func& f, const std::vector<Halide::Var>& logical) const;
+  // A reduction domain over logical extents (outermost first): Halide iterates an RDom's first
+  // dimension innermost, so the last extent becomes the innermost loop. RVars() gives its
+  // variables back in logical order.
+  Halide::RDom ReductionDomain(const Shape& logical_extents, const std::string& name) const;
+  std::vector<Halide::RVar> RVars(const Halide::RDom& r) const;
   // Reads f (of shape `in`) for an output position under NumPy broadcasting (axes aligned right,
   // size-1 and missing axes read at 0).
   Halide::Expr Broadcast(const Halide::Func& f, const Shape& in,

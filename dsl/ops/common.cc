@@ -46,18 +46,16 @@ absl::StatusOr<Shape> ReducedShape(const Shape& in, const std::vector<int64_t>& 
   return out;
 }
 
-std::vector<Halide::Expr> ReductionIndex(const Shape& in, const std::vector<int64_t>& axes,
-                                         bool keepdims, const std::vector<Halide::Var>& out,
-                                         const Halide::RDom& r) {
+std::vector<Halide::Expr> ReductionIndex(const Shape& in, const ReduceAttrs& a,
+                                         const std::vector<Halide::Var>& out,
+                                         const std::vector<Halide::RVar>& r) {
   std::vector<Halide::Expr> idx;
-  size_t o = 0;
-  // The RDom's dimensions run innermost reduced axis first.
-  int rdim = static_cast<int>(axes.size()) - 1;
+  size_t o = 0, next_r = 0;
   for (int i = 0; i < static_cast<int>(in.size()); ++i) {
-    bool reduced = std::find(axes.begin(), axes.end(), i) != axes.end();
+    bool reduced = std::find(a.axes.begin(), a.axes.end(), i) != a.axes.end();
     if (reduced) {
-      idx.push_back(r[rdim--]);
-      if (keepdims) ++o;
+      idx.push_back(r[next_r++]);
+      if (a.keepdims) ++o;
     } else {
       idx.push_back(out[o++]);
     }
@@ -65,13 +63,11 @@ std::vector<Halide::Expr> ReductionIndex(const Shape& in, const std::vector<int6
   return idx;
 }
 
-Halide::RDom ReductionDomain(const Shape& in, const std::vector<int64_t>& axes,
+Halide::RDom ReductionDomain(const LowerCtx& ctx, const Shape& in, const std::vector<int64_t>& axes,
                              const std::string& name) {
-  std::vector<Halide::Range> ranges;
-  for (auto it = axes.rbegin(); it != axes.rend(); ++it) {
-    ranges.emplace_back(0, static_cast<int>(in[*it]));
-  }
-  return Halide::RDom(ranges, name);
+  Shape extents;
+  for (int64_t a : axes) extents.push_back(in[a]);
+  return ctx.ReductionDomain(extents, name);
 }
 
 }  // namespace kiln::ops

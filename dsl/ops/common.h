@@ -20,12 +20,22 @@ absl::StatusOr<Shape> BroadcastShapes(const Shape& a, const Shape& b);
 absl::StatusOr<Shape> ReducedShape(const Shape& in, const std::vector<int64_t>& axes,
                                    bool keepdims);
 
-// Input coordinates of a reduction: reduced axes read the RDom, the others the output's Vars.
-std::vector<Halide::Expr> ReductionIndex(const Shape& in, const std::vector<int64_t>& axes,
-                                         bool keepdims, const std::vector<Halide::Var>& out,
-                                         const Halide::RDom& r);
-// An RDom over the reduced axes (innermost reduced axis first, as Halide iterates).
-Halide::RDom ReductionDomain(const Shape& in, const std::vector<int64_t>& axes,
+// The op's typed attributes, or InvalidArgument naming the struct expected (a node added through
+// Graph::AddNode with attributes of another op). For shape rules; later code uses attrs.Get<T>().
+template <typename T>
+absl::StatusOr<const T*> AttrsAs(const Attrs& at) {
+  if (const T* a = at.Find<T>()) return a;
+  return absl::InvalidArgumentError(
+      absl::StrCat("expected attributes ", T::kName, ", got ", at.TypeName()));
+}
+
+// Input coordinates of a reduction: reduced axes read the reduction variables (`r`, in logical
+// order, one per reduced axis), the others the output's Vars.
+std::vector<Halide::Expr> ReductionIndex(const Shape& in, const ReduceAttrs& a,
+                                         const std::vector<Halide::Var>& out,
+                                         const std::vector<Halide::RVar>& r);
+// An RDom over the reduced axes of `in`, the innermost reduced axis the innermost loop.
+Halide::RDom ReductionDomain(const LowerCtx& ctx, const Shape& in, const std::vector<int64_t>& axes,
                              const std::string& name);
 
 // Largest divisor of `extent` not above `limit` (tiles that need no tail), at least 1.

@@ -1,9 +1,10 @@
 // 2-D convolution, NCHW: conv2d and its two backward primitives (the input gradient is a
 // convolution of the output gradient with the flipped kernel; the weight gradient is a small
 // output over a large reduction), each with its own schedule.
-// attrs.ints: conv2d {sh, sw, ph, pw, dh, dw}; conv2d_backward_input adds {H, W} (the input's
-// size); conv2d_backward_weight adds {KH, KW}.
+// Attributes: Conv2dAttrs; Conv2dBackwardInputAttrs adds the input's size,
+// Conv2dBackwardWeightAttrs the kernel's.
 #include <algorithm>
+#include <optional>
 
 #include "dsl/ops/common.h"
 
@@ -14,22 +15,27 @@ using Halide::Expr;
 using Halide::Func;
 using Halide::Var;
 
-struct ConvAttrs {
-  int64_t sh, sw, ph, pw, dh, dw;
-  explicit ConvAttrs(const std::vector<int64_t>& a)
-      : sh(a[0]), sw(a[1]), ph(a[2]), pw(a[3]), dh(a[4]), dw(a[5]) {}
+using Halide::RVar;
+
+// The attributes as ints, the type Halide's index expressions take.
+struct ConvInts {
+  int stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+  explicit ConvInts(const Conv2dAttrs& a)
+      : stride_h(static_cast<int>(a.stride_h)),
+        stride_w(static_cast<int>(a.stride_w)),
+        pad_h(static_cast<int>(a.pad_h)),
+        pad_w(static_cast<int>(a.pad_w)),
+        dilation_h(static_cast<int>(a.dilation_h)),
+        dilation_w(static_cast<int>(a.dilation_w)) {}
 };
 
-absl::Status CheckConvAttrs(const Attrs& at, size_t extra) {
-  if (at.ints.size() != 6 + extra) {
-    return absl::InvalidArgumentError("expected attributes {stride, padding, dilation}");
-  }
-  if (at.ints[0] < 1 || at.ints[1] < 1 || at.ints[4] < 1 || at.ints[5] < 1 || at.ints[2] < 0 ||
-      at.ints[3] < 0) {
+absl::Status CheckConv(const Conv2dAttrs& a) {
+  if (a.stride_h < 1 || a.stride_w < 1 || a.dilation_h < 1 || a.dilation_w < 1 || a.pad_h < 0 ||
+      a.pad_w < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("expected stride >= 1, padding >= 0, dilation >= 1, got stride [", at.ints[0],
-                     ", ", at.ints[1], "], padding [", at.ints[2], ", ", at.ints[3],
-                     "], dilation [", at.ints[4], ", ", at.ints[5], "]"));
+        absl::StrCat("expected stride >= 1, padding >= 0, dilation >= 1, got stride [", a.stride_h,
+                     ", ", a.stride_w, "], padding [", a.pad_h, ", ", a.pad_w, "], dilation [",
+                     a.dilation_h, ", ", a.dilation_w, "]"));
   }
   return absl::OkStatus();
 }
@@ -39,8 +45,15 @@ int64_t OutSize(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
   return (in + 2 * p - d * (k - 1) - 1) / s + 1;
 }
 
+// Output rows and columns of convolution `a` over an h x w input with a kh x kw kernel.
+Shape OutSpatial(const Conv2dAttrs& a, int64_t h, int64_t w, int64_t kh, int64_t kw) {
+  return {OutSize(h, kh, a.stride_h, a.pad_h, a.dilation_h),
+          OutSize(w, kw, a.stride_w, a.pad_w, a.dilation_w)};
+}
+
 absl::StatusOr<TypeAndShape> InferConv(const std::vector<const Node*>& in, const Attrs& at) {
-  KILN_RETURN_IF_ERROR(CheckConvAttrs(at, 0));
+  KILN_ASSIGN_OR_RETURN(const Conv2dAttrs* a, ops::AttrsAs<Conv2dAttrs>(at));
+  KILN_RETURN_IF_ERROR(CheckConv(*a));
   const Shape& x = in[0]->shape;
   const Shape& w = in[1]->shape;
   if (in[0]->dtype != DType::kFloat || in[1]->dtype != DType::kFloat) {
@@ -55,13 +68,12 @@ absl::StatusOr<TypeAndShape> InferConv(const std::vector<const Node*>& in, const
     return absl::InvalidArgumentError(
         absl::StrCat("input has ", x[1], " channels, weight ", ShapeString(w), " expects ", w[1]));
   }
-  ConvAttrs a(at.ints);
-  int64_t oh = OutSize(x[2], w[2], a.sh, a.ph, a.dh), ow = OutSize(x[3], w[3], a.sw, a.pw, a.dw);
-  if (oh <= 0 || ow <= 0) {
+  Shape out = OutSpatial(*a, x[2], x[3], w[2], w[3]);
+  if (out[0] <= 0 || out[1] <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("kernel ", ShapeString(w), " does not fit the padded input ", ShapeString(x)));
   }
-  return TypeAndShape{DType::kFloat, {x[0], w[0], oh, ow}};
+  return TypeAndShape{DType::kFloat, {x[0], w[0], out[0], out[1]}};
 }
 
 // Zero padding as a Func readable at any coordinate; the schedule materializes it so the
@@ -79,6 +91,16 @@ Func PadZero(LowerCtx& ctx, const Node& n, const Func& in, const Shape& s, int64
   Func pad = ctx.NewFunc(n, suffix);
   ctx.Define(pad, v, Halide::select(inside, value, Halide::cast(ctx.float_type(), 0)));
   return pad;
+}
+
+// The reduction variables of conv2d and conv2d_backward_input: the summed channel (conv2d: the
+// input channel c; the input gradient: the output channel o) and the kernel taps.
+struct Taps {
+  RVar ch, ky, kx;
+};
+Taps TapsOf(const LowerCtx& ctx, const Halide::RDom& r) {
+  std::vector<RVar> v = ctx.RVars(r);  // logical order: ch, ky, kx
+  return {v[0], v[1], v[2]};
 }
 
 // Shared schedule of conv2d and conv2d_backward_input, both of shape [N, K, Y, X] computed as
@@ -99,7 +121,8 @@ void ScheduleConvLikeGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
   const int ty = GpuExtent(Y, 256 / tx);
   const auto guard = Halide::TailStrategy::GuardWithIf;
   Var xo("xo"), xi("xi"), yo("yo"), yi("yi"), ko("ko"), ki("ki"), kn("kn");
-  Func f = l.f, acc = l.aux[0];
+  Func f = l.f, acc = l.helpers.Get("acc");
+  const Taps r = TapsOf(ctx, l.rdoms.Get("r"));
   f.compute_root()
       .split(v[1], ko, ki, kb)
       .tile(v[3], v[2], xo, yo, xi, yi, tx, ty, guard)
@@ -109,14 +132,13 @@ void ScheduleConvLikeGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
       .gpu_threads(xi, yi)
       .unroll(ki);
   acc.compute_at(f, xi).unroll(v[1]);
-  const Halide::RDom& r = l.rdoms[0];
-  acc.update().reorder(v[3], v[2], v[1], r.z, r.y, r.x).unroll(v[1]);
+  acc.update().reorder(v[3], v[2], v[1], r.kx, r.ky, r.ch).unroll(v[1]);
   const Shape& ws = ctx.input_shape(n, 1);
   // One block's weights: its kb output channels of w [O, C, KH, KW] (conv2d: kb x C x KH x KW;
   // the input gradient's output channels are w's C: O x kb x KH x KW).
   const int64_t slab = kb * NumElements(ws) / ws[n.op == OpKind::kConv2D ? 0 : 1];
   if (slab * 4 <= 32 * 1024) {
-    Func wsh = l.aux[1].in(acc);
+    Func wsh = l.helpers.Get("weights").in(acc);
     std::vector<Var> wv = ctx.Vars(4);
     Var t("t"), to("to"), ti("ti");
     wsh.compute_at(f, xo)
@@ -126,7 +148,7 @@ void ScheduleConvLikeGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
         .split(t, to, ti, tx * ty, guard)
         .gpu_threads(ti);
   }
-  if (l.aux.size() > 2) ctx.GpuTileAll(l.aux[2], ctx.input_shape(n, 0));
+  if (Func* pad = l.helpers.Find("pad")) ctx.GpuTileAll(*pad, ctx.input_shape(n, 0));
 }
 
 void ScheduleConvLike(LowerCtx& ctx, const Node& n, Lowered& l) {
@@ -142,7 +164,8 @@ void ScheduleConvLike(LowerCtx& ctx, const Node& n, Lowered& l) {
   int yb = ops::Divisor(Y, std::max(1, 16 / kb));
   if (kb * yb > 16) yb = 1;
   Var xo("xo"), xi("xi"), ko("ko"), ki("ki"), yo("yo"), yi("yi");
-  Func f = l.f, acc = l.aux[0];
+  Func f = l.f, acc = l.helpers.Get("acc");
+  const Taps r = TapsOf(ctx, l.rdoms.Get("r"));
   f.compute_root()
       .split(v[3], xo, xi, vx)
       .split(v[1], ko, ki, kb)
@@ -153,53 +176,65 @@ void ScheduleConvLike(LowerCtx& ctx, const Node& n, Lowered& l) {
       .unroll(yi)
       .parallel(v[0]);
   acc.compute_at(f, xo).vectorize(v[3]).unroll(v[1]).unroll(v[2]);
-  const Halide::RDom& r = l.rdoms[0];
-  acc.update().reorder(v[3], v[1], v[2], r.z, r.y, r.x).vectorize(v[3]).unroll(v[1]).unroll(v[2]);
-  if (l.aux.size() > 2) {
-    Func pad = l.aux[2];
-    pad.compute_at(f, v[0]).vectorize(v[3], vs, Halide::TailStrategy::GuardWithIf);
+  acc.update()
+      .reorder(v[3], v[1], v[2], r.kx, r.ky, r.ch)
+      .vectorize(v[3])
+      .unroll(v[1])
+      .unroll(v[2]);
+  if (Func* pad = l.helpers.Find("pad")) {
+    pad->compute_at(f, v[0]).vectorize(v[3], vs, Halide::TailStrategy::GuardWithIf);
   }
+}
+
+// The Halide form shared by conv2d and conv2d_backward_input: out = acc, an accumulator over
+// the reduction domain r (see Taps) that the shared schedule places; the weights are staged in
+// GPU shared memory; `pad` is a padded input, if one was made.
+Lowered ConvLike(LowerCtx& ctx, const Node& n, Func acc, Halide::RDom r, Func weights,
+                 std::optional<Func> pad) {
+  Func f = ctx.NewFunc(n);
+  std::vector<Var> v = ctx.Vars(4);
+  ctx.Define(f, v, ctx.At(acc, v));
+  Lowered l{f, {{"acc", acc}, {"weights", weights}}, {{"r", r}}};
+  if (pad) l.helpers.Add("pad", *pad);
+  return l;
 }
 
 // out(n, o, y, x) = sum_{c, ky, kx} xpad(n, c, y*sh + ky*dh, x*sw + kx*dw) * w(o, c, ky, kx)
 Lowered LowerConv(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
-  ConvAttrs a(n.attrs.ints);
+  const ConvInts a(n.attrs.Get<Conv2dAttrs>());
   const Shape& xs = ctx.input_shape(n, 0);
   const Shape& ws = ctx.input_shape(n, 1);
-  Func xpad = PadZero(ctx, n, in[0], xs, a.ph, a.pw, "pad");
-  Halide::RDom r(
-      {{0, static_cast<int>(ws[1])}, {0, static_cast<int>(ws[2])}, {0, static_cast<int>(ws[3])}},
-      "r");  // c, ky, kx
+  Func xpad = PadZero(ctx, n, in[0], xs, a.pad_h, a.pad_w, "pad");
+  Halide::RDom r = ctx.ReductionDomain({ws[1], ws[2], ws[3]}, "r");
+  const Taps t = TapsOf(ctx, r);  // ch = c
   std::vector<Var> v = ctx.Vars(4);
   Func acc = ctx.NewFunc(n, "acc");
   ctx.Define(acc, v, Halide::cast(ctx.float_type(), 0));
-  std::vector<Var> hv(v.rbegin(), v.rend());
-  Expr iy = v[2] * static_cast<int>(a.sh) + r.y * static_cast<int>(a.dh);
-  Expr ix = v[3] * static_cast<int>(a.sw) + r.z * static_cast<int>(a.dw);
-  acc(hv) += ctx.At(xpad, {v[0], r.x, iy, ix}) * ctx.At(in[1], {v[1], r.x, r.y, r.z});
-  Func f = ctx.NewFunc(n);
-  ctx.Define(f, v, ctx.At(acc, v));
-  Lowered l{f, {acc, in[1]}, {r}};  // the weights: staged in GPU shared memory
-  if (a.ph || a.pw) l.aux.push_back(xpad);
-  return l;
+  Expr iy = v[2] * a.stride_h + t.ky * a.dilation_h;
+  Expr ix = v[3] * a.stride_w + t.kx * a.dilation_w;
+  ctx.Ref(acc, v) += ctx.At(xpad, {v[0], t.ch, iy, ix}) * ctx.At(in[1], {v[1], t.ch, t.ky, t.kx});
+  return ConvLike(ctx, n, acc, r, in[1],
+                  a.pad_h || a.pad_w ? std::optional<Func>(xpad) : std::nullopt);
 }
 
 // dx = conv2d_backward_input(dy, w), dw = conv2d_backward_weight(x, dy)
 std::vector<Value> ConvVjp(const VjpArgs& a) {
   Graph* g = a.dy.graph();
-  Attrs bi = a.attrs;
-  bi.ints.push_back(a.x[0].shape()[2]);
-  bi.ints.push_back(a.x[0].shape()[3]);
-  Attrs bw = a.attrs;
-  bw.ints.push_back(a.x[1].shape()[2]);
-  bw.ints.push_back(a.x[1].shape()[3]);
-  return {g->AddNode(OpKind::kConv2DBackwardInput, {a.dy, a.x[1]}, bi),
-          g->AddNode(OpKind::kConv2DBackwardWeight, {a.x[0], a.dy}, bw)};
+  // Copies: adding the first node may move the graph's nodes (and what these would refer to).
+  const Conv2dAttrs c = a.attrs.Get<Conv2dAttrs>();
+  const Shape x = a.x[0].shape();
+  const Shape w = a.x[1].shape();
+  return {g->AddNode(OpKind::kConv2DBackwardInput, {a.dy, a.x[1]},
+                     Attrs{Conv2dBackwardInputAttrs{c, x[2], x[3]}}),
+          g->AddNode(OpKind::kConv2DBackwardWeight, {a.x[0], a.dy},
+                     Attrs{Conv2dBackwardWeightAttrs{c, w[2], w[3]}})};
 }
 
 absl::StatusOr<TypeAndShape> InferConvBackwardInput(const std::vector<const Node*>& in,
                                                     const Attrs& at) {
-  KILN_RETURN_IF_ERROR(CheckConvAttrs(at, 2));
+  KILN_ASSIGN_OR_RETURN(const Conv2dBackwardInputAttrs* a,
+                        ops::AttrsAs<Conv2dBackwardInputAttrs>(at));
+  KILN_RETURN_IF_ERROR(CheckConv(a->conv));
   const Shape& dy = in[0]->shape;
   const Shape& w = in[1]->shape;
   if (dy.size() != 4 || w.size() != 4 || dy[1] != w[0]) {
@@ -207,53 +242,50 @@ absl::StatusOr<TypeAndShape> InferConvBackwardInput(const std::vector<const Node
         absl::StrCat("expected dy [N, O, OH, OW] and w [O, C, KH, KW], got ", ShapeString(dy),
                      " and ", ShapeString(w)));
   }
-  ConvAttrs a(at.ints);
-  int64_t h = at.ints[6], wd = at.ints[7];
-  if (OutSize(h, w[2], a.sh, a.ph, a.dh) != dy[2] || OutSize(wd, w[3], a.sw, a.pw, a.dw) != dy[3]) {
+  if (OutSpatial(a->conv, a->input_h, a->input_w, w[2], w[3]) != Shape{dy[2], dy[3]}) {
     return absl::InvalidArgumentError("input size does not match the output gradient");
   }
-  return TypeAndShape{DType::kFloat, {dy[0], w[1], h, wd}};
+  return TypeAndShape{DType::kFloat, {dy[0], w[1], a->input_h, a->input_w}};
 }
 
 // dx(n, c, iy, ix) = sum_{o, ky, kx} dy(n, o, oy, ox) * w(o, c, ky, kx), where
 // oy = (iy + ph - ky*dh) / sh when that divides exactly and lies in [0, OH) (same for x).
 Lowered LowerConvBackwardInput(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
-  ConvAttrs a(n.attrs.ints);
+  const ConvInts a(n.attrs.Get<Conv2dBackwardInputAttrs>().conv);
   const Shape& dys = ctx.input_shape(n, 0);
   const Shape& ws = ctx.input_shape(n, 1);
   // dy with zeros outside its extent, materialized per image.
-  const int64_t pad_y = (ws[2] - 1) * a.dh, pad_x = (ws[3] - 1) * a.dw;
+  const int pad_y = static_cast<int>(ws[2] - 1) * a.dilation_h;
+  const int pad_x = static_cast<int>(ws[3] - 1) * a.dilation_w;
   Func dypad = PadZero(ctx, n, in[0], dys, pad_y, pad_x, "dypad");
-  Halide::RDom r(
-      {{0, static_cast<int>(ws[0])}, {0, static_cast<int>(ws[2])}, {0, static_cast<int>(ws[3])}},
-      "r");  // o, ky, kx
+  Halide::RDom r = ctx.ReductionDomain({ws[0], ws[2], ws[3]}, "r");
+  const Taps t = TapsOf(ctx, r);  // ch = o
   std::vector<Var> v = ctx.Vars(4);
   Func acc = ctx.NewFunc(n, "acc");
   ctx.Define(acc, v, Halide::cast(ctx.float_type(), 0));
-  std::vector<Var> hv(v.rbegin(), v.rend());
-  Expr ty = v[2] + static_cast<int>(a.ph) - r.y * static_cast<int>(a.dh);
-  Expr tx = v[3] + static_cast<int>(a.pw) - r.z * static_cast<int>(a.dw);
-  Expr oy = a.sh == 1 ? ty : ty / static_cast<int>(a.sh);
-  Expr ox = a.sw == 1 ? tx : tx / static_cast<int>(a.sw);
+  Expr ty = v[2] + a.pad_h - t.ky * a.dilation_h;
+  Expr tx = v[3] + a.pad_w - t.kx * a.dilation_w;
+  Expr oy = a.stride_h == 1 ? ty : ty / a.stride_h;
+  Expr ox = a.stride_w == 1 ? tx : tx / a.stride_w;
   // dypad is shifted by (pad_y, pad_x) so every oy in [-pad_y, OH) reads a defined zero.
   Expr term =
-      ctx.At(dypad, {v[0], r.x, oy + static_cast<int>(pad_y), ox + static_cast<int>(pad_x)}) *
-      ctx.At(in[1], {r.x, v[1], r.y, r.z});
+      ctx.At(dypad, {v[0], t.ch, oy + pad_y, ox + pad_x}) * ctx.At(in[1], {t.ch, v[1], t.ky, t.kx});
   Expr ok = Halide::Internal::const_true();
-  if (a.sh > 1) ok = ok && (ty % static_cast<int>(a.sh) == 0);
-  if (a.sw > 1) ok = ok && (tx % static_cast<int>(a.sw) == 0);
-  if (a.sh > 1 || a.sw > 1) term = Halide::select(ok, term, Halide::cast(ctx.float_type(), 0));
-  acc(hv) += term;
-  Func f = ctx.NewFunc(n);
-  ctx.Define(f, v, ctx.At(acc, v));
-  Lowered l{f, {acc, in[1]}, {r}};  // the weights: staged in GPU shared memory
-  if (pad_y || pad_x) l.aux.push_back(dypad);
-  return l;
+  if (a.stride_h > 1) ok = ok && (ty % a.stride_h == 0);
+  if (a.stride_w > 1) ok = ok && (tx % a.stride_w == 0);
+  if (a.stride_h > 1 || a.stride_w > 1) {
+    term = Halide::select(ok, term, Halide::cast(ctx.float_type(), 0));
+  }
+  ctx.Ref(acc, v) += term;
+  return ConvLike(ctx, n, acc, r, in[1],
+                  pad_y || pad_x ? std::optional<Func>(dypad) : std::nullopt);
 }
 
 absl::StatusOr<TypeAndShape> InferConvBackwardWeight(const std::vector<const Node*>& in,
                                                      const Attrs& at) {
-  KILN_RETURN_IF_ERROR(CheckConvAttrs(at, 2));
+  KILN_ASSIGN_OR_RETURN(const Conv2dBackwardWeightAttrs* a,
+                        ops::AttrsAs<Conv2dBackwardWeightAttrs>(at));
+  KILN_RETURN_IF_ERROR(CheckConv(a->conv));
   const Shape& x = in[0]->shape;
   const Shape& dy = in[1]->shape;
   if (x.size() != 4 || dy.size() != 4 || x[0] != dy[0]) {
@@ -261,13 +293,10 @@ absl::StatusOr<TypeAndShape> InferConvBackwardWeight(const std::vector<const Nod
         absl::StrCat("expected x [N, C, H, W] and dy [N, O, OH, OW], got ", ShapeString(x), " and ",
                      ShapeString(dy)));
   }
-  ConvAttrs a(at.ints);
-  int64_t kh = at.ints[6], kw = at.ints[7];
-  if (OutSize(x[2], kh, a.sh, a.ph, a.dh) != dy[2] ||
-      OutSize(x[3], kw, a.sw, a.pw, a.dw) != dy[3]) {
+  if (OutSpatial(a->conv, x[2], x[3], a->kernel_h, a->kernel_w) != Shape{dy[2], dy[3]}) {
     return absl::InvalidArgumentError("kernel size does not match the output gradient");
   }
-  return TypeAndShape{DType::kFloat, {dy[1], x[1], kh, kw}};
+  return TypeAndShape{DType::kFloat, {dy[1], x[1], a->kernel_h, a->kernel_w}};
 }
 
 // Output columns of the weight gradient's partial sums: OW rounded up to whole vectors (dy is
@@ -279,11 +308,11 @@ int64_t PaddedColumns(int64_t ow, int vs) { return (ow + vs - 1) / vs * vs; }
 // (n, oy) with ox a vector lane (OW padded to whole vectors with zeros of dy); dw sums part
 // over ox. part_acc is part's accumulator tile (see the schedule).
 Lowered LowerConvBackwardWeight(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
-  ConvAttrs a(n.attrs.ints);
+  const ConvInts a(n.attrs.Get<Conv2dBackwardWeightAttrs>().conv);
   const Shape& xs = ctx.input_shape(n, 0);
   const Shape& dys = ctx.input_shape(n, 1);
   const int owp = static_cast<int>(PaddedColumns(dys[3], ctx.vector_width()));
-  Func xpad = PadZero(ctx, n, in[0], xs, a.ph, a.pw, "pad", /*always=*/owp != dys[3]);
+  Func xpad = PadZero(ctx, n, in[0], xs, a.pad_h, a.pad_w, "pad", /*always=*/owp != dys[3]);
   std::vector<Var> v4 = ctx.Vars(4);
   Func dypad = ctx.NewFunc(n, "dypad");
   ctx.Define(dypad, v4,
@@ -291,24 +320,25 @@ Lowered LowerConvBackwardWeight(LowerCtx& ctx, const Node& n, const std::vector<
                             ctx.At(in[1], {v4[0], v4[1], v4[2],
                                            Halide::min(v4[3], static_cast<int>(dys[3]) - 1)}),
                             Halide::cast(ctx.float_type(), 0)));
-  Halide::RDom r({{0, static_cast<int>(dys[2])}, {0, static_cast<int>(dys[0])}}, "r");  // oy, n
+  Halide::RDom r = ctx.ReductionDomain({dys[0], dys[2]}, "r");
+  std::vector<RVar> rv = ctx.RVars(r);
+  RVar batch = rv[0], oy = rv[1];
   std::vector<Var> v5 = ctx.Vars(5);  // o, c, ky, kx, ox
-  std::vector<Var> hv5(v5.rbegin(), v5.rend());
   Func acc = ctx.NewFunc(n, "part_acc");
   ctx.Define(acc, v5, Halide::cast(ctx.float_type(), 0));
-  Expr iy = r.x * static_cast<int>(a.sh) + v5[2] * static_cast<int>(a.dh);
-  Expr ix = v5[4] * static_cast<int>(a.sw) + v5[3] * static_cast<int>(a.dw);
-  acc(hv5) += ctx.At(dypad, {r.y, v5[0], r.x, v5[4]}) * ctx.At(xpad, {r.y, v5[1], iy, ix});
+  Expr iy = oy * a.stride_h + v5[2] * a.dilation_h;
+  Expr ix = v5[4] * a.stride_w + v5[3] * a.dilation_w;
+  ctx.Ref(acc, v5) +=
+      ctx.At(dypad, {batch, v5[0], oy, v5[4]}) * ctx.At(xpad, {batch, v5[1], iy, ix});
   Func part = ctx.NewFunc(n, "part");
   ctx.Define(part, v5, ctx.At(acc, v5));
   Halide::RDom rx(0, owp, "rx");
   std::vector<Var> v = ctx.Vars(4);
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, Halide::cast(ctx.float_type(), 0));
-  std::vector<Var> hv(v.rbegin(), v.rend());
-  f(hv) += ctx.At(part, {v[0], v[1], v[2], v[3], rx.x});
-  Lowered l{f, {part, acc, dypad}, {r, rx}};
-  if (a.ph || a.pw || owp != dys[3]) l.aux.push_back(xpad);
+  ctx.Ref(f, v) += ctx.At(part, {v[0], v[1], v[2], v[3], rx.x});
+  Lowered l{f, {{"part", part}, {"part_acc", acc}, {"dypad", dypad}}, {{"r", r}}};
+  if (a.pad_h || a.pad_w || owp != dys[3]) l.helpers.Add("pad", xpad);
   return l;
 }
 
@@ -330,10 +360,10 @@ void ScheduleConvBackwardWeightGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
   const Shape& dys = ctx.input_shape(n, 1);
   Shape part = n.shape;
   part.push_back(PaddedColumns(dys[3], ctx.vector_width()));
-  ctx.GpuTileAll(l.aux[1], part);  // part_acc; part itself is inlined into the sum
-  ctx.GpuTileAll(l.aux[2], dys);   // dypad
+  ctx.GpuTileAll(l.helpers.Get("part_acc"), part);  // part itself is inlined into the sum
+  ctx.GpuTileAll(l.helpers.Get("dypad"), dys);
   ctx.GpuTileAll(l.f, n.shape);
-  if (l.aux.size() > 3) ctx.GpuTileAll(l.aux[3], ctx.input_shape(n, 0));  // xpad
+  if (Func* pad = l.helpers.Find("pad")) ctx.GpuTileAll(*pad, ctx.input_shape(n, 0));
 }
 
 void ScheduleConvBackwardWeight(LowerCtx& ctx, const Node& n, Lowered& l) {
@@ -350,7 +380,10 @@ void ScheduleConvBackwardWeight(LowerCtx& ctx, const Node& n, Lowered& l) {
   for (int d = 1; d <= O; ++d) {
     if (O % d == 0 && d * KW * nvec <= 24) ob = d;
   }
-  Func f = l.f, part = l.aux[0], acc = l.aux[1], dypad = l.aux[2];
+  Func f = l.f, part = l.helpers.Get("part"), acc = l.helpers.Get("part_acc");
+  Func dypad = l.helpers.Get("dypad");
+  std::vector<RVar> r = ctx.RVars(l.rdoms.Get("r"));
+  RVar batch = r[0], oy = r[1];
   Var oo("oo"), oi("oi"), xo("xo"), xi("xi"), t("t");
   dypad.compute_root().parallel(v4[0]).vectorize(v4[3], vs);
   part.compute_root()
@@ -365,18 +398,17 @@ void ScheduleConvBackwardWeight(LowerCtx& ctx, const Node& n, Lowered& l) {
       .parallel(t);
   acc.compute_at(part, v5[2]);
   acc.split(v5[4], xo, xi, vs).vectorize(xi).unroll(xo).unroll(v5[3]).unroll(v5[0]);
-  const Halide::RDom& r = l.rdoms[0];
   acc.update()
       .split(v5[4], xo, xi, vs)
-      .reorder(xi, xo, v5[3], v5[0], r.x, r.y)
+      .reorder(xi, xo, v5[3], v5[0], oy, batch)
       .vectorize(xi)
       .unroll(xo)
       .unroll(v5[3])
       .unroll(v5[0]);
   f.compute_root();
   f.update().parallel(v4[0]);
-  if (l.aux.size() > 3) {
-    l.aux[3].compute_root().parallel(v4[0]).vectorize(v4[3], vs, Halide::TailStrategy::GuardWithIf);
+  if (Func* pad = l.helpers.Find("pad")) {
+    pad->compute_root().parallel(v4[0]).vectorize(v4[3], vs, Halide::TailStrategy::GuardWithIf);
   }
 }
 

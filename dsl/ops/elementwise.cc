@@ -1,5 +1,7 @@
 // Elementwise ops: broadcasting binary arithmetic, unary functions, comparisons and label helpers.
 // All are inlined into their consumers (pattern kElementwise); none needs a schedule of its own.
+#include <cmath>
+
 #include "dsl/ops/common.h"
 
 namespace kiln {
@@ -37,7 +39,7 @@ Lowered LowerBinary(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   ctx.Define(f, v,
              F(ctx.Broadcast(in[0], ctx.input_shape(n, 0), v),
                ctx.Broadcast(in[1], ctx.input_shape(n, 1), v)));
-  return {f, {}};
+  return {f};
 }
 
 template <Expr (*F)(const LowerCtx&, Expr)>
@@ -45,7 +47,7 @@ Lowered LowerUnary(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   Func f = ctx.NewFunc(n);
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
   ctx.Define(f, v, F(ctx, ctx.At(in[0], v)));
-  return {f, {}};
+  return {f};
 }
 
 Expr AddE(Expr a, Expr b) { return a + b; }
@@ -103,14 +105,16 @@ absl::StatusOr<TypeAndShape> InferEqual(const std::vector<const Node*>& in, cons
   return TypeAndShape{in[0]->dtype, *s};
 }
 
-// round_to_int: attrs.ints = {lo, hi}.
+// round_to_int: RoundToIntAttrs, the bounds of the result.
 absl::StatusOr<TypeAndShape> InferRoundToInt(const std::vector<const Node*>& in, const Attrs& at) {
   if (in[0]->dtype != DType::kFloat) {
     return absl::InvalidArgumentError(
         absl::StrCat("expected a float input, got ", DTypeName(in[0]->dtype)));
   }
-  if (at.ints.size() != 2 || at.ints[0] > at.ints[1]) {
-    return absl::InvalidArgumentError("expected bounds lo <= hi");
+  KILN_ASSIGN_OR_RETURN(const RoundToIntAttrs* a, ops::AttrsAs<RoundToIntAttrs>(at));
+  if (a->lo > a->hi) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected bounds lo <= hi, got lo ", a->lo, ", hi ", a->hi));
   }
   return TypeAndShape{DType::kInt32, in[0]->shape};
 }
@@ -118,24 +122,25 @@ absl::StatusOr<TypeAndShape> InferRoundToInt(const std::vector<const Node*>& in,
 Lowered LowerRoundToInt(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   Func f = ctx.NewFunc(n);
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+  const RoundToIntAttrs& a = n.attrs.Get<RoundToIntAttrs>();
   Expr r = Halide::cast<int32_t>(Halide::round(ctx.At(in[0], v)));
-  ctx.Define(
-      f, v, Halide::clamp(r, static_cast<int>(n.attrs.ints[0]), static_cast<int>(n.attrs.ints[1])));
-  return {f, {}};
+  ctx.Define(f, v, Halide::clamp(r, static_cast<int>(a.lo), static_cast<int>(a.hi)));
+  return {f};
 }
 
-// one_hot: int32 [..] -> float [.., depth], attrs.ints = {depth}; labels outside [0, depth) give
-// an all-zero row.
+// one_hot: int32 [..] -> float [.., depth] (OneHotAttrs); labels outside [0, depth) give an
+// all-zero row.
 absl::StatusOr<TypeAndShape> InferOneHot(const std::vector<const Node*>& in, const Attrs& at) {
   if (in[0]->dtype != DType::kInt32) {
     return absl::InvalidArgumentError(
         absl::StrCat("expected int32 labels, got ", DTypeName(in[0]->dtype)));
   }
-  if (at.ints.size() != 1 || at.ints[0] <= 0) {
-    return absl::InvalidArgumentError("expected a positive depth");
+  KILN_ASSIGN_OR_RETURN(const OneHotAttrs* a, ops::AttrsAs<OneHotAttrs>(at));
+  if (a->depth <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("expected a positive depth, got ", a->depth));
   }
   Shape s = in[0]->shape;
-  s.push_back(at.ints[0]);
+  s.push_back(a->depth);
   return TypeAndShape{DType::kFloat, s};
 }
 
@@ -147,7 +152,7 @@ Lowered LowerOneHot(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   ctx.Define(
       f, v,
       Halide::select(hot, Halide::cast(ctx.float_type(), 1), Halide::cast(ctx.float_type(), 0)));
-  return {f, {}};
+  return {f};
 }
 
 // to_float: int32 -> float (labels as regression targets). Integers carry no gradient.
@@ -161,30 +166,41 @@ absl::StatusOr<TypeAndShape> InferToFloat(const std::vector<const Node*>& in, co
 
 Expr ToFloatE(const LowerCtx& c, Expr x) { return Halide::cast(c.float_type(), x); }
 
+// Constant folding: the op on the values of constant inputs.
+double FoldAdd(const std::vector<double>& x, const Attrs&) { return x[0] + x[1]; }
+double FoldSub(const std::vector<double>& x, const Attrs&) { return x[0] - x[1]; }
+double FoldMul(const std::vector<double>& x, const Attrs&) { return x[0] * x[1]; }
+double FoldDiv(const std::vector<double>& x, const Attrs&) { return x[0] / x[1]; }
+double FoldRelu(const std::vector<double>& x, const Attrs&) { return x[0] > 0 ? x[0] : 0; }
+double FoldExp(const std::vector<double>& x, const Attrs&) { return std::exp(x[0]); }
+double FoldLog(const std::vector<double>& x, const Attrs&) { return std::log(x[0]); }
+double FoldSquare(const std::vector<double>& x, const Attrs&) { return x[0] * x[0]; }
+double FoldSqrt(const std::vector<double>& x, const Attrs&) { return std::sqrt(x[0]); }
+
 }  // namespace
 
-extern const OpDef kAddOp = {"add",  Pattern::kElementwise, 2,      InferBinaryFloat,
-                             AddVjp, LowerBinary<AddE>,     nullptr};
-extern const OpDef kSubOp = {"sub",  Pattern::kElementwise, 2,      InferBinaryFloat,
-                             SubVjp, LowerBinary<SubE>,     nullptr};
-extern const OpDef kMulOp = {"mul",  Pattern::kElementwise, 2,      InferBinaryFloat,
-                             MulVjp, LowerBinary<MulE>,     nullptr};
-extern const OpDef kDivOp = {"div",  Pattern::kElementwise, 2,      InferBinaryFloat,
-                             DivVjp, LowerBinary<DivE>,     nullptr};
-extern const OpDef kReluOp = {"relu",  Pattern::kElementwise, 1,      InferUnaryFloat,
-                              ReluVjp, LowerUnary<ReluE>,     nullptr};
+extern const OpDef kAddOp = {"add",  Pattern::kElementwise, 2,       InferBinaryFloat,
+                             AddVjp, LowerBinary<AddE>,     nullptr, FoldAdd};
+extern const OpDef kSubOp = {"sub",  Pattern::kElementwise, 2,       InferBinaryFloat,
+                             SubVjp, LowerBinary<SubE>,     nullptr, FoldSub};
+extern const OpDef kMulOp = {"mul",  Pattern::kElementwise, 2,       InferBinaryFloat,
+                             MulVjp, LowerBinary<MulE>,     nullptr, FoldMul};
+extern const OpDef kDivOp = {"div",  Pattern::kElementwise, 2,       InferBinaryFloat,
+                             DivVjp, LowerBinary<DivE>,     nullptr, FoldDiv};
+extern const OpDef kReluOp = {"relu",  Pattern::kElementwise, 1,       InferUnaryFloat,
+                              ReluVjp, LowerUnary<ReluE>,     nullptr, FoldRelu};
 extern const OpDef kSigmoidOp = {"sigmoid",  Pattern::kElementwise, 1,      InferUnaryFloat,
                                  SigmoidVjp, LowerUnary<SigmoidE>,  nullptr};
 extern const OpDef kTanhOp = {"tanh",  Pattern::kElementwise, 1,      InferUnaryFloat,
                               TanhVjp, LowerUnary<TanhE>,     nullptr};
-extern const OpDef kExpOp = {"exp",  Pattern::kElementwise, 1,      InferUnaryFloat,
-                             ExpVjp, LowerUnary<ExpE>,      nullptr};
-extern const OpDef kLogOp = {"log",  Pattern::kElementwise, 1,      InferUnaryFloat,
-                             LogVjp, LowerUnary<LogE>,      nullptr};
-extern const OpDef kSquareOp = {"square",  Pattern::kElementwise, 1,      InferUnaryFloat,
-                                SquareVjp, LowerUnary<SquareE>,   nullptr};
-extern const OpDef kSqrtOp = {"sqrt",  Pattern::kElementwise, 1,      InferUnaryFloat,
-                              SqrtVjp, LowerUnary<SqrtE>,     nullptr};
+extern const OpDef kExpOp = {"exp",  Pattern::kElementwise, 1,       InferUnaryFloat,
+                             ExpVjp, LowerUnary<ExpE>,      nullptr, FoldExp};
+extern const OpDef kLogOp = {"log",  Pattern::kElementwise, 1,       InferUnaryFloat,
+                             LogVjp, LowerUnary<LogE>,      nullptr, FoldLog};
+extern const OpDef kSquareOp = {"square",  Pattern::kElementwise, 1,       InferUnaryFloat,
+                                SquareVjp, LowerUnary<SquareE>,   nullptr, FoldSquare};
+extern const OpDef kSqrtOp = {"sqrt",  Pattern::kElementwise, 1,       InferUnaryFloat,
+                              SqrtVjp, LowerUnary<SqrtE>,     nullptr, FoldSqrt};
 // A Heaviside step has no useful gradient: a path from a parameter through it is an error.
 extern const OpDef kStepOp = {"step",  Pattern::kElementwise, 1,      InferUnaryFloat,
                               nullptr, LowerUnary<StepE>,     nullptr};

@@ -32,17 +32,17 @@ std::vector<Value> MatMulVjp(const VjpArgs& a) {
   return {MatMul(a.dy, Transpose(a.x[1])), MatMul(Transpose(a.x[0]), a.dy)};
 }
 
-// acc(m, n) = sum_k A(m, k) B(k, n), computed per register tile of the output (aux[0]).
+// acc(m, n) = sum_k A(m, k) B(k, n), computed per register tile of the output ("acc").
 Lowered LowerMatMul(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   int64_t k_extent = ctx.input_shape(n, 0)[1];
   std::vector<Var> v = ctx.Vars(2);  // {m, n}
   Halide::RDom k(0, static_cast<int>(k_extent), "k");
   Func acc = ctx.NewFunc(n, "acc");
   ctx.Define(acc, v, Halide::cast(ctx.float_type(), 0));
-  acc(v[1], v[0]) += ctx.At(in[0], {v[0], k.x}) * ctx.At(in[1], {k.x, v[1]});
+  ctx.Ref(acc, v) += ctx.At(in[0], {v[0], k.x}) * ctx.At(in[1], {k.x, v[1]});
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, ctx.At(acc, v));
-  return {f, {acc}, {k}};
+  return {f, {{"acc", acc}}, {{"k", k}}};
 }
 
 // Register-blocked schedule: the output is split into tiles of tv lanes along the vectorized axis
@@ -67,7 +67,8 @@ void ScheduleMatMulGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
   const int ty = GpuExtent((m_ext + rows - 1) / rows, 256 / tx);
   Var xo("xo"), yo("yo"), xi("xi"), yi("yi"), yt("yt"), yr("yr");
   const auto guard = Halide::TailStrategy::GuardWithIf;
-  Func f = l.f, acc = l.aux[0];
+  Func f = l.f, acc = l.helpers.Get("acc");
+  const Halide::RVar k = l.rdoms.Get("k").x;
   f.compute_root()
       .tile(nv, m, xo, yo, xi, yi, tx, ty * rows, guard)
       .split(yi, yt, yr, rows, guard)
@@ -76,7 +77,7 @@ void ScheduleMatMulGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
       .gpu_threads(xi, yt)
       .unroll(yr);
   acc.compute_at(f, xi).unroll(m);
-  acc.update().reorder(nv, m, l.rdoms[0].x).unroll(m);
+  acc.update().reorder(nv, m, k).unroll(m);
 }
 
 void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
@@ -104,7 +105,8 @@ void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
   }
   Var vo("vo"), vi("vi"), oo("oo"), oi("oi");
   const auto guard = Halide::TailStrategy::GuardWithIf;
-  Func f = l.f, acc = l.aux[0];
+  Func f = l.f, acc = l.helpers.Get("acc");
+  const Halide::RVar k = l.rdoms.Get("k").x;
   f.compute_root()
       .split(vd, vo, vi, tv, guard)
       .split(od, oo, oi, to, guard)
@@ -114,10 +116,7 @@ void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
   int64_t flops = 2 * m_ext * n_ext * k_ext;
   if (flops >= (1 << 20) && (od_ext + to - 1) / to >= 2) f.parallel(oo);
   acc.compute_at(f, vo).vectorize(vd, std::min(tv, vs), guard).unroll(od, to, guard);
-  acc.update()
-      .reorder(vd, od, l.rdoms[0].x)
-      .vectorize(vd, std::min(tv, vs), guard)
-      .unroll(od, to, guard);
+  acc.update().reorder(vd, od, k).vectorize(vd, std::min(tv, vs), guard).unroll(od, to, guard);
 }
 
 }  // namespace

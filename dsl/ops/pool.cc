@@ -3,7 +3,7 @@
 // max_pool2d_gather reads the values through it, and the gather's gradient max_pool2d_scatter
 // routes dy back through the same indices. avg_pool2d counts padding as zeros (PyTorch's default
 // count_include_pad) and has its own backward primitive.
-// attrs.ints: {K, S, P} (square window, stride, padding); backward ops add {H, W}.
+// Attributes: Pool2dAttrs; the backward ops Pool2dBackwardAttrs (adding the input's size).
 #include "dsl/ops/common.h"
 
 namespace kiln {
@@ -13,119 +13,128 @@ using Halide::Expr;
 using Halide::Func;
 using Halide::Var;
 
-struct PoolAttrs {
-  int k, s, p;
-  explicit PoolAttrs(const std::vector<int64_t>& a)
-      : k(static_cast<int>(a[0])), s(static_cast<int>(a[1])), p(static_cast<int>(a[2])) {}
+// The window as ints, the type Halide's index expressions take.
+struct Window {
+  int k, s, p;  // kernel, stride, padding
+  explicit Window(const Pool2dAttrs& a)
+      : k(static_cast<int>(a.kernel)),
+        s(static_cast<int>(a.stride)),
+        p(static_cast<int>(a.padding)) {}
 };
 
-absl::StatusOr<Shape> PoolShape(const Node& x, const Attrs& at, size_t extra) {
-  if (at.ints.size() != 3 + extra)
-    return absl::InvalidArgumentError("expected {kernel, stride, padding}");
-  if (x.shape.size() != 4) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("expected [N, C, H, W], got ", ShapeString(x.shape)));
+absl::StatusOr<Shape> PoolShape(const Shape& x, const Pool2dAttrs& a) {
+  if (x.size() != 4) {
+    return absl::InvalidArgumentError(absl::StrCat("expected [N, C, H, W], got ", ShapeString(x)));
   }
-  const int64_t k = at.ints[0], s = at.ints[1], p = at.ints[2];
+  const int64_t k = a.kernel, s = a.stride, p = a.padding;
   if (k < 1 || s < 1 || p < 0 || 2 * p > k) {
     return absl::InvalidArgumentError(
         absl::StrCat("expected kernel >= 1, stride >= 1, 0 <= padding <= kernel/2, got kernel ", k,
                      ", stride ", s, ", padding ", p));
   }
-  int64_t oh = (x.shape[2] + 2 * p - k) / s + 1, ow = (x.shape[3] + 2 * p - k) / s + 1;
-  if (x.shape[2] + 2 * p < k || x.shape[3] + 2 * p < k) {
+  if (x[2] + 2 * p < k || x[3] + 2 * p < k) {
     return absl::InvalidArgumentError(
-        absl::StrCat("window ", k, " larger than the padded input ", ShapeString(x.shape)));
+        absl::StrCat("window ", k, " larger than the padded input ", ShapeString(x)));
   }
-  return Shape{x.shape[0], x.shape[1], oh, ow};
+  return Shape{x[0], x[1], (x[2] + 2 * p - k) / s + 1, (x[3] + 2 * p - k) / s + 1};
+}
+
+// The output shape of a forward pooling node.
+absl::StatusOr<Shape> PoolShape(const Node& x, const Attrs& at) {
+  KILN_ASSIGN_OR_RETURN(const Pool2dAttrs* a, ops::AttrsAs<Pool2dAttrs>(at));
+  return PoolShape(x.shape, *a);
 }
 
 absl::StatusOr<TypeAndShape> InferArgmax(const std::vector<const Node*>& in, const Attrs& at) {
   if (in[0]->dtype != DType::kFloat) return absl::InvalidArgumentError("expected a float input");
-  absl::StatusOr<Shape> s = PoolShape(*in[0], at, 0);
-  if (!s.ok()) return s.status();
-  return TypeAndShape{DType::kInt32, *s};
+  KILN_ASSIGN_OR_RETURN(Shape s, PoolShape(*in[0], at));
+  return TypeAndShape{DType::kInt32, s};
 }
 
 // Input coordinate of window tap (ky, kx) of output (oy, ox), clamped into the image.
 Expr Clamp(Expr c, int64_t extent) { return Halide::clamp(c, 0, static_cast<int>(extent) - 1); }
 
 Lowered LowerArgmax(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
-  PoolAttrs a(n.attrs.ints);
+  Window a(n.attrs.Get<Pool2dAttrs>());
   const Shape& xs = ctx.input_shape(n, 0);
   std::vector<Var> v = ctx.Vars(4);
-  std::vector<Var> hv(v.rbegin(), v.rend());
-  Halide::RDom r(0, a.k, 0, a.k, "r");  // kx, ky
-  Expr iy = v[2] * a.s - a.p + r.y, ix = v[3] * a.s - a.p + r.x;
+  Halide::RDom r = ctx.ReductionDomain({a.k, a.k}, "r");
+  std::vector<Halide::RVar> rv = ctx.RVars(r);
+  Halide::RVar ky = rv[0], kx = rv[1];
+  Expr iy = v[2] * a.s - a.p + ky, ix = v[3] * a.s - a.p + kx;
   Expr inside = iy >= 0 && iy < static_cast<int>(xs[2]) && ix >= 0 && ix < static_cast<int>(xs[3]);
   Halide::Type t = ctx.float_type();
   Expr x = Halide::select(inside, ctx.At(in[0], {v[0], v[1], Clamp(iy, xs[2]), Clamp(ix, xs[3])}),
                           t.min());
   Func best = ctx.NewFunc(n, "best");
-  best(hv) = Halide::Tuple(t.min(), 0);
-  Expr better = x > best(hv)[0];
-  best(hv) = Halide::Tuple(Halide::select(better, x, best(hv)[0]),
-                           Halide::select(better, r.y * a.k + r.x, best(hv)[1]));
+  ctx.Ref(best, v) = Halide::Tuple(t.min(), 0);
+  Expr better = x > ctx.Ref(best, v)[0];
+  ctx.Ref(best, v) = Halide::Tuple(Halide::select(better, x, ctx.Ref(best, v)[0]),
+                                   Halide::select(better, ky * a.k + kx, ctx.Ref(best, v)[1]));
   Func f = ctx.NewFunc(n);
-  ctx.Define(f, v, best(hv)[1]);
-  return {f, {best}, {r}};
+  ctx.Define(f, v, ctx.Ref(best, v)[1]);
+  return {f, {{"best", best}}, {{"window", r}}};
 }
 
 void ScheduleArgmax(LowerCtx& ctx, const Node& n, Lowered& l) {
+  Func best = l.helpers.Get("best");
+  std::vector<Halide::RVar> window = ctx.RVars(l.rdoms.Get("window"));
+  Halide::RVar ky = window[0], kx = window[1];
   if (ctx.gpu()) {  // one thread per pooled output, the window unrolled
-    ctx.GpuTileAll(l.aux[0], n.shape);
-    l.aux[0].update().unroll(l.rdoms[0].x).unroll(l.rdoms[0].y);
+    ctx.GpuTileAll(best, n.shape);
+    best.update().unroll(kx).unroll(ky);
     return;
   }
   std::vector<Var> v = ctx.Vars(4);
   int vx = ops::Divisor(n.shape[3], ctx.vector_width());
-  Func best = l.aux[0];
   best.compute_root().parallel(v[0]).vectorize(v[3], vx);
-  best.update().parallel(v[0]).vectorize(v[3], vx).unroll(l.rdoms[0].x).unroll(l.rdoms[0].y);
+  best.update().parallel(v[0]).vectorize(v[3], vx).unroll(kx).unroll(ky);
 }
 
 absl::StatusOr<TypeAndShape> InferGather(const std::vector<const Node*>& in, const Attrs& at) {
-  absl::StatusOr<Shape> s = PoolShape(*in[0], at, 0);
-  if (!s.ok()) return s.status();
-  if (in[1]->dtype != DType::kInt32 || in[1]->shape != *s) {
+  KILN_ASSIGN_OR_RETURN(Shape s, PoolShape(*in[0], at));
+  if (in[1]->dtype != DType::kInt32 || in[1]->shape != s) {
     return absl::InvalidArgumentError(
-        absl::StrCat("expected int32 indices of shape ", ShapeString(*s), ", got ",
+        absl::StrCat("expected int32 indices of shape ", ShapeString(s), ", got ",
                      DTypeName(in[1]->dtype), ShapeString(in[1]->shape)));
   }
-  return TypeAndShape{in[0]->dtype, *s};
+  return TypeAndShape{in[0]->dtype, s};
 }
 
 // y(n, c, oy, ox) = x(n, c, oy*S - P + idx / K, ox*S - P + idx % K)
 Lowered LowerGather(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
-  PoolAttrs a(n.attrs.ints);
+  Window a(n.attrs.Get<Pool2dAttrs>());
   const Shape& xs = ctx.input_shape(n, 0);
   std::vector<Var> v = ctx.Vars(4);
   Expr idx = ctx.At(in[1], v);
   Expr iy = v[2] * a.s - a.p + idx / a.k, ix = v[3] * a.s - a.p + idx % a.k;
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, ctx.At(in[0], {v[0], v[1], Clamp(iy, xs[2]), Clamp(ix, xs[3])}));
-  return {f, {}};
+  return {f};
+}
+
+// The attributes of the backward op of a pooling node with input x.
+Attrs BackwardAttrs(const VjpArgs& a) {
+  const Shape& x = a.x[0].shape();
+  return Attrs{Pool2dBackwardAttrs{a.attrs.Get<Pool2dAttrs>(), x[2], x[3]}};
 }
 
 std::vector<Value> GatherVjp(const VjpArgs& a) {
-  Attrs at = a.attrs;
-  at.ints.push_back(a.x[0].shape()[2]);
-  at.ints.push_back(a.x[0].shape()[3]);
-  return {a.dy.graph()->AddNode(OpKind::kMaxPool2DScatter, {a.dy, a.x[1]}, at), Value()};
+  return {a.dy.graph()->AddNode(OpKind::kMaxPool2DScatter, {a.dy, a.x[1]}, BackwardAttrs(a)),
+          Value()};
 }
 
 // Backward ops see the output-shaped gradient and produce the input shape {N, C, H, W}.
 absl::StatusOr<TypeAndShape> InferPoolBackward(const Node& dy, const Attrs& at) {
-  if (at.ints.size() != 5 || dy.shape.size() != 4) {
+  KILN_ASSIGN_OR_RETURN(const Pool2dBackwardAttrs* a, ops::AttrsAs<Pool2dBackwardAttrs>(at));
+  if (dy.shape.size() != 4) {
     return absl::InvalidArgumentError(
-        "expected dy [N, C, OH, OW] and {kernel, stride, padding, H, W}");
+        absl::StrCat("expected dy [N, C, OH, OW], got ", ShapeString(dy.shape)));
   }
-  Node x;
-  x.shape = {dy.shape[0], dy.shape[1], at.ints[3], at.ints[4]};
-  absl::StatusOr<Shape> s = PoolShape(x, at, 2);
-  if (!s.ok()) return s.status();
-  if (*s != dy.shape) return absl::InvalidArgumentError("input size does not match the gradient");
-  return TypeAndShape{DType::kFloat, x.shape};
+  Shape x = {dy.shape[0], dy.shape[1], a->input_h, a->input_w};
+  KILN_ASSIGN_OR_RETURN(Shape s, PoolShape(x, a->pool));
+  if (s != dy.shape) return absl::InvalidArgumentError("input size does not match the gradient");
+  return TypeAndShape{DType::kFloat, x};
 }
 
 absl::StatusOr<TypeAndShape> InferScatter(const std::vector<const Node*>& in, const Attrs& at) {
@@ -138,7 +147,7 @@ absl::StatusOr<TypeAndShape> InferScatter(const std::vector<const Node*>& in, co
 // Sums f(oy, ox, dy(oy, ox)) over the windows that cover input (iy, ix): oy = (iy + P) / S - j
 // for j in [0, ceil(K / S)), kept when oy is in range and the tap offset iy + P - oy*S < K.
 template <typename Term>
-Expr SumOverCoveringWindows(const PoolAttrs& a, const Shape& dys, const std::vector<Var>& v,
+Expr SumOverCoveringWindows(const Window& a, const Shape& dys, const std::vector<Var>& v,
                             Halide::Type t, Term term) {
   Expr total = Halide::cast(t, 0);
   int reach = (a.k + a.s - 1) / a.s;
@@ -157,7 +166,7 @@ Expr SumOverCoveringWindows(const PoolAttrs& a, const Shape& dys, const std::vec
 
 // dx(n, c, iy, ix) = sum of dy over the windows covering (iy, ix) whose argmax is (iy, ix)
 Lowered LowerScatter(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
-  PoolAttrs a(n.attrs.ints);
+  Window a(n.attrs.Get<Pool2dBackwardAttrs>().pool);
   const Shape& dys = ctx.input_shape(n, 0);
   std::vector<Var> v = ctx.Vars(4);
   Halide::Type t = ctx.float_type();
@@ -167,19 +176,18 @@ Lowered LowerScatter(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) 
   });
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, e);
-  return {f, {}};
+  return {f};
 }
 
 absl::StatusOr<TypeAndShape> InferAvg(const std::vector<const Node*>& in, const Attrs& at) {
   if (in[0]->dtype != DType::kFloat) return absl::InvalidArgumentError("expected a float input");
-  absl::StatusOr<Shape> s = PoolShape(*in[0], at, 0);
-  if (!s.ok()) return s.status();
-  return TypeAndShape{DType::kFloat, *s};
+  KILN_ASSIGN_OR_RETURN(Shape s, PoolShape(*in[0], at));
+  return TypeAndShape{DType::kFloat, s};
 }
 
 // y(n, c, oy, ox) = (1 / K^2) sum_{ky, kx} xpad(n, c, oy*S - P + ky, ox*S - P + kx)
 Lowered LowerAvg(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
-  PoolAttrs a(n.attrs.ints);
+  Window a(n.attrs.Get<Pool2dAttrs>());
   const Shape& xs = ctx.input_shape(n, 0);
   std::vector<Var> v = ctx.Vars(4);
   Halide::Type t = ctx.float_type();
@@ -196,14 +204,11 @@ Lowered LowerAvg(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   }
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, total * Halide::cast(t, Expr(1.0 / (a.k * a.k))));
-  return {f, {}};
+  return {f};
 }
 
 std::vector<Value> AvgVjp(const VjpArgs& a) {
-  Attrs at = a.attrs;
-  at.ints.push_back(a.x[0].shape()[2]);
-  at.ints.push_back(a.x[0].shape()[3]);
-  return {a.dy.graph()->AddNode(OpKind::kAvgPool2DBackward, {a.dy}, at)};
+  return {a.dy.graph()->AddNode(OpKind::kAvgPool2DBackward, {a.dy}, BackwardAttrs(a))};
 }
 
 absl::StatusOr<TypeAndShape> InferAvgBackward(const std::vector<const Node*>& in, const Attrs& at) {
@@ -212,7 +217,7 @@ absl::StatusOr<TypeAndShape> InferAvgBackward(const std::vector<const Node*>& in
 
 // dx(n, c, iy, ix) = (1 / K^2) sum of dy over the windows covering (iy, ix)
 Lowered LowerAvgBackward(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
-  PoolAttrs a(n.attrs.ints);
+  Window a(n.attrs.Get<Pool2dBackwardAttrs>().pool);
   const Shape& dys = ctx.input_shape(n, 0);
   std::vector<Var> v = ctx.Vars(4);
   Halide::Type t = ctx.float_type();
@@ -221,7 +226,7 @@ Lowered LowerAvgBackward(LowerCtx& ctx, const Node& n, const std::vector<Func>& 
   });
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, e * Halide::cast(t, Expr(1.0 / (a.k * a.k))));
-  return {f, {}};
+  return {f};
 }
 
 }  // namespace

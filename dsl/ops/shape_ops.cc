@@ -13,20 +13,22 @@ using Halide::Expr;
 using Halide::Func;
 using Halide::Var;
 
-// reshape: attrs.ints = new shape (same element count).
+// reshape: ShapeAttrs, the new shape (same element count).
 absl::StatusOr<TypeAndShape> InferReshape(const std::vector<const Node*>& in, const Attrs& at) {
-  for (int64_t d : at.ints) {
+  KILN_ASSIGN_OR_RETURN(const ShapeAttrs* a, ops::AttrsAs<ShapeAttrs>(at));
+  const Shape& s = a->shape;
+  for (int64_t d : s) {
     if (d <= 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("expected positive dimensions, got ", ShapeString(at.ints)));
+          absl::StrCat("expected positive dimensions, got ", ShapeString(s)));
     }
   }
-  if (NumElements(at.ints) != NumElements(in[0]->shape)) {
+  if (NumElements(s) != NumElements(in[0]->shape)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "expected a shape with ", NumElements(in[0]->shape), " elements like ",
-        ShapeString(in[0]->shape), ", got ", ShapeString(at.ints), " with ", NumElements(at.ints)));
+        ShapeString(in[0]->shape), ", got ", ShapeString(s), " with ", NumElements(s)));
   }
-  return TypeAndShape{in[0]->dtype, at.ints};
+  return TypeAndShape{in[0]->dtype, s};
 }
 
 Lowered LowerReshape(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
@@ -57,74 +59,78 @@ Lowered LowerReshape(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) 
   }
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, ctx.At(in[0], idx));
-  return {f, {}};
+  return {f};
 }
 
 // dx = reshape(dy, x.shape)
 std::vector<Value> ReshapeVjp(const VjpArgs& a) { return {Reshape(a.dy, a.x[0].shape())}; }
 
-// transpose: attrs.ints = permutation; out.shape[i] = in.shape[perm[i]].
+// transpose: TransposeAttrs; out.shape[i] = in.shape[perm[i]].
 absl::StatusOr<TypeAndShape> InferTranspose(const std::vector<const Node*>& in, const Attrs& at) {
+  KILN_ASSIGN_OR_RETURN(const TransposeAttrs* a, ops::AttrsAs<TransposeAttrs>(at));
   const Shape& s = in[0]->shape;
-  std::vector<int64_t> sorted = at.ints;
+  std::vector<int64_t> sorted = a->perm;
   std::sort(sorted.begin(), sorted.end());
   std::vector<int64_t> iota(s.size());
   std::iota(iota.begin(), iota.end(), 0);
   if (sorted != iota) {
     return absl::InvalidArgumentError(absl::StrCat("expected a permutation of the ", s.size(),
-                                                   " axes, got [", absl::StrJoin(at.ints, ", "),
+                                                   " axes, got [", absl::StrJoin(a->perm, ", "),
                                                    "]"));
   }
   Shape out;
-  for (int64_t p : at.ints) out.push_back(s[p]);
+  for (int64_t p : a->perm) out.push_back(s[p]);
   return TypeAndShape{in[0]->dtype, out};
 }
 
 Lowered LowerTranspose(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
   std::vector<Expr> idx(v.size());
-  for (size_t i = 0; i < v.size(); ++i) idx[n.attrs.ints[i]] = v[i];
+  const std::vector<int64_t>& perm = n.attrs.Get<TransposeAttrs>().perm;
+  for (size_t i = 0; i < v.size(); ++i) idx[perm[i]] = v[i];
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, ctx.At(in[0], idx));
-  return {f, {}};
+  return {f};
 }
 
 // dx = transpose(dy, inverse(perm))
 std::vector<Value> TransposeVjp(const VjpArgs& a) {
-  std::vector<int64_t> inv(a.attrs.ints.size());
-  for (size_t i = 0; i < inv.size(); ++i) inv[a.attrs.ints[i]] = static_cast<int64_t>(i);
+  const std::vector<int64_t>& perm = a.attrs.Get<TransposeAttrs>().perm;
+  std::vector<int64_t> inv(perm.size());
+  for (size_t i = 0; i < inv.size(); ++i) inv[perm[i]] = static_cast<int64_t>(i);
   return {Transpose(a.dy, inv)};
 }
 
-// broadcast_to: attrs.ints = target shape; NumPy rules.
+// broadcast_to: ShapeAttrs, the target shape; NumPy rules.
 absl::StatusOr<TypeAndShape> InferBroadcastTo(const std::vector<const Node*>& in, const Attrs& at) {
-  absl::StatusOr<Shape> s = ops::BroadcastShapes(in[0]->shape, at.ints);
-  if (!s.ok()) return s.status();
-  if (*s != at.ints) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot broadcast ", ShapeString(in[0]->shape), " to ", ShapeString(at.ints)));
+  KILN_ASSIGN_OR_RETURN(const ShapeAttrs* a, ops::AttrsAs<ShapeAttrs>(at));
+  KILN_ASSIGN_OR_RETURN(Shape s, ops::BroadcastShapes(in[0]->shape, a->shape));
+  if (s != a->shape) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot broadcast ", ShapeString(in[0]->shape),
+                                                   " to ", ShapeString(a->shape)));
   }
-  return TypeAndShape{in[0]->dtype, at.ints};
+  return TypeAndShape{in[0]->dtype, s};
 }
 
 Lowered LowerBroadcastTo(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, ctx.Broadcast(in[0], ctx.input_shape(n, 0), v));
-  return {f, {}};
+  return {f};
 }
 
 // dx = dy; autodiff sums it back over the broadcast axes.
 std::vector<Value> BroadcastToVjp(const VjpArgs& a) { return {a.dy}; }
 
-// slice: attrs.ints = {axis, start, size}; out(.., i, ..) = x(.., start + i, ..)
+// slice: SliceAttrs; out(.., i, ..) = x(.., start + i, ..)
 absl::StatusOr<TypeAndShape> InferSlice(const std::vector<const Node*>& in, const Attrs& at) {
+  KILN_ASSIGN_OR_RETURN(const SliceAttrs* a, ops::AttrsAs<SliceAttrs>(at));
   const Shape& s = in[0]->shape;
-  if (at.ints.size() != 3 || at.ints[0] < 0 || at.ints[0] >= static_cast<int64_t>(s.size())) {
+  if (a->axis < 0 || a->axis >= static_cast<int64_t>(s.size())) {
     return absl::InvalidArgumentError(
-        absl::StrCat("expected {axis, start, size} with an axis of a rank-", s.size(), " input"));
+        absl::StrCat("expected an axis of a rank-", s.size(), " input, got axis ", a->axis));
   }
-  const int64_t axis = at.ints[0], start = at.ints[1], size = at.ints[2];
+  const int64_t axis = a->axis, start = a->start, size = a->size;
   if (start < 0 || size <= 0 || start + size > s[axis]) {
     return absl::InvalidArgumentError(absl::StrCat("slice [", start, ", ", start + size,
                                                    ") out of range: expected within [0, ", s[axis],
@@ -137,75 +143,81 @@ absl::StatusOr<TypeAndShape> InferSlice(const std::vector<const Node*>& in, cons
 
 Lowered LowerSlice(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+  const SliceAttrs& a = n.attrs.Get<SliceAttrs>();
   std::vector<Expr> idx(v.begin(), v.end());
-  idx[n.attrs.ints[0]] = idx[n.attrs.ints[0]] + static_cast<int>(n.attrs.ints[1]);
+  idx[a.axis] = idx[a.axis] + static_cast<int>(a.start);
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, ctx.At(in[0], idx));
-  return {f, {}};
+  return {f};
 }
 
 // dx = dy zero-padded back to x's extent along the axis.
 std::vector<Value> SliceVjp(const VjpArgs& a) {
-  const int64_t axis = a.attrs.ints[0], start = a.attrs.ints[1], size = a.attrs.ints[2];
-  std::vector<int64_t> pads(2 * a.x[0].shape().size(), 0);
-  pads[2 * axis] = start;
-  pads[2 * axis + 1] = a.x[0].shape()[axis] - start - size;
-  return {Pad(a.dy, pads)};
+  const SliceAttrs& s = a.attrs.Get<SliceAttrs>();
+  PadAttrs pad;
+  pad.before.assign(a.x[0].rank(), 0);
+  pad.after.assign(a.x[0].rank(), 0);
+  pad.before[s.axis] = s.start;
+  pad.after[s.axis] = a.x[0].shape()[s.axis] - s.start - s.size;
+  return {a.dy.graph()->AddNode(OpKind::kPad, {a.dy}, Attrs{pad})};
 }
 
-// pad: attrs.ints = {before_0, after_0, before_1, after_1, ...}, attrs.scalar = fill value.
+// pad: PadAttrs, the amounts before and after each axis and the fill value.
 absl::StatusOr<TypeAndShape> InferPad(const std::vector<const Node*>& in, const Attrs& at) {
+  KILN_ASSIGN_OR_RETURN(const PadAttrs* a, ops::AttrsAs<PadAttrs>(at));
   const Shape& s = in[0]->shape;
-  if (at.ints.size() != 2 * s.size()) {
+  if (a->before.size() != s.size() || a->after.size() != s.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("expected ", 2 * s.size(), " padding amounts (before, after per axis), got ",
-                     at.ints.size()));
+                     a->before.size() + a->after.size()));
   }
   Shape out = s;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (at.ints[2 * i] < 0 || at.ints[2 * i + 1] < 0) {
+    if (a->before[i] < 0 || a->after[i] < 0) {
       return absl::InvalidArgumentError("expected non-negative padding");
     }
-    out[i] += at.ints[2 * i] + at.ints[2 * i + 1];
+    out[i] += a->before[i] + a->after[i];
   }
   return TypeAndShape{in[0]->dtype, out};
 }
 
 Lowered LowerPad(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
+  const PadAttrs& a = n.attrs.Get<PadAttrs>();
   const Shape& is = ctx.input_shape(n, 0);
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
   std::vector<Expr> idx;
   Expr inside = Halide::Internal::const_true();
   for (size_t i = 0; i < v.size(); ++i) {
-    Expr c = v[i] - static_cast<int>(n.attrs.ints[2 * i]);
+    Expr c = v[i] - static_cast<int>(a.before[i]);
     inside = inside && c >= 0 && c < static_cast<int>(is[i]);
     idx.push_back(Halide::clamp(c, 0, static_cast<int>(is[i]) - 1));
   }
   Halide::Type t = ctx.TypeOf(n.dtype);
   Func f = ctx.NewFunc(n);
-  ctx.Define(f, v,
-             Halide::select(inside, ctx.At(in[0], idx), Halide::cast(t, Expr(n.attrs.scalar))));
-  return {f, {}};
+  ctx.Define(f, v, Halide::select(inside, ctx.At(in[0], idx), Halide::cast(t, Expr(a.value))));
+  return {f};
 }
 
 // dx = dy sliced back to x's extent on every padded axis.
 std::vector<Value> PadVjp(const VjpArgs& a) {
+  const PadAttrs& p = a.attrs.Get<PadAttrs>();
   Value d = a.dy;
   for (size_t i = 0; i < a.x[0].shape().size(); ++i) {
-    if (a.attrs.ints[2 * i] == 0 && a.attrs.ints[2 * i + 1] == 0) continue;
-    d = Slice(d, static_cast<int64_t>(i), a.attrs.ints[2 * i], a.x[0].shape()[i]);
+    if (p.before[i] == 0 && p.after[i] == 0) continue;
+    d = Slice(d, static_cast<int64_t>(i), p.before[i], a.x[0].shape()[i]);
   }
   return {d};
 }
 
-// concat: any number of inputs, equal except along attrs.ints[0].
+// concat: any number of inputs, equal except along ConcatAttrs::axis.
 absl::StatusOr<TypeAndShape> InferConcat(const std::vector<const Node*>& in, const Attrs& at) {
+  KILN_ASSIGN_OR_RETURN(const ConcatAttrs* a, ops::AttrsAs<ConcatAttrs>(at));
   if (in.empty()) return absl::InvalidArgumentError("expected at least one input");
   const Shape& s0 = in[0]->shape;
-  if (at.ints.size() != 1 || at.ints[0] < 0 || at.ints[0] >= static_cast<int64_t>(s0.size())) {
+  const int64_t axis = a->axis;
+  if (axis < 0 || axis >= static_cast<int64_t>(s0.size())) {
     return absl::InvalidArgumentError(absl::StrCat("axis out of range for rank ", s0.size()));
   }
-  const int64_t axis = at.ints[0];
   Shape out = s0;
   out[axis] = 0;
   for (const Node* x : in) {
@@ -223,7 +235,7 @@ absl::StatusOr<TypeAndShape> InferConcat(const std::vector<const Node*>& in, con
 }
 
 Lowered LowerConcat(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
-  const int64_t axis = n.attrs.ints[0];
+  const int64_t axis = n.attrs.Get<ConcatAttrs>().axis;
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
   // Built from the last input backwards: select(v < end_0, in_0, select(v < end_1, in_1, ...)).
   std::vector<int64_t> starts;
@@ -243,12 +255,12 @@ Lowered LowerConcat(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   }
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, e);
-  return {f, {}};
+  return {f};
 }
 
 // dx_k = slice(dy, axis, start_k, size_k)
 std::vector<Value> ConcatVjp(const VjpArgs& a) {
-  const int64_t axis = a.attrs.ints[0];
+  const int64_t axis = a.attrs.Get<ConcatAttrs>().axis;
   std::vector<Value> out;
   int64_t off = 0;
   for (const Value& x : a.x) {
@@ -258,6 +270,9 @@ std::vector<Value> ConcatVjp(const VjpArgs& a) {
   return out;
 }
 
+// Constant folding: moving a constant fill's elements leaves the fill.
+double FoldView(const std::vector<double>& x, const Attrs&) { return x[0]; }
+
 }  // namespace
 
 extern const OpDef kSliceOp = {"slice",  Pattern::kInjective, 1,      InferSlice,
@@ -265,11 +280,11 @@ extern const OpDef kSliceOp = {"slice",  Pattern::kInjective, 1,      InferSlice
 extern const OpDef kPadOp = {"pad", Pattern::kInjective, 1, InferPad, PadVjp, LowerPad, nullptr};
 extern const OpDef kConcatOp = {"concat",  Pattern::kInjective, -1,     InferConcat,
                                 ConcatVjp, LowerConcat,         nullptr};
-extern const OpDef kReshapeOp = {"reshape",  Pattern::kInjective, 1,      InferReshape,
-                                 ReshapeVjp, LowerReshape,        nullptr};
-extern const OpDef kTransposeOp = {"transpose",  Pattern::kInjective, 1,      InferTranspose,
-                                   TransposeVjp, LowerTranspose,      nullptr};
-extern const OpDef kBroadcastToOp = {"broadcast_to", Pattern::kInjective, 1,      InferBroadcastTo,
-                                     BroadcastToVjp, LowerBroadcastTo,    nullptr};
+extern const OpDef kReshapeOp = {"reshape",  Pattern::kInjective, 1,       InferReshape,
+                                 ReshapeVjp, LowerReshape,        nullptr, FoldView};
+extern const OpDef kTransposeOp = {"transpose",  Pattern::kInjective, 1,       InferTranspose,
+                                   TransposeVjp, LowerTranspose,      nullptr, FoldView};
+extern const OpDef kBroadcastToOp = {"broadcast_to", Pattern::kInjective, 1,       InferBroadcastTo,
+                                     BroadcastToVjp, LowerBroadcastTo,    nullptr, FoldView};
 
 }  // namespace kiln

@@ -11,25 +11,26 @@ absl::StatusOr<TypeAndShape> InferSource(const std::vector<const Node*>&, const 
 }
 
 Lowered LowerSource(LowerCtx& ctx, const Node& n, const std::vector<Halide::Func>&) {
-  return {ctx.Source(n), {}};
+  return {ctx.Source(n)};
 }
 
-// constant: attrs.scalar = value, attrs.ints = shape.
+// constant: ConstantAttrs, the fill value and the shape.
 absl::StatusOr<TypeAndShape> InferConstant(const std::vector<const Node*>&, const Attrs& at) {
-  for (int64_t d : at.ints) {
+  KILN_ASSIGN_OR_RETURN(const ConstantAttrs* a, ops::AttrsAs<ConstantAttrs>(at));
+  for (int64_t d : a->shape) {
     if (d <= 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("expected positive dimensions, got ", ShapeString(at.ints)));
+          absl::StrCat("expected positive dimensions, got ", ShapeString(a->shape)));
     }
   }
-  return TypeAndShape{DType::kFloat, at.ints};
+  return TypeAndShape{DType::kFloat, a->shape};
 }
 
 Lowered LowerConstant(LowerCtx& ctx, const Node& n, const std::vector<Halide::Func>&) {
   Halide::Func f = ctx.NewFunc(n);
   ctx.Define(f, ctx.Vars(static_cast<int>(n.shape.size())),
-             Halide::cast(ctx.float_type(), Halide::Expr(n.attrs.scalar)));
-  return {f, {}};
+             Halide::cast(ctx.float_type(), Halide::Expr(n.attrs.Get<ConstantAttrs>().value)));
+  return {f};
 }
 
 }  // namespace

@@ -88,8 +88,71 @@ TEST(PassesTest, FoldsConstantArithmetic) {
   EXPECT_GE(FoldConstants(g, roots), 2);
   const Node& folded = g.node(k.id());
   EXPECT_EQ(folded.op, OpKind::kConstant);
-  EXPECT_EQ(folded.attrs.scalar, 7.0);
+  EXPECT_EQ(folded.attrs.Get<ConstantAttrs>().value, 7.0);
   EXPECT_GT(CountDeadNodes(g, roots), 0);
+}
+
+// sum(conv2d(x, w, stride_w = a)) + sum(conv2d(x, w, stride_w = b)): over 5 columns with a 1x1
+// kernel, strides 3 and 4 give the same output shape, so only the attribute tells them apart.
+Value TwoConvolutions(Graph& g, int64_t a, int64_t b) {
+  Value x = g.Input("x", {1, 1, 4, 5});
+  Value w = g.Input("w", {1, 1, 1, 1});
+  ConvParams pa, pb;
+  pa.stride_w = a;
+  pb.stride_w = b;
+  return Sum(Conv2d(x, w, pa)) + Sum(Conv2d(x, w, pb));
+}
+
+// The same with average pooling (kernel 3, stride 3, over 6 x 6): padding 0 and 1 give the same
+// output shape.
+Value TwoPoolings(Graph& g, int64_t a, int64_t b) {
+  Value x = g.Input("x", {1, 1, 6, 6});
+  return Sum(AvgPool2d(x, 3, 3, a)) + Sum(AvgPool2d(x, 3, 3, b));
+}
+
+using TwoOps = Value (*)(Graph&, int64_t, int64_t);
+
+int CseMerges(TwoOps build, int64_t a, int64_t b) {
+  Graph g;
+  std::vector<int> roots = {build(g, a, b).id()};
+  return EliminateCommonSubexpressions(g, roots);
+}
+
+std::string FingerprintOf(TwoOps build, int64_t a, int64_t b) {
+  Graph g;
+  return g.Fingerprint({build(g, a, b).id()});
+}
+
+TEST(PassesTest, ConvolutionsDifferingOnlyInStrideWAreNeitherMergedNorFingerprintedAlike) {
+  EXPECT_EQ(CseMerges(TwoConvolutions, 3, 3), 2);  // the convolution and its sum
+  EXPECT_EQ(CseMerges(TwoConvolutions, 3, 4), 0);
+  EXPECT_EQ(FingerprintOf(TwoConvolutions, 3, 4), FingerprintOf(TwoConvolutions, 3, 4));
+  EXPECT_NE(FingerprintOf(TwoConvolutions, 3, 4), FingerprintOf(TwoConvolutions, 4, 4));
+}
+
+TEST(PassesTest, PoolingsDifferingOnlyInPaddingAreNeitherMergedNorFingerprintedAlike) {
+  EXPECT_EQ(CseMerges(TwoPoolings, 1, 1), 2);  // the pooling and its sum
+  EXPECT_EQ(CseMerges(TwoPoolings, 0, 1), 0);
+  EXPECT_NE(FingerprintOf(TwoPoolings, 0, 1), FingerprintOf(TwoPoolings, 1, 1));
+  Graph g;
+  Value y = TwoPoolings(g, 0, 1);
+  EXPECT_NE(g.Dump({y.id()}).find("avg_pool2d(%0) : float[1, 1, 2, 2] kernel=3 stride=3 padding=1"),
+            std::string::npos)
+      << g.Dump({y.id()});
+}
+
+TEST(PassesTest, FoldingAsksTheOpsFoldHook) {
+  Graph g;
+  Value x = g.Input("x", {2});
+  Value folded = Reshape(Sqrt(g.Constant(9.0, {2})), {2, 1});
+  Value kept = Sum(g.Constant(2.0, {2}));  // sum has no fold hook
+  Value y = Sum(x * Reshape(folded, {2})) + kept;
+  std::vector<int> roots = {y.id()};
+  FoldConstants(g, roots);
+  ASSERT_EQ(g.node(folded.id()).op, OpKind::kConstant);
+  EXPECT_EQ(g.node(folded.id()).attrs.Get<ConstantAttrs>().value, 3.0);
+  EXPECT_EQ(g.node(folded.id()).attrs.Get<ConstantAttrs>().shape, (Shape{2, 1}));
+  EXPECT_EQ(g.node(kept.id()).op, OpKind::kSum);
 }
 
 // A linear regression small enough to differentiate by hand.

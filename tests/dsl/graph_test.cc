@@ -1,5 +1,7 @@
 #include "dsl/graph.h"
 
+#include <cmath>
+
 #include "dsl/api.h"
 #include "gtest/gtest.h"
 
@@ -81,6 +83,29 @@ TEST(GraphTest, DumpsTextAndDot) {
   EXPECT_NE(dot.find("n0 -> n2;"), std::string::npos) << dot;
   EXPECT_NE(dot.find("n1 -> n2;"), std::string::npos) << dot;
   EXPECT_NE(dot.find("n2 -> n3;"), std::string::npos) << dot;
+}
+
+TEST(GraphTest, AttributesOfAnotherOpAreAShapeError) {
+  Graph g;
+  Value x = g.Input("x", {1, 1, 4, 4});
+  Value w = g.Input("w", {1, 1, 3, 3});
+  EXPECT_FALSE(g.AddNode(OpKind::kConv2D, {x, w}, Attrs{Pool2dAttrs{2, 2, 0}}).valid());
+  EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(g.status().message().find("expected attributes Conv2dAttrs, got Pool2dAttrs"),
+            std::string::npos)
+      << g.status();
+}
+
+TEST(GraphTest, AttributesCompareByEveryField) {
+  ConvParams a = ConvParams::Same(1, 2);
+  ConvParams b = a;
+  EXPECT_EQ((Attrs{a}), (Attrs{b}));
+  b.dilation_w = 2;
+  EXPECT_NE((Attrs{a}), (Attrs{b}));
+  EXPECT_NE((Attrs{ClipAttrs{0, 1}}), (Attrs{ClipAttrs{0, std::nextafter(1.0, 2.0)}}));
+  EXPECT_NE((Attrs{ReduceAttrs{{0}, false}}), (Attrs{ReduceAttrs{{0}, true}}));
+  EXPECT_EQ(Attrs{a}.Key(),
+            "Conv2dAttrs{stride_h=1,stride_w=1,pad_h=2,pad_w=2,dilation_h=1,dilation_w=1}");
 }
 
 TEST(GraphTest, ReachableSkipsDeadNodes) {

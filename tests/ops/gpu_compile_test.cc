@@ -99,7 +99,7 @@ Lowered LowerCumulative(LowerCtx& ctx, const Node& n, const std::vector<Halide::
   Halide::RDom r(1, static_cast<int>(n.shape[0]) - 1);
   ctx.Define(f, v, ctx.At(in[0], v));
   f(r) += f(r - 1);
-  return {f, {}};
+  return {f};
 }
 void CpuOnlySchedule(LowerCtx&, const Node&, Lowered& l) { l.f.compute_root(); }
 
@@ -124,11 +124,11 @@ Lowered LowerTwoStage(LowerCtx& ctx, const Node& n, const std::vector<Halide::Fu
   Halide::Func g = ctx.NewFunc(n, "helper"), f = ctx.NewFunc(n);
   ctx.Define(g, v, ctx.At(in[0], v) + 1);
   ctx.Define(f, v, ctx.At(g, v) * 2);
-  return {f, {g}};
+  return {f, {{"helper", g}}};
 }
 void HelperOutsideTheKernel(LowerCtx& ctx, const Node& n, Lowered& l) {
   ctx.GpuTileAll(l.f, n.shape);
-  l.aux[0].compute_at(l.f, Halide::Var::outermost());
+  l.helpers.Get("helper").compute_at(l.f, Halide::Var::outermost());
 }
 
 TEST(GpuCompileTest, HelperOutsideTheGpuLoopsIsRefusedByName) {

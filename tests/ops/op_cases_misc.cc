@@ -130,7 +130,7 @@ std::vector<OpCase> MakeMiscCases() {
                [](Graph& g) {
                  return BatchNorm(g, "bn", 4)(g.Input("x", {2, 3, 5}));
                },
-               "expected [N, 4, ...]"});
+               "expected input [N, 4, ...]"});
   return c;
 }
 
