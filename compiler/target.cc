@@ -92,13 +92,14 @@ absl::StatusOr<TargetSpec> ResolveTarget(const std::string& name, std::string* n
 
 absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
   Halide::Target host = Halide::get_jit_target_from_environment();
+  bool asan = false;
 #ifdef KILN_SANITIZE
   // Generated code checks its own loads and stores against the sanitizer's shadow memory
   // (KILN_HALIDE_ASAN=0 leaves it out, to tell Halide's instrumentation from Kiln's code).
-  if (const char* e = std::getenv("KILN_HALIDE_ASAN"); e == nullptr || std::string(e) != "0") {
-    host = host.with_feature(Halide::Target::ASAN);
-  }
+  const char* e = std::getenv("KILN_HALIDE_ASAN");
+  asan = spec.halide_asan && (e == nullptr || std::string(e) != "0");
 #endif
+  if (asan) host = host.with_feature(Halide::Target::ASAN);
   Halide::Target t = host;
   if (spec.portable) {
     t = Halide::Target(host.os, host.arch, host.bits);
@@ -109,9 +110,7 @@ absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
               .with_feature(Halide::Target::FMA)
               .with_feature(Halide::Target::F16C);
     }
-#ifdef KILN_SANITIZE
-    t = t.with_feature(Halide::Target::ASAN);
-#endif
+    if (asan) t = t.with_feature(Halide::Target::ASAN);
   }
   if (spec.device == Device::kCuda) {
     if (host.os != Halide::Target::Linux || host.arch != Halide::Target::X86 || host.bits != 64) {

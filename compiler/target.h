@@ -28,6 +28,11 @@ struct TargetSpec {
   // CUDA: the device's compute capability as major*10+minor (e.g. 90 for an H100); 0 means
   // kDefaultCudaCapability. Mapped to the highest Halide flag not above it.
   int cuda_capability = 0;
+  // Sanitizer builds only (KILN_SANITIZE): compile the generated code with Halide's `asan`
+  // feature, as every step is there unless KILN_HALIDE_ASAN=0. False leaves it out of this one
+  // step: Halide 14 miscompiles some strided loads under that feature (docs/RELIABILITY.md).
+  // No effect in other builds.
+  bool halide_asan = true;
 };
 
 // "host", "portable", "host-cuda" (or "cuda"), "portable-cuda"; InvalidArgument otherwise.

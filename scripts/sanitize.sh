@@ -19,6 +19,9 @@ export KILN_CACHE_DIR=$PWD/build-asan/kiln_cache
 # Excluded: the fuzz label (its own sanitized build) and the two tests that build programs outside
 # this tree against its instrumented archives with plain compiler flags (the downstream package and
 # the C program on the inference library); they run in the normal build.
+# Not excluded but compiled without Halide's asan feature: the stride-2 conv2d_backward_input op
+# case, which Halide 14 miscompiles under it (OpCase::without_halide_asan, docs/RELIABILITY.md);
+# halide.strided_load_alignment_faults_with_asan checks that this is still so.
 (cd build-asan && ctest --output-on-failure -j"$(nproc)" --timeout 1800 -LE fuzz \
   -E 'installed_package|inference_library_from_c' "$@")
 for ex in mnist_softmax mnist_cnn; do

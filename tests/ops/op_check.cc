@@ -106,6 +106,7 @@ struct Built {
   std::unique_ptr<Graph> g = std::make_unique<Graph>();
   std::vector<Value> inputs;
   Value out;
+  bool halide_asan = true;  // OpCase::without_halide_asan is empty
 };
 
 Built Build(const OpCase& c) {
@@ -117,6 +118,7 @@ Built Build(const OpCase& c) {
                                    : b.g->Input(name, s.shape, s.dtype));
   }
   b.out = c.build(b.inputs);
+  b.halide_asan = c.without_halide_asan.empty();
   return b;
 }
 
@@ -219,6 +221,7 @@ absl::StatusOr<std::unique_ptr<Executable>> Compile(Built& b, const std::vector<
   CompileOptions o;
   o.float64 = f64;
   o.plain_schedule = plain;
+  o.target.halide_asan = b.halide_asan;
   return CompileProgram(*b.g, MakeProgram(b, extra, outputs, f64), o);
 }
 
@@ -406,6 +409,7 @@ absl::StatusOr<Signature> EmitOpCase(const OpCase& c, const TargetSpec& target,
   }
   CompileOptions o;
   o.target = target;
+  o.target.halide_asan = b.halide_asan;
   return EmitProgram(*b.g, MakeProgram(b, extra, outputs, /*f64=*/false), o, prefix, function);
 }
 

@@ -1,6 +1,8 @@
 // Every op case of op_cases.cc: shape rule, forward, schedule and gradient; plus the coverage test
 // (every primitive has a case, every differentiable one a gradient check) and the mutation test
 // (a wrong VJP injected here is caught).
+#include <cstdio>
+#include <fstream>
 #include <set>
 
 #include "tests/ops/op_check.h"
@@ -86,6 +88,21 @@ TEST(OpCoverageTest, CaseNamesAreUniqueAndEveryCaseHasAnErrorOrIsCompositeOrShar
         OpKind::kOneHot, OpKind::kToFloat, OpKind::kReshape, OpKind::kTranspose,
         OpKind::kBroadcastTo, OpKind::kSum, OpKind::kMax, OpKind::kMatMul, OpKind::kConstant}) {
     EXPECT_TRUE(with_error.count(op)) << "no shape-error case for " << OpName(op);
+  }
+}
+
+// A case that sanitizer builds compile without Halide's asan feature says why and names the
+// standalone program showing that the fault is Halide's; the test log lists them.
+TEST(OpCoverageTest, CasesWithoutHalideAsanNameTheirStandaloneReproducer) {
+  for (const OpCase& c : AllOpCases()) {
+    const std::string& why = c.without_halide_asan;
+    if (why.empty()) continue;
+    std::printf("%s: compiled without Halide's asan feature in sanitizer builds: %s\n",
+                c.name.c_str(), why.c_str());
+    const size_t at = why.find("tests/halide/"), end = why.find(".cc", at);
+    ASSERT_TRUE(at != std::string::npos && end != std::string::npos) << c.name << ": " << why;
+    const std::string path = why.substr(at, end + 3 - at);
+    EXPECT_TRUE(std::ifstream(std::string(KILN_TEST_SOURCE_DIR) + "/" + path).good()) << path;
   }
 }
 
