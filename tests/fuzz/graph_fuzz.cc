@@ -2,7 +2,8 @@
 // shape, then ops and their attributes applied to values built so far; shape errors must come
 // back through Graph::status() (never a crash or an abort), and a graph that builds must also go
 // through autodiff and the graph passes. Chains go on through failed ops (layers and losses too):
-// every result keeps its graph, and an invalid one means the graph holds an error. No Halide code runs here (lowering is tested elsewhere).
+// every result keeps its graph, and an invalid one means the graph holds an error. No Halide code
+// runs here (lowering is tested elsewhere).
 #include <cstddef>
 #include <cstdint>
 #include <string>
