@@ -63,6 +63,10 @@ for m in cnn lenet5; do
   done
 done
 rm -rf "$cache"
+# The two-phase training step (gradient buffer, then the update) against one pipeline.
+for m in mlp cnn; do
+  ./build/bench/kiln_bench --data_dir=data/mnist --models=$m --two_phase --epochs="$epochs" >>"$out"
+done
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (uncommitted changes)" || true)
 /usr/bin/python3 - "$out" "$commit$dirty" <<'PY' | tee bench/results.md
@@ -104,6 +108,15 @@ if probes:
     for r in probes:
         print(f"| {r['model']} | {'hit' if r['cached'] else 'cold (compile + store)'} | {r['data_load_s']:.3f} "
               f"| {r['steps_ready_s']:.3f} | {r['first_step_done_s']:.3f} | {r['process_age_s']:.2f} |")
+split = [r for r in rows if r.get("probe") == "two_phase"]
+if split:
+    print("\n## Two-phase training step against one pipeline (Adam with clipping, median us per step)\n")
+    print("| model | batch | one pipeline | two phases | cost | compile s one / two |")
+    print("|---|---|---|---|---|---|")
+    for r in split:
+        print(f"| {r['model']} | {r['batch']} | {r['one_pipeline_us']:.1f} | {r['two_phase_us']:.1f} "
+              f"| {100 * (r['two_phase_us'] / r['one_pipeline_us'] - 1):+.1f}% "
+              f"| {r['compile_s_one']:.2f} / {r['compile_s_two']:.2f} |")
 per = [r for r in rows if r.get("probe") == "per_step"]
 if per:
     import statistics

@@ -2,7 +2,7 @@
 #
 #   kiln_add_training_binary(NAME mnist_cnn_train MODEL models/mnist_cnn.cc
 #                            BATCH_SIZE 64 [EVAL_BATCH_SIZE 1000] [TARGETS host portable]
-#                            [LIBS extra libraries the model file needs])
+#                            [TWO_PHASE] [LIBS extra libraries the model file needs])
 #
 # MODEL (one or more sources) defines `kiln::AotModel KilnAotModel()` (compiler/aot.h). A generator
 # built from it runs at build time and writes the training and evaluation steps as Halide static
@@ -11,9 +11,10 @@
 # machine's CPU features, the default; the executable is NAME) and `portable` (x86-64 with AVX2 +
 # FMA, for machines without AVX-512; NAME_portable). Each executable E comes with E_predict
 # (classifies image files) and, in E_aot/, libE_inference_all.a and E_inference.h (a C API for
-# inference). scripts/kiln-aot.in builds the same four files without CMake.
+# inference). TWO_PHASE compiles the training step as a gradient phase and an update phase
+# (CompileOptions::two_phase). scripts/kiln-aot.in builds the same four files without CMake.
 function(kiln_add_training_binary)
-  cmake_parse_arguments(K "" "NAME;BATCH_SIZE;EVAL_BATCH_SIZE;TRAIN_EXAMPLES" "MODEL;TARGETS;LIBS"
+  cmake_parse_arguments(K "TWO_PHASE" "NAME;BATCH_SIZE;EVAL_BATCH_SIZE;TRAIN_EXAMPLES" "MODEL;TARGETS;LIBS"
     ${ARGN})
   if(NOT K_NAME OR NOT K_MODEL OR NOT K_BATCH_SIZE)
     message(FATAL_ERROR "kiln_add_training_binary: NAME, MODEL and BATCH_SIZE are required")
@@ -26,6 +27,10 @@ function(kiln_add_training_binary)
   endif()
   if(NOT K_TRAIN_EXAMPLES)
     set(K_TRAIN_EXAMPLES 60000)
+  endif()
+  set(two_phase_flag)
+  if(K_TWO_PHASE)
+    set(two_phase_flag --two_phase)
   endif()
   add_executable(${K_NAME}_generator ${K_MODEL})
   target_link_libraries(${K_NAME}_generator PRIVATE Kiln::aot_generator ${K_LIBS})
@@ -53,16 +58,21 @@ function(kiln_add_training_binary)
     set(files ${out}/${exe}_train.a ${out}/${exe}_eval.a ${out}/${exe}_runtime.o
               ${out}/${exe}_program.cc ${out}/${exe}_manifest.json ${out}/${exe}_inference.h
               ${out}/${exe}_inference.cc ${out}/${exe}_predict.cc)
+    set(train_libs ${out}/${exe}_train.a)
+    if(K_TWO_PHASE)
+      list(APPEND files ${out}/${exe}_update.a)
+      list(APPEND train_libs ${out}/${exe}_update.a)
+    endif()
     add_custom_command(
       OUTPUT ${files}
       COMMAND ${K_NAME}_generator --name=${exe} --out_dir=${out} --batch=${K_BATCH_SIZE}
               --eval_batch=${K_EVAL_BATCH_SIZE} --target=${gen_target}
-              --train_examples=${K_TRAIN_EXAMPLES}
+              --train_examples=${K_TRAIN_EXAMPLES} ${two_phase_flag}
       DEPENDS ${K_NAME}_generator
       COMMENT "Compiling the training and evaluation steps of ${exe} ahead of time (${t})"
       VERBATIM)
     add_executable(${exe} ${out}/${exe}_program.cc)
-    target_link_libraries(${exe} PRIVATE ${out}/${exe}_train.a ${out}/${exe}_eval.a
+    target_link_libraries(${exe} PRIVATE ${train_libs} ${out}/${exe}_eval.a
       ${out}/${exe}_runtime.o Kiln::aot_runtime)
     # Inference export: NAME_inference (a library with the C API of NAME_inference.h over the
     # evaluation step), NAME_predict (classifies image files), and lib<NAME>_inference_all.a, the

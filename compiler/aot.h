@@ -1,7 +1,8 @@
 // Ahead-of-time training programs: a model definition in C++ in, the pieces of a standalone
 // training binary out. A model file defines `kiln::AotModel KilnAotModel()`; the generator built
 // from it (compiler/aot_generator_main.cc) writes, for a program NAME:
-//   NAME_train.a/.h, NAME_eval.a/.h   the two steps as Halide static libraries (no runtime),
+//   NAME_train.a/.h, NAME_eval.a/.h   the two steps as Halide static libraries (no runtime;
+//   NAME_update.a/.h                  with two_phase, the training step's update phase),
 //   NAME_runtime.o                    one Halide runtime for the target,
 //   NAME_manifest.json                signatures, batch sizes, target, defaults
 //   (runtime/manifest.h), NAME_program.cc                   the manifest embedded and the entry
@@ -43,6 +44,9 @@ struct AotOptions {
   // CUDA targets train resident on the device: the training set's size is compiled in
   // (CompileOptions::resident_examples; 60,000 for MNIST's training set).
   int64_t train_examples = 60000;
+  // The training step as two pipelines (CompileOptions::two_phase): NAME_train.a holds the
+  // gradient phase, NAME_update.a the update phase, the manifest both signatures.
+  bool two_phase = false;
 };
 
 absl::Status EmitTrainingProgram(const AotModel& model, const AotOptions& options);

@@ -1,7 +1,7 @@
 // The generator of an AOT training program: linked with a model file that defines KilnAotModel()
 // (see compiler/aot.h), run at build time by kiln_add_training_binary or kiln-aot.
 //   <generator> --name=mnist_cnn_train --out_dir=DIR --batch=64 [--eval_batch=1000]
-//               [--target=host|portable|host-cuda[:CC]]
+//               [--target=host|portable|host-cuda[:CC]] [--two_phase]
 #include <cstdio>
 #include <string>
 
@@ -17,6 +17,8 @@ ABSL_FLAG(std::string, target, "host",
           "host: this machine's CPU features; portable: x86-64 with AVX2 + FMA; host-cuda "
           "(or host-cuda:CC, e.g. host-cuda:86): kernels for NVIDIA GPUs, host code for this CPU");
 
+ABSL_FLAG(bool, two_phase, false,
+          "compile the training step as a gradient phase and an update phase (NAME_update.a)");
 ABSL_FLAG(int64_t, train_examples, 60000,
           "CUDA targets: the training set's size (the data set stays on the device)");
 
@@ -34,12 +36,13 @@ int main(int argc, char** argv) {
   }
   o.target = *target;
   o.train_examples = absl::GetFlag(FLAGS_train_examples);
+  o.two_phase = absl::GetFlag(FLAGS_two_phase);
   absl::Status s = kiln::EmitTrainingProgram(KilnAotModel(), o);
   if (!s.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(s.ToString()).c_str());
     return 1;
   }
-  std::printf("kiln-aot: wrote %s/%s_{train,eval}.a, _runtime.o, _manifest.json, _program.cc\n",
-              o.out_dir.c_str(), o.name.c_str());
+  std::printf("kiln-aot: wrote %s/%s_{train,eval%s}.a, _runtime.o, _manifest.json, _program.cc\n",
+              o.out_dir.c_str(), o.name.c_str(), o.two_phase ? ",update" : "");
   return 0;
 }

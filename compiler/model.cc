@@ -14,6 +14,7 @@
 #include "compiler/lower.h"
 #include "compiler/passes.h"
 #include "dsl/api.h"
+#include "runtime/two_phase_step.h"
 
 namespace kiln {
 namespace {
@@ -112,6 +113,7 @@ void LinkByIndex(StepProgram& p) {
   }
   for (auto& out : p.outputs) {
     if (out.second.updates >= 0) out.second.updates = input_of.at(out.second.updates);
+    if (out.second.param >= 0) out.second.param = input_of.at(out.second.param);
   }
 }
 
@@ -206,6 +208,7 @@ absl::StatusOr<Prepared> PrepareProgram(Graph& g, StepProgram program,
   for (const auto& in : program.inputs) out.sig.inputs.push_back(in.second);
   for (const auto& o : program.outputs) out.sig.outputs.push_back(o.second);
   out.sig.resident_batch = program.resident_batch;
+  out.sig.gradient_elements = program.gradient_elements;
   if (absl::Status st = out.sig.Validate(); !st.ok()) {
     return absl::InternalError(
         absl::StrCat("the step's signature is inconsistent: ", st.message()));
@@ -260,20 +263,33 @@ absl::StatusOr<Signature> EmitProgram(Graph& g, StepProgram program, const Compi
   return p.sig;
 }
 
-absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
-                                              const Optimizer& optimizer,
-                                              const CompileOptions& options) {
+namespace {
+
+// The pieces of a training program both step forms share, built in `g`.
+struct TrainParts {
+  std::vector<int> params;   // the parameters the loss depends on, in creation order
+  std::vector<Value> grads;  // d loss / d params[i]
+  std::vector<std::pair<int, ArgSpec>> data;                  // per-batch (or resident) inputs
+  std::vector<std::pair<int, ArgSpec>> scalars;               // loss and metrics
+  std::vector<std::pair<int, ArgSpec>> buffers, new_buffers;  // batch-norm statistics
+  std::vector<std::pair<int, ArgSpec>> sums, new_sums;        // resident running sums
+  int64_t resident_batch = 0;
+  bool dropout = false;  // the forward pass reads the step number
+};
+
+absl::StatusOr<TrainParts> BuildTrainParts(Graph& g, const ModelDef& model,
+                                           const CompileOptions& options) {
   KILN_RETURN_IF_ERROR(CheckModel(g, model));
-  KILN_RETURN_IF_ERROR(optimizer.Validate());
   if (!model.loss.valid()) return absl::InvalidArgumentError("the model has no loss");
-  std::vector<int> params = UsedParameters(g, {model.loss.id()});
-  if (params.empty()) return absl::InvalidArgumentError("the loss depends on no parameter");
+  TrainParts t;
+  t.params = UsedParameters(g, {model.loss.id()});
+  if (t.params.empty()) return absl::InvalidArgumentError("the loss depends on no parameter");
   std::vector<Value> wrt;
-  for (int id : params) wrt.push_back(g.value(id));
-  KILN_ASSIGN_OR_RETURN(std::vector<Value> grads, Gradients(model.loss, wrt));
+  for (int id : t.params) wrt.push_back(g.value(id));
+  KILN_ASSIGN_OR_RETURN(t.grads, Gradients(model.loss, wrt));
+  t.dropout = HasOp(g, {model.loss.id()}, OpKind::kDropout);
 
   const bool f64 = options.float64;
-  StepProgram p;
   const int64_t resident = options.resident_examples;
   for (const Value& v : model.inputs) {
     ArgSpec s = Spec(v.node(), resident > 0 ? ArgRole::kDataset : ArgRole::kData, v.name(), f64);
@@ -286,61 +302,126 @@ absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
       }
       s.shape[0] = resident;
     }
-    p.inputs.push_back({v.id(), s});
+    t.data.push_back({v.id(), s});
   }
   if (resident > 0) {
     Value order = g.Input(kOrderInput, {resident}, DType::kInt32);
     Value start = g.Input(kBatchStartHyper, {}, DType::kInt32);
     ArgSpec o = Spec(order.node(), ArgRole::kDataset, kOrderInput, f64);
     o.kind = ArgKind::kOrder;
-    p.inputs.push_back({order.id(), o});
+    t.data.push_back({order.id(), o});
     ArgSpec s = Spec(start.node(), ArgRole::kHyper, kBatchStartHyper, f64);
     s.init = Initializer::Constant(0);
     s.kind = ArgKind::kBatchStart;
-    p.inputs.push_back({start.id(), s});
-    p.resident_batch = model.inputs[0].shape()[0];
+    t.data.push_back({start.id(), s});
+    t.resident_batch = model.inputs[0].shape()[0];
   }
+
+  // Buffers (e.g. batch-norm running statistics) are state the model updates itself; one without
+  // an update is passed through so both buffer sets stay current.
+  std::vector<int> roots = {model.loss.id()};
+  for (const auto& [b, v] : g.buffer_updates()) roots.push_back(v);
+  for (int b : Used(g, roots, OpKind::kBuffer)) {
+    const Node bn = g.node(b);
+    t.buffers.push_back({b, Spec(bn, ArgRole::kState, bn.name, f64)});
+    int update = b;
+    for (const auto& [buf, v] : g.buffer_updates()) {
+      if (buf == b) update = v;
+    }
+    ArgSpec ns = Spec(bn, ArgRole::kNewState, bn.name, f64);
+    ns.updates = b;
+    t.new_buffers.push_back({update, ns});
+  }
+
+  t.scalars.push_back({model.loss.id(), Spec(model.loss.node(), ArgRole::kLoss, "loss", f64)});
+  for (const auto& [name, v] : model.metrics) {
+    if (!v.valid())
+      return g.status().ok() ? absl::InvalidArgumentError("invalid metric") : g.status();
+    if (!v.shape().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("metric '", name, "' must be a scalar, got ", ShapeString(v.shape())));
+    }
+    ArgSpec m = Spec(v.node(), ArgRole::kMetric, name, f64);
+    m.kind = OutputKind(ArgRole::kMetric, name);
+    t.scalars.push_back({v.id(), m});
+  }
+  if (resident > 0) {  // per-epoch sums of the loss and metrics, kept on the device
+    for (size_t k = 0; k < t.scalars.size(); ++k) {
+      const auto& [id, spec] = t.scalars[k];
+      // Float sums (counts stay exact below 2^24 per epoch).
+      Value sum = g.Input(kSumPrefix + spec.name, {});
+      Value x = g.value(id);
+      Value next = sum + (x.dtype() == DType::kFloat ? x : ToFloat(x));
+      if (!next.valid()) return g.status();
+      ArgSpec st = Spec(sum.node(), ArgRole::kState, sum.name(), f64);
+      st.kind = ArgKind::kRunningSum;
+      st.sums = static_cast<int>(k);  // scalars come first among the outputs
+      t.sums.push_back({sum.id(), st});
+      ArgSpec ns = Spec(next.node(), ArgRole::kNewState, sum.name(), f64);
+      ns.kind = ArgKind::kRunningSum;
+      ns.sums = static_cast<int>(k);
+      ns.updates = sum.id();
+      t.new_sums.push_back({next.id(), ns});
+    }
+    if (!g.status().ok()) return g.status();
+  }
+  return t;
+}
+
+// The optimizer's part of a step: its hyperparameter inputs (plus the step number when
+// `need_step`), then per parameter: the parameter input, its state inputs, clipping and weight
+// decay, the update rule, and the new parameter and state outputs. `grads` are the gradients the
+// update reads.
+struct OptimizerPart {
+  std::vector<std::pair<int, ArgSpec>> hypers, params, states, new_params, new_states;
+};
+
+absl::StatusOr<OptimizerPart> BuildOptimizerPart(Graph& g, const Optimizer& optimizer,
+                                                 const std::vector<int>& params,
+                                                 std::vector<Value> grads, bool need_step,
+                                                 bool grad_scale, bool float64) {
+  OptimizerPart o;
   g.set_name_scope(optimizer.name() + "/");
   std::vector<Value> hyper;
   std::vector<HyperParam> hypers = optimizer.Hyperparameters();
   bool has_step = false;
   for (const HyperParam& h : hypers) has_step |= h.kind == ArgKind::kStep;
-  // Dropout masks read the step number.
-  if (!has_step && HasOp(g, {model.loss.id()}, OpKind::kDropout)) {
-    hypers.push_back({kStepHyper, 1, ArgKind::kStep});
-  }
-  Value lr;
+  if (!has_step && need_step) hypers.push_back({kStepHyper, 1, ArgKind::kStep});
+  if (grad_scale) hypers.push_back({kGradScaleHyper, 1, ArgKind::kGradScale});
+  Value lr, scale;
   for (const HyperParam& hp : hypers) {
     Value h = g.Input(hp.name, {});
-    hyper.push_back(h);
+    if (hp.kind != ArgKind::kGradScale) hyper.push_back(h);  // Apply() reads its own only
     if (hp.kind == ArgKind::kLearningRate) lr = h;
-    ArgSpec s = Spec(h.node(), ArgRole::kHyper, hp.name, f64);
+    if (hp.kind == ArgKind::kGradScale) scale = h;
+    ArgSpec s = Spec(h.node(), ArgRole::kHyper, hp.name, float64);
     s.init = Initializer::Constant(hp.value);
     s.kind = hp.kind;
-    p.inputs.push_back({h.id(), s});
+    o.hypers.push_back({h.id(), s});
   }
-  std::vector<std::pair<int, ArgSpec>> states, new_params, new_states;
+  if (scale.valid()) {
+    for (Value& gr : grads) gr = gr * scale;
+  }
   if (const double c = optimizer.clip_global_norm(); c > 0) {
     // g <- g * min(1, c / ||g||) with ||g|| over all gradients; min(1, c / n) = c / (c + relu(n -
     // c)).
     Value sq;
     for (const Value& gr : grads) sq = sq.valid() ? sq + Sum(Square(gr)) : Sum(Square(gr));
-    Value scale = c / (c + Relu(Sqrt(sq) - c));
-    for (Value& gr : grads) gr = gr * scale;
+    Value clip = c / (c + Relu(Sqrt(sq) - c));
+    for (Value& gr : grads) gr = gr * clip;
   }
   for (size_t i = 0; i < params.size(); ++i) {
     const Node pn = g.node(params[i]);  // a copy: nodes are appended below
-    std::string pname = pn.name;
-    Shape shape = pn.shape;
-    p.inputs.push_back({params[i], Spec(pn, ArgRole::kParam, pname, f64)});
+    const std::string pname = pn.name;
+    o.params.push_back({params[i], Spec(pn, ArgRole::kParam, pname, float64)});
     std::vector<Value> state;
-    const size_t first_state = states.size();
+    const size_t first_state = o.states.size();
     for (const std::string& slot : optimizer.StateSlots()) {
-      Value s = g.Input(pname + "/" + slot, shape);
+      Value s = g.Input(pname + "/" + slot, pn.shape);
       state.push_back(s);
-      ArgSpec spec = Spec(s.node(), ArgRole::kState, s.name(), f64);
+      ArgSpec spec = Spec(s.node(), ArgRole::kState, s.name(), float64);
       spec.param = params[i];  // a node id until LinkByIndex
-      states.push_back({s.id(), spec});
+      o.states.push_back({s.id(), spec});
     }
     Value p_i = g.value(params[i]);
     Value grad = grads[i];
@@ -351,77 +432,132 @@ absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
       u.param = u.param - lr * (p_i * optimizer.weight_decay());
     }
     if (!g.status().ok()) return g.status();
-    ArgSpec np = Spec(u.param.node(), ArgRole::kNewParam, pname, f64);
+    ArgSpec np = Spec(u.param.node(), ArgRole::kNewParam, pname, float64);
     np.updates = params[i];
-    new_params.push_back({u.param.id(), np});
+    o.new_params.push_back({u.param.id(), np});
     for (size_t k = 0; k < u.state.size(); ++k) {
-      const auto& [state_id, state_spec] = states[first_state + k];
-      ArgSpec ns = Spec(u.state[k].node(), ArgRole::kNewState, state_spec.name, f64);
+      const auto& [state_id, state_spec] = o.states[first_state + k];
+      ArgSpec ns = Spec(u.state[k].node(), ArgRole::kNewState, state_spec.name, float64);
       ns.updates = state_id;
-      new_states.push_back({u.state[k].id(), ns});
+      o.new_states.push_back({u.state[k].id(), ns});
     }
   }
   g.set_name_scope("");
-  // Buffers (e.g. batch-norm running statistics) are state the model updates itself; one without
-  // an update is passed through so both buffer sets stay current.
-  std::vector<int> roots = {model.loss.id()};
-  for (const auto& [b, v] : g.buffer_updates()) roots.push_back(v);
-  for (int b : Used(g, roots, OpKind::kBuffer)) {
-    const Node bn = g.node(b);
-    states.push_back({b, Spec(bn, ArgRole::kState, bn.name, f64)});
-    int update = b;
-    for (const auto& [buf, v] : g.buffer_updates()) {
-      if (buf == b) update = v;
-    }
-    ArgSpec ns = Spec(bn, ArgRole::kNewState, bn.name, f64);
-    ns.updates = b;
-    new_states.push_back({update, ns});
-  }
-  p.inputs.insert(p.inputs.end(), states.begin(), states.end());
-  p.outputs.push_back({model.loss.id(), Spec(model.loss.node(), ArgRole::kLoss, "loss", f64)});
-  for (const auto& [name, v] : model.metrics) {
-    if (!v.valid())
-      return g.status().ok() ? absl::InvalidArgumentError("invalid metric") : g.status();
-    if (!v.shape().empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("metric '", name, "' must be a scalar, got ", ShapeString(v.shape())));
-    }
-    ArgSpec m = Spec(v.node(), ArgRole::kMetric, name, f64);
-    m.kind = OutputKind(ArgRole::kMetric, name);
-    p.outputs.push_back({v.id(), m});
-  }
-  if (resident > 0) {  // per-epoch sums of the loss and metrics, kept on the device
-    std::vector<std::pair<int, ArgSpec>> scalars(p.outputs.begin(), p.outputs.end());
-    for (size_t k = 0; k < scalars.size(); ++k) {
-      const auto& [id, spec] = scalars[k];
-      // Float sums (counts stay exact below 2^24 per epoch).
-      Value sum = g.Input(kSumPrefix + spec.name, {});
-      Value x = g.value(id);
-      Value next = sum + (x.dtype() == DType::kFloat ? x : ToFloat(x));
-      if (!next.valid()) return g.status();
-      ArgSpec st = Spec(sum.node(), ArgRole::kState, sum.name(), f64);
-      st.kind = ArgKind::kRunningSum;
-      st.sums = static_cast<int>(k);
-      p.inputs.push_back({sum.id(), st});
-      ArgSpec ns = Spec(next.node(), ArgRole::kNewState, sum.name(), f64);
-      ns.kind = ArgKind::kRunningSum;
-      ns.sums = static_cast<int>(k);
-      ns.updates = sum.id();
-      new_states.push_back({next.id(), ns});
-    }
-    if (!g.status().ok()) return g.status();
-  }
-  p.outputs.insert(p.outputs.end(), new_params.begin(), new_params.end());
-  p.outputs.insert(p.outputs.end(), new_states.begin(), new_states.end());
+  return o;
+}
+
+template <typename T>
+void Append(std::vector<T>& to, const std::vector<T>& from) {
+  to.insert(to.end(), from.begin(), from.end());
+}
+
+}  // namespace
+
+absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
+                                              const Optimizer& optimizer,
+                                              const CompileOptions& options) {
+  KILN_RETURN_IF_ERROR(optimizer.Validate());
+  KILN_ASSIGN_OR_RETURN(TrainParts t, BuildTrainParts(g, model, options));
+  KILN_ASSIGN_OR_RETURN(OptimizerPart o,
+                        BuildOptimizerPart(g, optimizer, t.params, t.grads, t.dropout,
+                                           /*grad_scale=*/false, options.float64));
+  StepProgram p;
+  p.resident_batch = t.resident_batch;
+  // Inputs: data, hyperparameters, parameters, optimizer state, buffers, sums.
+  Append(p.inputs, t.data);
+  Append(p.inputs, o.hypers);
+  Append(p.inputs, o.params);
+  Append(p.inputs, o.states);
+  Append(p.inputs, t.buffers);
+  Append(p.inputs, t.sums);
+  // Outputs: loss and metrics, new parameters, new optimizer state, buffers, sums.
+  Append(p.outputs, t.scalars);
+  Append(p.outputs, o.new_params);
+  Append(p.outputs, o.new_states);
+  Append(p.outputs, t.new_buffers);
+  Append(p.outputs, t.new_sums);
   LinkByIndex(p);
   return p;
+}
+
+absl::StatusOr<TwoPhasePrograms> BuildTwoPhasePrograms(Graph& g, const ModelDef& model,
+                                                       const Optimizer& optimizer,
+                                                       const CompileOptions& options) {
+  KILN_RETURN_IF_ERROR(optimizer.Validate());
+  KILN_ASSIGN_OR_RETURN(TrainParts t, BuildTrainParts(g, model, options));
+  const bool f64 = options.float64;
+  TwoPhasePrograms out;
+  // The gradient phase: data, (the step number for dropout), parameters, buffers and sums in;
+  // loss, metrics, gradients, buffers and sums out.
+  StepProgram& gp = out.gradient;
+  gp.resident_batch = t.resident_batch;
+  Append(gp.inputs, t.data);
+  if (t.dropout) {
+    Value step = g.Input(kStepHyper, {});
+    ArgSpec s = Spec(step.node(), ArgRole::kHyper, kStepHyper, f64);
+    s.init = Initializer::Constant(1);
+    s.kind = ArgKind::kStep;
+    gp.inputs.push_back({step.id(), s});
+  }
+  for (int id : t.params)
+    gp.inputs.push_back({id, Spec(g.node(id), ArgRole::kParam, g.node(id).name, f64)});
+  Append(gp.inputs, t.buffers);
+  Append(gp.inputs, t.sums);
+  Append(gp.outputs, t.scalars);
+  // The update phase reads each gradient from an input of its own.
+  const int64_t align = kGradientAlignBytes / (f64 ? 8 : 4);
+  int64_t offset = 0;
+  std::vector<Value> grad_inputs;
+  std::vector<std::pair<int, ArgSpec>> grad_specs;
+  for (size_t i = 0; i < t.params.size(); ++i) {
+    const Node& pn = g.node(t.params[i]);
+    ArgSpec a = Spec(pn, ArgRole::kGradient, "grad/" + pn.name, f64);
+    a.init = Initializer();
+    a.param = t.params[i];  // a node id until LinkByIndex
+    a.offset = offset;
+    offset += (NumElements(pn.shape) + align - 1) / align * align;
+    gp.outputs.push_back({t.grads[i].id(), a});
+    Value in = g.Input(a.name, pn.shape);
+    grad_inputs.push_back(in);
+    grad_specs.push_back({in.id(), a});
+  }
+  gp.gradient_elements = offset;
+  Append(gp.outputs, t.new_buffers);
+  Append(gp.outputs, t.new_sums);
+  // Sums link to the scalars by output index: the scalars come first in both forms.
+  LinkByIndex(gp);
+
+  KILN_ASSIGN_OR_RETURN(OptimizerPart o,
+                        BuildOptimizerPart(g, optimizer, t.params, grad_inputs,
+                                           /*need_step=*/false, /*grad_scale=*/true, f64));
+  StepProgram& up = out.update;
+  Append(up.inputs, o.hypers);
+  Append(up.inputs, o.params);
+  Append(up.inputs, o.states);
+  Append(up.inputs, grad_specs);
+  Append(up.outputs, o.new_params);
+  Append(up.outputs, o.new_states);
+  up.gradient_elements = offset;
+  LinkByIndex(up);
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const ModelDef& model,
                                                              const Optimizer& optimizer,
                                                              const CompileOptions& options) {
-  KILN_ASSIGN_OR_RETURN(StepProgram p, BuildTrainProgram(g, model, optimizer, options));
-  return CompileProgram(g, std::move(p), options);
+  if (!options.two_phase) {
+    KILN_ASSIGN_OR_RETURN(StepProgram p, BuildTrainProgram(g, model, optimizer, options));
+    return CompileProgram(g, std::move(p), options);
+  }
+  KILN_ASSIGN_OR_RETURN(TwoPhasePrograms p, BuildTwoPhasePrograms(g, model, optimizer, options));
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<Executable> gradient,
+                        CompileProgram(g, std::move(p.gradient), options));
+  CompileOptions update_options = options;  // dumps of the update phase go next to the first
+  if (!options.dot_path.empty()) update_options.dot_path += ".update";
+  if (!options.stmt_path.empty()) update_options.stmt_path += ".update";
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<Executable> update,
+                        CompileProgram(g, std::move(p.update), update_options));
+  return MakeTwoPhaseStep(std::move(gradient), std::move(update));
 }
 
 absl::StatusOr<StepProgram> BuildEvalProgram(Graph& g, const ModelDef& model,

@@ -1,6 +1,6 @@
 // From a model definition to compiled steps: the training step (forward, loss, backward, optimizer
 // update, metrics) and the evaluation step (forward, per-example outputs), each ONE Halide
-// pipeline.
+// pipeline, or the training step as two (CompileOptions::two_phase).
 //
 //   kiln::ModelDef BuildSoftmax(kiln::Graph& g, int64_t batch) {
 //     kiln::ModelDef m;
@@ -68,6 +68,12 @@ struct CompileOptions {
   // batch_start is a by-value hyperparameter, and the loss and metrics are also summed into
   // "sum/..." state so the host reads nothing back inside an epoch.
   int64_t resident_examples = 0;
+  // The training step as two pipelines run one after the other (runtime/two_phase_step.h): a
+  // gradient phase (loss, metrics and every gradient into one contiguous buffer) and an update
+  // phase (clipping, weight decay and the optimizer over that buffer, scaled by the runtime
+  // hyperparameter "grad_scale"). Between them a caller may read or combine the gradients
+  // (data-parallel training sums them across processes). Default: one pipeline.
+  bool two_phase = false;
 };
 
 // Builds the training graph (adds gradient and update nodes to `g`), runs the passes, lowers and
@@ -87,6 +93,7 @@ struct StepProgram {
   std::vector<std::pair<int, ArgSpec>> inputs;   // node id, spec
   std::vector<std::pair<int, ArgSpec>> outputs;  // node id, spec
   int64_t resident_batch = 0;                    // see Signature::resident_batch
+  int64_t gradient_elements = 0;                 // see Signature::gradient_elements
 };
 absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram program,
                                                            const CompileOptions& options);
@@ -96,6 +103,15 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram
 absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
                                               const Optimizer& optimizer,
                                               const CompileOptions& options);
+// The two phases of a two-phase training step (CompileOptions::two_phase): the gradient phase's
+// kGradient outputs and the update phase's kGradient inputs lie at the same offsets of one
+// gradient buffer.
+struct TwoPhasePrograms {
+  StepProgram gradient, update;
+};
+absl::StatusOr<TwoPhasePrograms> BuildTwoPhasePrograms(Graph& g, const ModelDef& model,
+                                                       const Optimizer& optimizer,
+                                                       const CompileOptions& options);
 absl::StatusOr<StepProgram> BuildEvalProgram(Graph& g, const ModelDef& model,
                                              const CompileOptions& options);
 

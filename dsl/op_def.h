@@ -92,6 +92,10 @@ using ScheduleFn = void (*)(LowerCtx& ctx, const Node& n, Lowered& l);
 // Constant folding: the op's value when every input is a constant fill (`x` holds their values);
 // the result fills the node's shape.
 using FoldFn = double (*)(const std::vector<double>& x, const Attrs& attrs);
+// How many times a complex op reads each element of its input `i` (a matmul's left operand: once
+// per output column). The lowering computes an elementwise producer of an input read more than
+// once into a buffer of its own, and inlines it into an input read once.
+using ReadsFn = int64_t (*)(const Node& n, int i);
 
 struct OpDef {
   const char* name;
@@ -100,8 +104,9 @@ struct OpDef {
   InferFn infer;
   VjpFn vjp;  // nullptr: not differentiable (an error if it lies on a path to a parameter)
   LowerFn lower;
-  ScheduleFn schedule;    // nullptr: the default for the pattern
-  FoldFn fold = nullptr;  // nullptr: never folded
+  ScheduleFn schedule;      // nullptr: the default for the pattern
+  FoldFn fold = nullptr;    // nullptr: never folded
+  ReadsFn reads = nullptr;  // complex ops; nullptr: every input read many times
 };
 
 // The definition of a library op (not kCustom).

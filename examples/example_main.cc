@@ -30,6 +30,9 @@ ABSL_FLAG(std::string, target, "host",
           "where the steps run: host (this CPU), portable (x86-64 AVX2), host-cuda[:CC] (an NVIDIA "
           "GPU; CC defaults to the device's capability), or auto (host-cuda when a CUDA device "
           "answers, else host)");
+ABSL_FLAG(bool, two_phase, false,
+          "compile the training step as two pipelines: gradients into one buffer, then the "
+          "optimizer update over it (same parameters; what data-parallel training runs)");
 ABSL_FLAG(std::string, cache_dir, "auto",
           "compile cache directory ('auto': $KILN_CACHE_DIR if set, else ~/.cache/kiln; empty: "
           "compile in memory on every run)");
@@ -70,6 +73,7 @@ int RunExample(int argc, char** argv, const Example& e) {
   options.target = *target;
   options.dump_graphs = absl::GetFlag(FLAGS_dump_graph);
   options.stmt_path = absl::GetFlag(FLAGS_stmt);
+  options.two_phase = absl::GetFlag(FLAGS_two_phase);
   options.cache_dir = absl::GetFlag(FLAGS_cache_dir);
   if (options.cache_dir == "auto") options.cache_dir = DefaultCacheDir();
   const int64_t limit_mb = absl::GetFlag(FLAGS_memory_limit_mb);
@@ -106,6 +110,7 @@ int RunExample(int argc, char** argv, const Example& e) {
       CompileTrainStep(train_graph, model, *optimizer, options);
   if (!train_step.ok()) return DriverFail(train_step.status());
   options.resident_examples = 0;
+  options.two_phase = false;
   options.dot_path.clear();
   options.stmt_path.clear();
   absl::StatusOr<std::unique_ptr<Executable>> eval_step =

@@ -11,6 +11,7 @@
 #include "runtime/driver.h"
 #include "runtime/manifest.h"
 #include "runtime/step_allocator.h"
+#include "runtime/two_phase_step.h"
 
 int main(int argc, char** argv) {
   using namespace kiln;
@@ -43,8 +44,23 @@ int main(int argc, char** argv) {
   // The steps' scratch memory comes from the pool (the runtime is linked in statically).
   halide_set_custom_malloc(StepMalloc);
   halide_set_custom_free(StepFree);
-  auto train = MakeNativeExecutable(m->train, kKilnAotProgram.train, kKilnAotProgram.train_metadata,
-                                    nullptr);
+  absl::StatusOr<std::unique_ptr<Executable>> train;
+  if (m->two_phase) {  // the gradient and update phases, run as one step
+    if (kKilnAotProgram.update == nullptr) {
+      return DriverFail(absl::FailedPreconditionError(
+          "the manifest describes a two-phase step but the binary has no update phase"));
+    }
+    auto gradient = MakeNativeExecutable(m->train_gradient, kKilnAotProgram.train,
+                                         kKilnAotProgram.train_metadata, nullptr);
+    if (!gradient.ok()) return DriverFail(gradient.status());
+    auto update = MakeNativeExecutable(m->train_update, kKilnAotProgram.update,
+                                       kKilnAotProgram.update_metadata, nullptr);
+    if (!update.ok()) return DriverFail(update.status());
+    train = MakeTwoPhaseStep(std::move(*gradient), std::move(*update));
+  } else {
+    train = MakeNativeExecutable(m->train, kKilnAotProgram.train, kKilnAotProgram.train_metadata,
+                                 nullptr);
+  }
   if (!train.ok()) return DriverFail(train.status());
   auto eval =
       MakeNativeExecutable(m->eval, kKilnAotProgram.eval, kKilnAotProgram.eval_metadata, nullptr);
@@ -52,9 +68,9 @@ int main(int argc, char** argv) {
   absl::StatusOr<DriverData> data = LoadDriverData(o);
   if (!data.ok()) return DriverFail(data.status());
   if (absl::Status s = ValidateDriverOptions(o, *data, m->batch); !s.ok()) return DriverFail(s);
-  std::printf("%s: compiled ahead of time for %s, training batch %lld, evaluation batch %lld\n",
+  std::printf("%s: compiled ahead of time for %s, training batch %lld%s, evaluation batch %lld\n",
               m->name.c_str(), m->target.c_str(), static_cast<long long>(m->batch),
-              static_cast<long long>(m->eval_batch));
+              m->two_phase ? " (two-phase step)" : "", static_cast<long long>(m->eval_batch));
   DriverInfo info;
   info.name = m->name;
   info.optimizer = m->optimizer;

@@ -68,18 +68,50 @@ absl::StatusOr<EvalResult> EvaluateStep(Executable& eval, ParameterStore& store,
     r.confusion.assign(static_cast<size_t>(classes),
                        std::vector<int64_t>(static_cast<size_t>(classes), 0));
   }
+  // Full batches are read in place: the example (and target) inputs point into the data set's
+  // own arrays when they hold what the step reads (uint8 pixels or float values, int32 labels or
+  // float targets); only a padded last batch, or examples the step reads in another type, are
+  // copied.
+  const int e = sig.FindInput(ArgKind::kExample), t = sig.FindInput(ArgKind::kTarget);
+  const int64_t rows = sig.inputs[e].shape[0], size = data.example_size();
+  const bool example_in_place =
+      sig.inputs[e].type == (data.float_examples() ? ScalarType::kF32 : ScalarType::kU8);
+  const bool target_in_place =
+      t < 0 || sig.inputs[t].type == (r.classification ? ScalarType::kI32 : ScalarType::kF32);
+  const TensorRef example_buf = e >= 0 ? b.args.in[e] : TensorRef(),
+                  target_buf = t >= 0 ? b.args.in[t] : TensorRef();
   double loss_sum = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t batch = 0; batch < batches->num_batches(); ++batch) {
-    const int64_t real = batches->Prepare(batch);
+    const int64_t first = batch * rows;
+    const bool in_place = example_in_place && target_in_place && first + rows <= data.count;
+    int64_t real = rows;
+    if (in_place) {
+      b.args.in[e].data = data.float_examples()
+                              ? static_cast<void*>(const_cast<float*>(&data.values[first * size]))
+                              : const_cast<uint8_t*>(&data.pixels[first * size]);
+      if (t >= 0) {
+        b.args.in[t].data = r.classification
+                                ? static_cast<void*>(const_cast<int32_t*>(&data.labels[first]))
+                                : const_cast<float*>(&data.targets[first * data.target_size()]);
+      }
+    } else {
+      b.args.in[e] = example_buf;
+      if (t >= 0) b.args.in[t] = target_buf;
+      real = batches->Prepare(batch);
+    }
     KILN_RETURN_IF_ERROR(eval.Run(b.args.in, b.args.out));
+    r.count += real;
+    if (loss >= 0) {
+      for (int64_t row = 0; row < real; ++row) loss_sum += b.outputs[loss].At(row);
+    }
+    if (!r.classification) continue;
+    const int32_t* predicted = b.outputs[pred].data<int32_t>();
+    const int32_t* truth = &data.labels[first];
     for (int64_t row = 0; row < real; ++row) {
-      ++r.count;
-      if (loss >= 0) loss_sum += b.outputs[loss].At(row);
-      if (!r.classification) continue;
-      const int32_t p = b.outputs[pred].data<int32_t>()[row], truth = batches->labels()[row];
-      if (p == truth) ++r.correct;
-      if (p >= 0 && p < classes) ++r.confusion[truth][p];
+      const int32_t p = predicted[row];
+      r.correct += p == truth[row];
+      if (p >= 0 && p < classes) ++r.confusion[truth[row]][p];
     }
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

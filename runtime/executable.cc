@@ -28,6 +28,8 @@ const char* ArgRoleName(ArgRole r) {
       return "output";
     case ArgRole::kDataset:
       return "dataset";
+    case ArgRole::kGradient:
+      return "gradient";
   }
   return "?";
 }
@@ -84,6 +86,8 @@ const char* ArgKindName(ArgKind k) {
       return "example_loss";
     case ArgKind::kRunningSum:
       return "running_sum";
+    case ArgKind::kGradScale:
+      return "grad_scale";
   }
   return "?";
 }
@@ -104,6 +108,7 @@ bool KindFitsRole(ArgKind k, ArgRole r) {
     case ArgKind::kLearningRate:
     case ArgKind::kStep:
     case ArgKind::kBatchStart:
+    case ArgKind::kGradScale:
       return r == ArgRole::kHyper;
     case ArgKind::kExample:
     case ArgKind::kTarget:
@@ -134,9 +139,26 @@ absl::Status Signature::Validate() const {
   for (const std::vector<ArgSpec>* list : {&inputs, &outputs}) {
     for (const ArgSpec& a : *list) {
       if (!KindFitsRole(a.kind, a.role)) return bad(a, "this kind does not fit this role");
-      if (a.param >= 0 && (a.role != ArgRole::kState || !in_range(a.param, inputs.size()) ||
+      const bool linked = a.role == ArgRole::kState || a.role == ArgRole::kGradient;
+      if (a.param >= 0 && (!linked || !in_range(a.param, inputs.size()) ||
                            inputs[a.param].role != ArgRole::kParam)) {
         return bad(a, absl::StrCat("param ", a.param, " is not a parameter input"));
+      }
+      if (a.role == ArgRole::kGradient) {
+        if (a.param < 0) return bad(a, "a gradient names no parameter");
+        const ArgSpec& p = inputs[a.param];
+        if (p.type != a.type || p.shape != a.shape) {
+          return bad(a, absl::StrCat("the gradient of '", p.name, "' has another type or shape"));
+        }
+        const int64_t align = kGradientAlignBytes / ScalarSize(a.type);
+        if (a.offset < 0 || a.offset % align != 0 ||
+            a.offset + NumElements(a.shape) > gradient_elements) {
+          return bad(a, absl::StrCat("offset ", a.offset, " is not a ", kGradientAlignBytes,
+                                     "-byte boundary inside the ", gradient_elements,
+                                     "-element gradient buffer"));
+        }
+      } else if (a.offset != -1) {
+        return bad(a, "only gradients have an offset");
       }
       if (a.sums >= 0 && (a.kind != ArgKind::kRunningSum || !in_range(a.sums, outputs.size()))) {
         return bad(a, absl::StrCat("sums ", a.sums, " is not an output"));

@@ -33,6 +33,10 @@ enum class ArgRole {
   // labels) the step gathers its batch from, rows order[batch_start + i]; and "order" itself,
   // the epoch's permutation of the examples.
   kDataset,
+  // A two-phase step (CompileOptions::two_phase): one parameter's gradient, an output of the
+  // gradient phase and an input of the update phase, a view of the step's gradient buffer at
+  // ArgSpec::offset.
+  kGradient,
 };
 // Node names in resident steps (for dumps; the runtime reads ArgKind): the permutation input,
 // the rank-0 int32 hyperparameter with the batch's first position in it, and the per-epoch sums
@@ -56,7 +60,13 @@ enum class ArgKind {
   kPrediction,    // kOutput: the predicted class of each example
   kExampleLoss,   // kOutput: the loss of each example
   kRunningSum,    // kState, kNewState (resident): the epoch's sum of output `sums`
+  kGradScale,     // kHyper (update phase): every gradient is multiplied by it first (1 alone,
+                  // 1/N when N processes sum their gradients)
 };
+// The name of the kGradScale hyperparameter (TrainConfig::hyper may set it).
+inline constexpr char kGradScaleHyper[] = "grad_scale";
+// Each gradient of a two-phase step starts on a 64-byte boundary of the gradient buffer.
+inline constexpr int64_t kGradientAlignBytes = 64;
 const char* ArgKindName(ArgKind k);
 
 struct ArgSpec {
@@ -66,13 +76,17 @@ struct ArgSpec {
   Shape shape;
   Initializer init;  // parameters only
   ArgKind kind = ArgKind::kNone;
-  // kState (an optimizer's slot): the index in Signature::inputs of its parameter. -1 otherwise.
+  // kState (an optimizer's slot) and kGradient: the index in Signature::inputs of its parameter.
+  // -1 otherwise.
   int param = -1;
   // kNewParam, kNewState: the index in Signature::inputs of the value this output replaces at the
   // next step. -1 otherwise.
   int updates = -1;
   // kRunningSum states: the index in Signature::outputs of the loss or metric summed. -1 otherwise.
   int sums = -1;
+  // kGradient: the element offset of this gradient in the gradient buffer (a multiple of
+  // kGradientAlignBytes). -1 otherwise.
+  int64_t offset = -1;
 };
 
 // Rank-0 hyperparameters (learning rate, step number) are passed to the compiled step by value,
@@ -85,6 +99,9 @@ struct Signature {
   std::vector<ArgSpec> outputs;
   // A resident training step (kDataset inputs): the rows it gathers per call; 0 otherwise.
   int64_t resident_batch = 0;
+  // A phase of a two-phase step: the elements of its gradient buffer (every kGradient argument
+  // lies inside it); 0 otherwise.
+  int64_t gradient_elements = 0;
   // Index of the argument with this role and name, or -1.
   int FindInput(ArgRole role, const std::string& name) const;
   int FindOutput(ArgRole role, const std::string& name) const;

@@ -13,13 +13,14 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr ArgRole kRoles[] = {
-    ArgRole::kData,   ArgRole::kHyper,    ArgRole::kParam,    ArgRole::kState,  ArgRole::kLoss,
-    ArgRole::kMetric, ArgRole::kNewParam, ArgRole::kNewState, ArgRole::kOutput, ArgRole::kDataset};
+constexpr ArgRole kRoles[] = {ArgRole::kData,     ArgRole::kHyper,    ArgRole::kParam,
+                              ArgRole::kState,    ArgRole::kLoss,     ArgRole::kMetric,
+                              ArgRole::kNewParam, ArgRole::kNewState, ArgRole::kOutput,
+                              ArgRole::kDataset,  ArgRole::kGradient};
 constexpr ArgKind kKinds[] = {ArgKind::kNone,        ArgKind::kLearningRate, ArgKind::kStep,
                               ArgKind::kBatchStart,  ArgKind::kExample,      ArgKind::kTarget,
                               ArgKind::kOrder,       ArgKind::kCorrectCount, ArgKind::kPrediction,
-                              ArgKind::kExampleLoss, ArgKind::kRunningSum};
+                              ArgKind::kExampleLoss, ArgKind::kRunningSum,   ArgKind::kGradScale};
 constexpr ScalarType kTypes[] = {ScalarType::kF32, ScalarType::kF64, ScalarType::kI32,
                                  ScalarType::kU8};
 constexpr Initializer::Kind kInits[] = {
@@ -38,11 +39,18 @@ Json ArgsToJson(const std::vector<ArgSpec>& args) {
          {"param", a.param},
          {"updates", a.updates},
          {"sums", a.sums},
+         {"offset", a.offset},
          {"dtype", ScalarTypeName(a.type)},
          {"shape", a.shape},
          {"init", {{"kind", static_cast<int>(a.init.kind)}, {"a", a.init.a}, {"b", a.init.b}}}});
   }
   return out;
+}
+
+Json SignatureToJson(const Signature& s) {
+  Json j = {{"inputs", ArgsToJson(s.inputs)}, {"outputs", ArgsToJson(s.outputs)}};
+  if (s.gradient_elements > 0) j["gradient_elements"] = s.gradient_elements;
+  return j;
 }
 
 // Field access that reports the path of what is missing or mistyped. Numbers are checked before
@@ -127,6 +135,9 @@ absl::StatusOr<std::vector<ArgSpec>> ArgsFromJson(const Json& j, const std::stri
     KILN_ASSIGN_OR_RETURN(a.param, Get<int>(j[i], "param", at));
     KILN_ASSIGN_OR_RETURN(a.updates, Get<int>(j[i], "updates", at));
     KILN_ASSIGN_OR_RETURN(a.sums, Get<int>(j[i], "sums", at));
+    if (j[i].contains("offset")) {
+      KILN_ASSIGN_OR_RETURN(a.offset, Get<int64_t>(j[i], "offset", at));
+    }
     found = false;
     for (ScalarType t : kTypes) {
       if (dtype == ScalarTypeName(t)) a.type = t, found = true;
@@ -180,21 +191,27 @@ absl::Status CheckBatch(const std::vector<ArgSpec>& in, int64_t batch, const cha
 }  // namespace
 
 std::string ManifestToJson(const AotManifest& m) {
-  Json j = {
-      {"version", m.version},
-      {"name", m.name},
-      {"target", m.target},
-      {"optimizer", m.optimizer},
-      {"batch", m.batch},
-      {"eval_batch", m.eval_batch},
-      {"defaults",
-       {{"epochs", m.defaults.epochs},
-        {"lr", m.defaults.lr},
-        {"lr_schedule", m.defaults.lr_schedule},
-        {"random_shift", m.defaults.random_shift},
-        {"log_every", m.defaults.log_every}}},
-      {"train", {{"inputs", ArgsToJson(m.train.inputs)}, {"outputs", ArgsToJson(m.train.outputs)}}},
-      {"eval", {{"inputs", ArgsToJson(m.eval.inputs)}, {"outputs", ArgsToJson(m.eval.outputs)}}}};
+  Json j = {{"version", m.version},
+            {"name", m.name},
+            {"target", m.target},
+            {"optimizer", m.optimizer},
+            {"batch", m.batch},
+            {"eval_batch", m.eval_batch},
+            {"defaults",
+             {{"epochs", m.defaults.epochs},
+              {"lr", m.defaults.lr},
+              {"lr_schedule", m.defaults.lr_schedule},
+              {"random_shift", m.defaults.random_shift},
+              {"log_every", m.defaults.log_every}}},
+            {"eval", SignatureToJson(m.eval)}};
+  if (m.two_phase) {
+    j["step_form"] = "two_phase";
+    j["train_gradient"] = SignatureToJson(m.train_gradient);
+    j["train_update"] = SignatureToJson(m.train_update);
+  } else {
+    j["step_form"] = "one_pipeline";
+    j["train"] = SignatureToJson(m.train);
+  }
   return j.dump(1);
 }
 
@@ -231,8 +248,23 @@ absl::StatusOr<AotManifest> ParseManifest(absl::string_view text) {
   KILN_ASSIGN_OR_RETURN(m.defaults.lr_schedule, Get<std::string>(d, "lr_schedule", "defaults"));
   KILN_ASSIGN_OR_RETURN(m.defaults.random_shift, Get<int>(d, "random_shift", "defaults"));
   KILN_ASSIGN_OR_RETURN(m.defaults.log_every, Get<int64_t>(d, "log_every", "defaults"));
-  for (auto [key, sig] :
-       {std::pair<const char*, Signature*>{"train", &m.train}, {"eval", &m.eval}}) {
+  std::string form = "one_pipeline";
+  if (j.contains("step_form")) {
+    KILN_ASSIGN_OR_RETURN(form, Get<std::string>(j, "step_form", "manifest"));
+  }
+  if (form != "one_pipeline" && form != "two_phase") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest: step_form '", form, "' is unknown (one_pipeline or two_phase)"));
+  }
+  m.two_phase = form == "two_phase";
+  std::vector<std::pair<const char*, Signature*>> sigs = {{"eval", &m.eval}};
+  if (m.two_phase) {
+    sigs.push_back({"train_gradient", &m.train_gradient});
+    sigs.push_back({"train_update", &m.train_update});
+  } else {
+    sigs.push_back({"train", &m.train});
+  }
+  for (auto [key, sig] : sigs) {
     if (!j.contains(key) || !j[key].is_object())
       return absl::InvalidArgumentError(absl::StrCat("manifest: ", key, " is missing"));
     if (!j[key].contains("inputs") || !j[key].contains("outputs"))
@@ -242,17 +274,22 @@ absl::StatusOr<AotManifest> ParseManifest(absl::string_view text) {
                           ArgsFromJson(j[key]["inputs"], absl::StrCat(key, ".inputs")));
     KILN_ASSIGN_OR_RETURN(sig->outputs,
                           ArgsFromJson(j[key]["outputs"], absl::StrCat(key, ".outputs")));
-  }
-  for (const ArgSpec& a : m.train.inputs) {
-    if (a.role == ArgRole::kDataset) m.train.resident_batch = m.batch;
-  }
-  for (auto [key, sig] :
-       {std::pair<const char*, const Signature*>{"train", &m.train}, {"eval", &m.eval}}) {
+    if (j[key].contains("gradient_elements")) {
+      KILN_ASSIGN_OR_RETURN(sig->gradient_elements, Get<int64_t>(j[key], "gradient_elements", key));
+      if (sig->gradient_elements < 0 || sig->gradient_elements > (int64_t{1} << 34)) {
+        return absl::InvalidArgumentError(absl::StrCat("manifest: ", key, ".gradient_elements ",
+                                                       sig->gradient_elements, " is out of range"));
+      }
+    }
+    for (const ArgSpec& a : sig->inputs) {
+      if (a.role == ArgRole::kDataset) sig->resident_batch = m.batch;
+    }
     if (absl::Status st = sig->Validate(); !st.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("manifest: ", key, ": ", st.message()));
     }
   }
-  KILN_RETURN_IF_ERROR(CheckBatch(m.train.inputs, m.batch, "train"));
+  const Signature& first = m.two_phase ? m.train_gradient : m.train;
+  KILN_RETURN_IF_ERROR(CheckBatch(first.inputs, m.batch, "train"));
   KILN_RETURN_IF_ERROR(CheckBatch(m.eval.inputs, m.eval_batch, "eval"));
   return m;
 }

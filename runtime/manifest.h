@@ -17,8 +17,9 @@
 
 namespace kiln {
 
-// Version 2: arguments carry their ArgKind and links (param, updates, sums). Version 1 manifests
-// are refused with a message to rebuild: their meaning was in names.
+// Version 2: arguments carry their ArgKind and links (param, updates, sums; gradients their
+// offset, optional). Version 1 manifests are refused with a message to rebuild: their meaning was
+// in names.
 inline constexpr int kManifestVersion = 2;
 
 struct AotManifest {
@@ -29,6 +30,11 @@ struct AotManifest {
   int64_t batch = 0, eval_batch = 0;
   DriverDefaults defaults;
   Signature train, eval;
+  // A two-phase training step (CompileOptions::two_phase; JSON "step_form": "two_phase"): its
+  // phases' signatures instead of `train` (JSON "train_gradient" and "train_update"), their entry
+  // points AotProgram::train and AotProgram::update.
+  bool two_phase = false;
+  Signature train_gradient, train_update;
 };
 
 std::string ManifestToJson(const AotManifest& m);
