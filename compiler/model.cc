@@ -186,7 +186,12 @@ absl::StatusOr<Prepared> PrepareProgram(Graph& g, StepProgram program,
   KILN_ASSIGN_OR_RETURN(out.target, ToHalideTarget(options.target));
   std::vector<int> roots;
   for (const auto& o : program.outputs) roots.push_back(o.first);
+  // The strict nodes go through the passes with the roots, so CSE remaps them too.
+  const size_t outputs = roots.size();
+  roots.insert(roots.end(), program.strict.begin(), program.strict.end());
   RunPasses(g, roots, options.dump_graphs);
+  program.strict.assign(roots.begin() + static_cast<std::ptrdiff_t>(outputs), roots.end());
+  roots.resize(outputs);
   for (size_t i = 0; i < roots.size(); ++i) program.outputs[i].first = roots[i];
   // Every source the outputs need must be an argument.
   std::set<int> args;
@@ -374,6 +379,7 @@ absl::StatusOr<TrainParts> BuildTrainParts(Graph& g, const ModelDef& model,
 // update reads.
 struct OptimizerPart {
   std::vector<std::pair<int, ArgSpec>> hypers, params, states, new_params, new_states;
+  std::vector<int> nodes;  // every node it made (StepProgram::strict)
 };
 
 absl::StatusOr<OptimizerPart> BuildOptimizerPart(Graph& g, const Optimizer& optimizer,
@@ -381,6 +387,7 @@ absl::StatusOr<OptimizerPart> BuildOptimizerPart(Graph& g, const Optimizer& opti
                                                  std::vector<Value> grads, bool need_step,
                                                  bool grad_scale, bool float64) {
   OptimizerPart o;
+  const int first_node = g.size();
   g.set_name_scope(optimizer.name() + "/");
   std::vector<Value> hyper;
   std::vector<HyperParam> hypers = optimizer.Hyperparameters();
@@ -443,6 +450,7 @@ absl::StatusOr<OptimizerPart> BuildOptimizerPart(Graph& g, const Optimizer& opti
     }
   }
   g.set_name_scope("");
+  for (int id = first_node; id < g.size(); ++id) o.nodes.push_back(id);
   return o;
 }
 
@@ -476,6 +484,7 @@ absl::StatusOr<StepProgram> BuildTrainProgram(Graph& g, const ModelDef& model,
   Append(p.outputs, o.new_states);
   Append(p.outputs, t.new_buffers);
   Append(p.outputs, t.new_sums);
+  p.strict = o.nodes;
   LinkByIndex(p);
   return p;
 }
@@ -538,6 +547,7 @@ absl::StatusOr<TwoPhasePrograms> BuildTwoPhasePrograms(Graph& g, const ModelDef&
   Append(up.outputs, o.new_params);
   Append(up.outputs, o.new_states);
   up.gradient_elements = offset;
+  up.strict = o.nodes;
   LinkByIndex(up);
   return out;
 }

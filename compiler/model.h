@@ -94,6 +94,10 @@ struct StepProgram {
   std::vector<std::pair<int, ArgSpec>> outputs;  // node id, spec
   int64_t resident_batch = 0;                    // see Signature::resident_batch
   int64_t gradient_elements = 0;                 // see Signature::gradient_elements
+  // Nodes whose floating-point arithmetic is compiled strictly (no fused multiply-adds, no
+  // reassociation): the optimizer's part of a training step, so that one pipeline and a
+  // two-phase update, whose surroundings differ, round it alike.
+  std::vector<int> strict;
 };
 absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram program,
                                                            const CompileOptions& options);
