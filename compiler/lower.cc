@@ -192,8 +192,15 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
       const Node& n = g.node(id);
       if (DefOf(n).pattern != Pattern::kComplex) continue;
       for (size_t i = 0; i < n.inputs.size(); ++i) {
-        if (DefOf(n).reads != nullptr && DefOf(n).reads(n, static_cast<int>(i)) <= 1) continue;
         int p = ThroughViews(g, n.inputs[i]);
+        // Read once, and through no view that repeats elements (a broadcast): inlined.
+        bool repeats = false;
+        for (int v = n.inputs[i]; v != p; v = g.node(v).inputs[0]) {
+          repeats |= g.node(v).op == OpKind::kBroadcastTo;
+        }
+        if (!repeats && DefOf(n).reads != nullptr && DefOf(n).reads(n, static_cast<int>(i)) <= 1) {
+          continue;
+        }
         if (DefOf(g.node(p)).pattern == Pattern::kElementwise &&
             g.node(p).op != OpKind::kConstant) {
           materialize[p] = true;

@@ -161,6 +161,7 @@ class LowerCtx {
   void set_graph(const Graph* g) { graph_ = g; }
   const Shape& input_shape(const Node& n, int i) const { return graph_->node(n.inputs[i]).shape; }
   DType input_dtype(const Node& n, int i) const { return graph_->node(n.inputs[i]).dtype; }
+  OpKind input_op(const Node& n, int i) const { return graph_->node(n.inputs[i]).op; }
 
   // The 1-based training step as a rank-0 Func, when the step has one (dropout masks use it);
   // otherwise a constant 0.

@@ -152,7 +152,7 @@ absl::Status Signature::Validate() const {
         }
         const int64_t align = kGradientAlignBytes / ScalarSize(a.type);
         if (a.offset < 0 || a.offset % align != 0 ||
-            a.offset + NumElements(a.shape) > gradient_elements) {
+            a.offset > gradient_elements - NumElements(a.shape)) {
           return bad(a, absl::StrCat("offset ", a.offset, " is not a ", kGradientAlignBytes,
                                      "-byte boundary inside the ", gradient_elements,
                                      "-element gradient buffer"));
@@ -162,6 +162,18 @@ absl::Status Signature::Validate() const {
       }
       if (a.sums >= 0 && (a.kind != ArgKind::kRunningSum || !in_range(a.sums, outputs.size()))) {
         return bad(a, absl::StrCat("sums ", a.sums, " is not an output"));
+      }
+    }
+  }
+  // One gradient buffer holds one element type.
+  const ArgSpec* first_gradient = nullptr;
+  for (const std::vector<ArgSpec>* list : {&inputs, &outputs}) {
+    for (const ArgSpec& a : *list) {
+      if (a.role != ArgRole::kGradient) continue;
+      if (first_gradient == nullptr) first_gradient = &a;
+      if (a.type != first_gradient->type) {
+        return bad(a, absl::StrCat("a gradient of another type than '", first_gradient->name,
+                                   "' in one gradient buffer"));
       }
     }
   }

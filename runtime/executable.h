@@ -84,8 +84,8 @@ struct ArgSpec {
   int updates = -1;
   // kRunningSum states: the index in Signature::outputs of the loss or metric summed. -1 otherwise.
   int sums = -1;
-  // kGradient: the element offset of this gradient in the gradient buffer (a multiple of
-  // kGradientAlignBytes). -1 otherwise.
+  // kGradient: the offset of this gradient in the gradient buffer, in elements (a multiple of
+  // kGradientAlignBytes / the element size). -1 otherwise.
   int64_t offset = -1;
 };
 
@@ -130,7 +130,7 @@ class Executable {
   void set_on_device(bool d) { on_device_ = d; }
   // Tensors resident on the device for later Run calls (nullptr: none); not owned. Arguments
   // whose memory is registered there are passed as their device copies (see DeviceTensors).
-  void set_device_tensors(DeviceTensors* d) { device_tensors_ = d; }
+  virtual void set_device_tensors(DeviceTensors* d) { device_tensors_ = d; }
   DeviceTensors* device_tensors() const { return device_tensors_; }
 
  protected:

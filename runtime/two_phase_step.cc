@@ -35,19 +35,23 @@ absl::Status TwoPhaseStep::Build() {
     return bad(absl::StrCat("gradient buffers of ", gs.gradient_elements, " and ",
                             us.gradient_elements, " elements"));
   }
-  // The gradients: what the gradient phase writes, the update phase reads.
+  // The gradients, by the parameter each belongs to (its `param` link): what the gradient phase
+  // writes, the update phase reads. A parameter is the same in both phases when its name is, as
+  // in checkpoints.
   std::map<std::string, const ArgSpec*> written;
   for (const ArgSpec& a : gs.outputs) {
-    if (a.role == ArgRole::kGradient) written[a.name] = &a;
+    if (a.role == ArgRole::kGradient) written[gs.inputs[a.param].name] = &a;
   }
   for (const ArgSpec& a : us.inputs) {
     if (a.role != ArgRole::kGradient) continue;
-    auto it = written.find(a.name);
-    if (it == written.end())
-      return bad(absl::StrCat("no gradient phase output for '", a.name, "'"));
+    const std::string& param = us.inputs[a.param].name;
+    auto it = written.find(param);
+    if (it == written.end()) {
+      return bad(absl::StrCat("no gradient phase output for parameter '", param, "'"));
+    }
     const ArgSpec& w = *it->second;
     if (w.type != a.type || w.shape != a.shape || w.offset != a.offset) {
-      return bad(absl::StrCat("the gradient of '", a.name, "' is written as ",
+      return bad(absl::StrCat("the gradient of '", param, "' is written as ",
                               ScalarTypeName(w.type), ShapeString(w.shape), " at ", w.offset,
                               " and read as ", ScalarTypeName(a.type), ShapeString(a.shape), " at ",
                               a.offset));
@@ -55,8 +59,8 @@ absl::Status TwoPhaseStep::Build() {
     written.erase(it);
   }
   if (!written.empty()) {
-    return bad(
-        absl::StrCat("the update phase reads no gradient of '", written.begin()->first, "'"));
+    return bad(absl::StrCat("the update phase reads no gradient of parameter '",
+                            written.begin()->first, "'"));
   }
   for (const ArgSpec& a : gs.outputs) {
     if (a.role == ArgRole::kGradient) {
@@ -122,6 +126,15 @@ absl::Status TwoPhaseStep::Build() {
   return absl::OkStatus();
 }
 
+void TwoPhaseStep::set_device_tensors(DeviceTensors* d) {
+  // The gradient views stay registered in a previous store: it may already be gone (a store's
+  // entries go with it; a Trainer's store goes before the steps it was given).
+  device_tensors_ = d;
+  for (Phase& p : phases_) {
+    if (p.exe != nullptr) p.exe->set_device_tensors(d);
+  }
+}
+
 TensorRef TwoPhaseStep::GradientView(const ArgSpec& spec) {
   return {static_cast<char*>(grads_.raw()) + spec.offset * ScalarSize(spec.type), spec.type,
           spec.shape};
@@ -139,7 +152,6 @@ absl::Status TwoPhaseStep::RunPhase(Phase& p, const std::vector<TensorRef>& inpu
     p.out[i] =
         p.out_from[i] == kFromGradients ? GradientView(s.outputs[i]) : outputs[p.out_from[i]];
   }
-  p.exe->set_device_tensors(device_tensors_);
   p.exe->set_on_device(on_device_);
   return p.exe->Run(p.in, p.out);
 }

@@ -5,7 +5,8 @@
 //   2. the update phase: the optimizer (with clipping and weight decay) over that buffer, every
 //      gradient first multiplied by the runtime hyperparameter "grad_scale" (ArgKind::kGradScale,
 //      default 1).
-// Its signature is what one pipeline would take and give, plus "grad_scale", so the Trainer,
+// Its signature holds the arguments one pipeline would take and give (in another order: the
+// runtime binds by role and kind), plus "grad_scale", so the Trainer,
 // checkpoints and the AOT driver use it unchanged. Between the phases a hook sees the gradient
 // buffer: data-parallel training sums it across processes there and passes grad_scale 1/N.
 //
@@ -35,6 +36,8 @@ class TwoPhaseStep : public Executable {
                                                             std::unique_ptr<Executable> update);
 
   const Signature& signature() const override { return sig_; }
+  // Also the phases'; the gradient views are registered in `d` at the next Run.
+  void set_device_tensors(DeviceTensors* d) override;
   // Runs the gradient phase, the between-phases hook (if any), then the update phase.
   absl::Status Run(const std::vector<TensorRef>& inputs,
                    const std::vector<TensorRef>& outputs) override;

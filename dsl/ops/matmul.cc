@@ -91,11 +91,13 @@ void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
   std::vector<Var> v = ctx.Vars(2);
   Var m = v[0], nv = v[1];
   const auto guard = Halide::TailStrategy::GuardWithIf;
-  if (n_ext == 1 && k_ext % vs == 0 && k_ext >= 2 * vs) {
+  if (n_ext == 1 && k_ext % vs == 0 && k_ext >= 2 * vs &&
+      ctx.input_op(n, 0) != OpKind::kTranspose) {
     // A matrix-vector product (the tutorial's 784 -> 1 layer): each row of A is read once, so
     // it is a dot product along K, contiguous in A: vs partial sums per row (rfactor), added
     // once at the end. Vectorizing along M instead gathers A with a stride of K (2026-12-02:
-    // linear evaluation 1000 x 784 went from 0.5 to 0.06 ms per batch).
+    // linear evaluation 1000 x 784 went from 0.5 to 0.06 ms per batch). Not for a transposed A
+    // (the weight gradient X^T dy), whose K is the strided axis.
     Func f = l.f, acc = l.helpers.Get("acc");
     const Halide::RVar k = l.rdoms.Get("k").x;
     Halide::RVar ko("ko"), ki("ki");

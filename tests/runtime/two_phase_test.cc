@@ -195,6 +195,25 @@ TEST_F(TwoPhaseTest, SignatureAndGradientBufferLayout) {
   auto bad = ParseManifest(ManifestToJson(m));
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("64-byte boundary"), std::string::npos) << bad.status();
+  // An aligned offset far past the buffer (no overflow in the check), and a gradient of another
+  // type than the rest of the buffer.
+  for (ArgSpec& a : m.train_update.inputs) {
+    if (a.role == ArgRole::kGradient && a.offset % 16 != 0) a.offset = int64_t{1} << 62;
+  }
+  bad = ParseManifest(ManifestToJson(m));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("64-byte boundary"), std::string::npos) << bad.status();
+  m.train_update = step->update_phase().signature();
+  for (ArgSpec& a : m.train_update.inputs) {
+    if (a.role == ArgRole::kGradient && a.shape.size() == 1) {
+      a.type = ScalarType::kF64;
+      m.train_update.inputs[a.param].type = ScalarType::kF64;
+      break;
+    }
+  }
+  bad = ParseManifest(ManifestToJson(m));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("another type"), std::string::npos) << bad.status();
 }
 
 // One step over a batch of 64 against two processes' worth of gradient phases over its halves:
