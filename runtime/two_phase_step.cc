@@ -31,6 +31,9 @@ absl::Status TwoPhaseStep::Build() {
   auto bad = [](const std::string& why) {
     return absl::InvalidArgumentError(absl::StrCat("the two phases do not fit: ", why));
   };
+  for (const Signature* s : {&gs, &us}) {
+    if (absl::Status st = s->Validate(); !st.ok()) return bad(std::string(st.message()));
+  }
   if (gs.gradient_elements <= 0 || gs.gradient_elements != us.gradient_elements) {
     return bad(absl::StrCat("gradient buffers of ", gs.gradient_elements, " and ",
                             us.gradient_elements, " elements"));
@@ -95,8 +98,7 @@ absl::Status TwoPhaseStep::Build() {
     for (const ArgSpec& a : s.outputs) {
       if (a.role == ArgRole::kGradient) {
         ph.out_from.push_back(kFromGradients);
-        views_.push_back(
-            {static_cast<char*>(grads_.raw()) + a.offset * ScalarSize(a.type), a.type, a.shape});
+        views_.push_back(GradientView(a));
         continue;
       }
       ph.out_from.push_back(static_cast<int>(sig_.outputs.size()));
