@@ -9,6 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/sha256.h"
 #include "compiler/cache.h"
 #include "runtime/driver.h"
 
@@ -39,12 +40,9 @@ ABSL_FLAG(std::string, cache_dir, "auto",
 
 namespace kiln::examples {
 
-int RunExample(int argc, char** argv, const Example& e) {
-  absl::SetFlag(&FLAGS_batch_size, e.batch_size);
-  absl::SetFlag(&FLAGS_optimizer, e.optimizer);
-  const DriverOptions o = ParseDriverCommandLine(
-      argc, argv, absl::StrCat(e.description, "\nUsage: ", e.name, " [flags]"), {"example_main"},
-      {e.name, e.epochs, e.lr, e.lr_schedule, e.random_shift, e.log_every, e.predict});
+namespace {
+
+int Run(const DriverOptions& o, const Example& e, Communicator& comm) {
   absl::StatusOr<DriverData> data = LoadDriverData(o);
   if (!data.ok()) return DriverFail(data.status());
 
@@ -73,7 +71,8 @@ int RunExample(int argc, char** argv, const Example& e) {
   options.target = *target;
   options.dump_graphs = absl::GetFlag(FLAGS_dump_graph);
   options.stmt_path = absl::GetFlag(FLAGS_stmt);
-  options.two_phase = absl::GetFlag(FLAGS_two_phase);
+  // Data-parallel training sums the gradients between the two phases.
+  options.two_phase = absl::GetFlag(FLAGS_two_phase) || comm.size() > 1;
   options.cache_dir = absl::GetFlag(FLAGS_cache_dir);
   if (options.cache_dir == "auto") options.cache_dir = DefaultCacheDir();
   const int64_t limit_mb = absl::GetFlag(FLAGS_memory_limit_mb);
@@ -104,6 +103,25 @@ int RunExample(int argc, char** argv, const Example& e) {
     std::fclose(f);
     options.dot_path = dot + "_train.dot";
   }
+  // Every rank must compile the same step with the same settings, or the collectives would mix
+  // buffers of different sizes: compared before any compiling.
+  {
+    std::vector<int> roots = {model.loss.id()};
+    for (const auto& [name, v] : model.metrics) roots.push_back(v.id());
+    if (!train_graph.status().ok()) return DriverFail(train_graph.status());
+    absl::Status same = CheckDriverJob(
+        comm, o,
+        {{"--batch_size (per rank)", absl::StrCat(batch)},
+         {"--eval_batch_size", absl::StrCat(eval_batch)},
+         {"the example shape", ShapeString(data->train.example_shape)},
+         {"the training examples", absl::StrCat(data->train.count)},
+         {"the model (graph fingerprint)", Sha256Hex(train_graph.Fingerprint(roots)).substr(0, 16)},
+         {"the optimizer",
+          absl::StrCat(optimizer->name(), " weight_decay=", absl::GetFlag(FLAGS_weight_decay),
+                       " clip_norm=", absl::GetFlag(FLAGS_clip_norm))},
+         {"--target", absl::GetFlag(FLAGS_target)}});
+    if (!same.ok()) return DriverFail(same);
+  }
   // On a GPU the training set, parameters and optimizer state stay on the device.
   if (options.target.device == Device::kCuda) options.resident_examples = data->train.count;
   absl::StatusOr<std::unique_ptr<Executable>> train_step =
@@ -128,7 +146,21 @@ int RunExample(int argc, char** argv, const Example& e) {
   info.optimizer = optimizer->name();
   info.batch = batch;
   info.compile_s = (*train_step)->compile_seconds();  // 0 when loaded from the cache
-  return RunDriver(o, info, *data, train_step->get(), eval_step->get());
+  return RunDriver(o, info, *data, train_step->get(), eval_step->get(), &comm);
+}
+
+}  // namespace
+
+int RunExample(int argc, char** argv, const Example& e) {
+  absl::SetFlag(&FLAGS_batch_size, e.batch_size);
+  absl::SetFlag(&FLAGS_optimizer, e.optimizer);
+  const DriverOptions o = ParseDriverCommandLine(
+      argc, argv, absl::StrCat(e.description, "\nUsage: ", e.name, " [flags]"), {"example_main"},
+      {e.name, e.epochs, e.lr, e.lr_schedule, e.random_shift, e.log_every, e.predict});
+  absl::StatusOr<std::unique_ptr<Communicator>> comm = JoinDriverJob(o);
+  if (!comm.ok()) return DriverFail(comm.status());
+  const int code = Run(o, e, **comm);
+  return FinishDriverJob(std::move(*comm), code);
 }
 
 }  // namespace kiln::examples

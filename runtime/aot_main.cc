@@ -6,12 +6,21 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/sha256.h"
 #include "runtime/aot_program.h"
 #include "runtime/cuda_device.h"
 #include "runtime/driver.h"
 #include "runtime/manifest.h"
 #include "runtime/step_allocator.h"
 #include "runtime/two_phase_step.h"
+
+namespace {
+
+// The training run once the command line is parsed and the job joined.
+int Train(const kiln::DriverOptions& o, const kiln::AotManifest& manifest,
+          kiln::Communicator& comm);
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace kiln;
@@ -35,6 +44,17 @@ int main(int argc, char** argv) {
       absl::StrCat(m->name, ": a Kiln training program compiled ahead of time (batch ", m->batch,
                    ", ", m->optimizer, ", target ", m->target, ")\nUsage: ", m->name, " [flags]"),
       {"aot_main"}, m->defaults, compiled_in);
+  absl::StatusOr<std::unique_ptr<Communicator>> comm = JoinDriverJob(o);
+  if (!comm.ok()) return DriverFail(comm.status());
+  return FinishDriverJob(std::move(*comm), Train(o, *m, **comm));
+}
+
+namespace {
+
+int Train(const kiln::DriverOptions& o, const kiln::AotManifest& manifest,
+          kiln::Communicator& comm) {
+  using namespace kiln;
+  const AotManifest* m = &manifest;
   // A GPU binary needs the device before anything else (libcuda is loaded at run time).
   if (m->target.find("-cuda") != std::string::npos) {
     absl::StatusOr<CudaDevice> dev = QueryCudaDevice();
@@ -68,6 +88,15 @@ int main(int argc, char** argv) {
   absl::StatusOr<DriverData> data = LoadDriverData(o);
   if (!data.ok()) return DriverFail(data.status());
   if (absl::Status s = ValidateDriverOptions(o, *data, m->batch); !s.ok()) return DriverFail(s);
+  if (absl::Status s =
+          CheckDriverJob(comm, o,
+                         {{"the program (manifest hash)",
+                           Sha256Hex(std::string(kKilnAotProgram.manifest)).substr(0, 16)},
+                          {"the example shape", ShapeString(data->train.example_shape)},
+                          {"the training examples", absl::StrCat(data->train.count)}});
+      !s.ok()) {
+    return DriverFail(s);
+  }
   std::printf("%s: compiled ahead of time for %s, training batch %lld%s, evaluation batch %lld\n",
               m->name.c_str(), m->target.c_str(), static_cast<long long>(m->batch),
               m->two_phase ? " (two-phase step)" : "", static_cast<long long>(m->eval_batch));
@@ -76,5 +105,7 @@ int main(int argc, char** argv) {
   info.optimizer = m->optimizer;
   info.batch = m->batch;
   info.compile_s = 0;
-  return RunDriver(o, info, *data, train->get(), eval->get());
+  return RunDriver(o, info, *data, train->get(), eval->get(), &comm);
 }
+
+}  // namespace

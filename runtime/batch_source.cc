@@ -167,7 +167,7 @@ void ResidentBatches::StartEpoch(int epoch) {
 }
 
 int64_t ResidentBatches::Prepare(int64_t b) {
-  start_.Set(0, static_cast<double>(b * batch_));
+  start_.Set(0, static_cast<double>(feeder_.FirstPosition(b)));
   return batch_;
 }
 

@@ -30,6 +30,8 @@ class BatchSource {
   virtual ~BatchSource() = default;
   int64_t batch() const { return batch_; }
   int64_t num_batches() const { return feeder_.num_batches(); }
+  // Data-parallel training: this rank's slice of every global batch (BatchFeeder::set_slice).
+  void set_slice(int rank, int ranks) { feeder_.set_slice(rank, ranks); }
   // The tensor the step reads for one of its data arguments (role kData or kDataset, by kind) or
   // its batch-start hyperparameter; InvalidArgument for an argument this source does not feed.
   virtual absl::StatusOr<TensorRef> Feed(const ArgSpec& a) = 0;

@@ -25,6 +25,8 @@ absl::Status SaveCheckpoint(const std::string& path, const ParameterStore& store
   meta["epoch"] = absl::StrCat(counters.epoch);
   meta["batch"] = absl::StrCat(counters.batch_in_epoch);
   meta["seed"] = absl::StrCat(counters.seed);
+  if (counters.global_batch > 0) meta["global_batch"] = absl::StrCat(counters.global_batch);
+  meta["ranks"] = absl::StrCat(counters.ranks);
   return SaveSafetensors(path, tensors, meta);
 }
 
@@ -65,12 +67,17 @@ absl::StatusOr<TrainingCounters> RestoreCheckpoint(const SafetensorsFile& f,
   }
   TrainingCounters c = current;
   c.batch_in_epoch = 0;  // absent in files written before interrupted epochs existed
+  c.global_batch = 0;    // absent in files written before data-parallel training
+  c.ranks = 1;
   KILN_RETURN_IF_ERROR(Counter(f, path, "step", &c.step));
   KILN_RETURN_IF_ERROR(Counter(f, path, "epoch", &c.epoch));
   KILN_RETURN_IF_ERROR(Counter(f, path, "batch", &c.batch_in_epoch));
   KILN_RETURN_IF_ERROR(Counter(f, path, "seed", &c.seed));
-  if (c.step < 0 || c.epoch < 0 || c.batch_in_epoch < 0) {
-    return absl::DataLossError(absl::StrCat(path, ": negative step, epoch or batch counter"));
+  KILN_RETURN_IF_ERROR(Counter(f, path, "global_batch", &c.global_batch));
+  KILN_RETURN_IF_ERROR(Counter(f, path, "ranks", &c.ranks));
+  if (c.step < 0 || c.epoch < 0 || c.batch_in_epoch < 0 || c.global_batch < 0 || c.ranks < 1) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": negative step, epoch, batch or global-batch counter, or ranks < 1"));
   }
   for (ParameterStore::Slot& s : store.slots()) {
     const Tensor* t = f.Find(s.spec.name);

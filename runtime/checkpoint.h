@@ -22,6 +22,11 @@ struct TrainingCounters {
   int epoch = 0;               // epochs completed
   int64_t batch_in_epoch = 0;  // batches of the next epoch already taken (an interrupted epoch)
   uint64_t seed = 1;           // initialization and shuffling
+  // The run that took the batches: its global batch (every rank's batch summed; 0: unknown) and
+  // ranks. batch_in_epoch counts its global batches, so another global batch resumes at the next
+  // epoch boundary.
+  int64_t global_batch = 0;
+  int ranks = 1;
 };
 
 // The store's current tensors under their names (a resident step's running sums are scratch and

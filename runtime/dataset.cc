@@ -46,11 +46,12 @@ void BatchFeeder::StartEpoch(int epoch) {
 }
 
 int64_t BatchFeeder::num_batches() const {
-  return drop_last_ ? data_.count / batch_ : (data_.count + batch_ - 1) / batch_;
+  const int64_t global = batch_ * ranks_;
+  return drop_last_ ? data_.count / global : (data_.count + global - 1) / global;
 }
 
 int64_t BatchFeeder::IndexOf(int64_t b, int64_t row) const {
-  int64_t i = b * batch_ + row;
+  int64_t i = FirstPosition(b) + row;
   return i < data_.count ? order_[static_cast<size_t>(i)] : -1;
 }
 

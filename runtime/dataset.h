@@ -34,8 +34,17 @@ class BatchFeeder {
   // Training augmentation: shift each 2-D example by up to `pixels` in x and y (zero fill), the
   // offsets a hash of (seed, epoch, example index), so a resumed run sees the same images.
   void set_random_shift(int pixels) { shift_ = pixels; }
+  // Data-parallel training: rank `rank` of `ranks` takes positions [rank * B, (rank + 1) * B) of
+  // each global batch of ranks * B consecutive positions of the epoch's order (B = batch_size);
+  // num_batches() then counts global batches, the same on every rank.
+  void set_slice(int rank, int ranks) {
+    rank_ = rank;
+    ranks_ = ranks;
+  }
   int64_t num_batches() const;
   int64_t batch_size() const { return batch_; }
+  // The position in the epoch's order of this rank's first row of batch `b`.
+  int64_t FirstPosition(int64_t b) const { return (b * ranks_ + rank_) * batch_; }
   // Writes batch `b` as floats [batch, example_size] (uint8 pixels normalized to [0, 1], float
   // values as they are) and, when `labels` is not null, the class labels [batch]. Rows past the
   // end of the data are zero. Returns the number of real rows.
@@ -62,6 +71,7 @@ class BatchFeeder {
   std::vector<int64_t> order_;
   int epoch_ = 0;
   int shift_ = 0;
+  int rank_ = 0, ranks_ = 1;
 };
 
 }  // namespace kiln

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -72,6 +73,9 @@ ABSL_FLAG(std::string, log_json, "",
           "append every logged step and every epoch to this file as JSON lines (one object per "
           "line: {\"event\":\"step\"|\"epoch\", ...})");
 ABSL_FLAG(bool, progress, true, "show a progress bar (plain lines when not a terminal)");
+ABSL_FLAG(double, collective_timeout, 60,
+          "data-parallel training (under mpirun): seconds a collective may take before the job "
+          "ends with an error (a rank died or hangs)");
 
 namespace kiln {
 namespace {
@@ -344,9 +348,62 @@ absl::StatusOr<LrSchedule> Schedule(const DriverOptions& o, const Dataset& train
 
 }  // namespace
 
+namespace {
+std::string g_rank_prefix;  // "[rank r] " on ranks > 0 of a job
+}  // namespace
+
 int DriverFail(const absl::Status& s) {
-  std::fprintf(stderr, "error: %s\n", std::string(s.ToString()).c_str());
+  std::fprintf(stderr, "%serror: %s\n", g_rank_prefix.c_str(), std::string(s.ToString()).c_str());
   return 1;
+}
+
+absl::StatusOr<std::unique_ptr<Communicator>> JoinDriverJob(const DriverOptions& o) {
+  if (absl::StatusOr<LaunchInfo> l = DetectLaunch(); l.ok() && l->size > 1 && l->rank > 0) {
+    g_rank_prefix = absl::StrCat("[rank ", l->rank, "] ");  // also for errors in joining
+  }
+  JobOptions jo;
+  jo.timeout_s = std::max(o.collective_timeout, 600.0);  // until the steps are compiled
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> comm, JoinJob(jo));
+  if (comm->size() == 1) return comm;
+  const int threads =
+      ShareCores(comm->local_size(), static_cast<int>(std::thread::hardware_concurrency()));
+  g_rank_prefix = RankPrefix(comm.get());
+  if (comm->rank() != 0) {
+    std::fflush(stdout);
+    if (std::freopen("/dev/null", "w", stdout) == nullptr) {
+      return absl::InternalError("cannot send this rank's output to /dev/null");
+    }
+  }
+  std::printf("data-parallel: %d ranks over %s, %d on this machine, %d Halide thread%s each\n",
+              comm->size(), comm->backend().c_str(), comm->local_size(), threads,
+              threads == 1 ? "" : "s");
+  return comm;
+}
+
+absl::Status CheckDriverJob(Communicator& comm, const DriverOptions& o,
+                            std::vector<std::pair<std::string, std::string>> fields) {
+  if (comm.size() == 1) return absl::OkStatus();
+  fields.push_back({"--seed", absl::StrCat(o.seed)});
+  fields.push_back({"--epochs", absl::StrCat(o.epochs)});
+  fields.push_back({"--lr", absl::StrCat(o.lr)});
+  fields.push_back({"--lr_schedule", o.lr_schedule});
+  fields.push_back({"--random_shift", absl::StrCat(o.random_shift)});
+  fields.push_back({"--validation", absl::StrCat(o.validation)});
+  fields.push_back({"--max_steps", absl::StrCat(o.max_steps)});
+  fields.push_back({"--eval_only", o.eval_only ? "true" : "false"});
+  fields.push_back({"--resume", o.resume});
+  fields.push_back({"--load", o.load});
+  return CheckSameOnEveryRank(comm, fields);
+}
+
+int FinishDriverJob(std::unique_ptr<Communicator> comm, int code) {
+  if (comm != nullptr && comm->size() > 1 && code != 0) {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    _exit(code);
+  }
+  comm.reset();
+  return code;
 }
 
 DriverOptions ParseDriverCommandLine(int argc, char** argv, const std::string& usage,
@@ -401,6 +458,7 @@ DriverOptions ParseDriverCommandLine(int argc, char** argv, const std::string& u
   o.plot = absl::GetFlag(FLAGS_plot);
   o.log_json = absl::GetFlag(FLAGS_log_json);
   o.progress = absl::GetFlag(FLAGS_progress);
+  o.collective_timeout = absl::GetFlag(FLAGS_collective_timeout);
   return o;
 }
 
@@ -445,6 +503,10 @@ absl::Status ValidateDriverOptions(const DriverOptions& o, const DriverData& dat
   KILN_RETURN_IF_ERROR(CheckRange("lr (the base learning rate)", o.lr, 0, INFINITY, true));
   KILN_RETURN_IF_ERROR(CheckRange("min_accuracy", o.min_accuracy, 0, 1));
   KILN_RETURN_IF_ERROR(CheckRange("target_accuracy", o.target_accuracy, 0, 1));
+  if (!(o.collective_timeout > 0)) {
+    return bad(
+        absl::StrCat("--collective_timeout must be > 0 seconds, got ", o.collective_timeout));
+  }
   if (batch < 1 || batch > data.train.count) {
     return bad(absl::StrCat("--batch_size must be in [1, ", data.train.count,
                             "] (the training examples), got ", batch));
@@ -580,12 +642,13 @@ absl::Status SaveParameters(const DriverOptions& o, EpochEnd& end, bool trained,
 }
 
 // The closing lines: test accuracy (or a regression's mean loss) and RESULT; the exit code.
-int Report(const DriverOptions& o, const DriverInfo& info, int epochs, const TrainStats& stats,
-           const EvalResult& r) {
+int Report(const DriverOptions& o, const DriverInfo& info, int epochs, int ranks,
+           const TrainStats& stats, const EvalResult& r) {
   const double eval_rate = r.count / std::max(1e-9, r.seconds);
-  const std::string tail =
-      absl::StrFormat("train_images_per_s=%.0f compile_s=%.2f train_s=%.3f eval_images_per_s=%.0f",
-                      stats.images_per_second(), info.compile_s, stats.seconds, eval_rate);
+  const std::string tail = absl::StrFormat(
+      "train_images_per_s=%.0f compile_s=%.2f train_s=%.3f eval_images_per_s=%.0f "
+      "ranks=%d",
+      stats.images_per_second(), info.compile_s, stats.seconds, eval_rate, ranks);
   if (!r.classification) {  // regression: the mean loss is the result
     std::printf("test loss: %.6f, the mean over %lld examples (a regression model: no accuracy)\n",
                 r.mean_loss, static_cast<long long>(r.count));
@@ -609,10 +672,27 @@ int Report(const DriverOptions& o, const DriverInfo& info, int epochs, const Tra
 
 }  // namespace
 
-int RunDriver(const DriverOptions& o, const DriverInfo& info, DriverData& data, Executable* train,
-              Executable* eval) {
+int RunDriver(const DriverOptions& options, const DriverInfo& info, DriverData& data,
+              Executable* train, Executable* eval, Communicator* comm) {
   const int64_t batch = std::max<int64_t>(1, info.batch);
-  if (absl::Status s = ValidateDriverOptions(o, data, batch); !s.ok()) return DriverFail(s);
+  if (absl::Status s = ValidateDriverOptions(options, data, batch); !s.ok()) return DriverFail(s);
+  const int ranks = comm ? comm->size() : 1;
+  DriverOptions o = options;
+  if (ranks > 1) {
+    // Every rank got here (its steps compiled): from now on a collective that takes longer than
+    // --collective_timeout means a rank died or hangs.
+    char ready = 1, all[1024];
+    if (ranks <= static_cast<int>(sizeof all)) {
+      if (absl::Status s = comm->AllGather(&ready, 1, all); !s.ok()) return DriverFail(s);
+    }
+    comm->set_timeout(o.collective_timeout);
+    if (comm->rank() != 0) {  // only rank 0 writes files
+      o.save.clear();
+      o.checkpoint.clear();
+      o.plot.clear();
+      o.log_json.clear();
+    }
+  }
   // Inputs are read before any training, so a bad file never costs a run.
   std::vector<float> predict_image;
   if (!o.predict.empty()) {
@@ -623,10 +703,11 @@ int RunDriver(const DriverOptions& o, const DriverInfo& info, DriverData& data, 
     predict_image = std::move(*x);
   }
   Trainer trainer(train, eval);
+  trainer.set_communicator(comm);
   if (absl::Status s = trainer.Initialize(o.seed); !s.ok()) return DriverFail(s);
   absl::StatusOr<bool> loaded = RestoreState(o, trainer);
   if (!loaded.ok()) return DriverFail(loaded.status());
-  absl::StatusOr<LrSchedule> schedule = Schedule(o, data.train, batch);
+  absl::StatusOr<LrSchedule> schedule = Schedule(o, data.train, batch * ranks);
   if (!schedule.ok()) return DriverFail(schedule.status());
   TrainConfig config;
   config.epochs = o.eval_only ? 0 : std::max(0, o.epochs - trainer.epoch());
@@ -649,6 +730,12 @@ int RunDriver(const DriverOptions& o, const DriverInfo& info, DriverData& data, 
   config.on_epoch = [&end](const EpochReport& r) { return end(r); };
   std::printf("optimizer %s, lr schedule %s\n", info.optimizer.c_str(),
               schedule->ToString().c_str());
+  if (ranks > 1) {
+    std::printf(
+        "data-parallel: global batch %lld = %d ranks x %lld (the learning rate applies to "
+        "the global batch)\n",
+        static_cast<long long>(batch * ranks), ranks, static_cast<long long>(batch));
+  }
 
   TrainStats stats;
   if (config.epochs > 0) {
@@ -687,7 +774,7 @@ int RunDriver(const DriverOptions& o, const DriverInfo& info, DriverData& data, 
   }
   absl::StatusOr<EvalResult> result = trainer.Evaluate(data.test);
   if (!result.ok()) return DriverFail(result.status());
-  return Report(o, info, config.epochs, stats, *result);
+  return Report(o, info, config.epochs, ranks, stats, *result);
 }
 
 }  // namespace kiln

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "runtime/communicator.h"
 #include "runtime/dataset.h"
 #include "runtime/executable.h"
 
@@ -58,6 +59,7 @@ struct DriverOptions {
   std::string plot;      // prefix of the plots; empty: none
   std::string log_json;  // JSON lines of every logged step and every epoch; empty: none
   bool progress = true;
+  double collective_timeout = 60;  // data-parallel: seconds before a stuck collective ends the job
 };
 
 // A flag of the JIT examples that an AOT binary fixes at build time: naming it on the command line
@@ -98,6 +100,20 @@ struct DriverInfo {
   double compile_s = 0;   // reported on the RESULT line (0 when precompiled)
 };
 
+// Data-parallel training: joins the job mpirun started (JoinJob; one process otherwise), gives
+// each rank of the machine its share of the cores (ShareCores), and on ranks > 0 sends stdout to
+// /dev/null and prefixes errors with "[rank r] ". Call it right after ParseDriverCommandLine; rank
+// 0 prints the job's size and backend.
+absl::StatusOr<std::unique_ptr<Communicator>> JoinDriverJob(const DriverOptions& options);
+// Before compiling: what every rank must agree on (the program's own fields, e.g. the model's
+// fingerprint and the optimizer, plus the shared flags that change the run) compared across the
+// ranks (CheckSameOnEveryRank).
+absl::Status CheckDriverJob(Communicator& comm, const DriverOptions& options,
+                            std::vector<std::pair<std::string, std::string>> fields);
+// The process's exit code; ends a job of several ranks at once (_exit) when `code` is not 0, so
+// that no rank waits in MPI_Finalize for ranks stuck in a collective.
+int FinishDriverJob(std::unique_ptr<Communicator> comm, int code);
+
 // Trains (unless --epochs is reached or --eval_only), saves, plots, predicts and evaluates.
 // Parameters are saved only by a run that trained, or that loaded them and was given --save
 // explicitly; an untrained, unloaded model is never written. SIGINT or SIGTERM during training
@@ -105,10 +121,14 @@ struct DriverInfo {
 // <name>_interrupted.safetensors) that --resume continues bit-exactly, and exits with 130 (143
 // for SIGTERM). Returns the process exit code: 0, or 1 on any error (printed as "error: ...") or
 // when the test accuracy is below --min_accuracy.
+// With `comm` of several ranks (JoinDriverJob) it trains data-parallel (Trainer::set_communicator;
+// the training step must be two-phase): the global batch is ranks x info.batch, only rank 0
+// writes files (checkpoints, --save, plots, --log_json) and prints, and the RESULT line's
+// ranks=N says how many took part.
 int RunDriver(const DriverOptions& options, const DriverInfo& info, DriverData& data,
-              Executable* train, Executable* eval);
+              Executable* train, Executable* eval, Communicator* comm = nullptr);
 
-// Prints "error: <status>" to stderr and returns 1.
+// Prints "error: <status>" to stderr (after "[rank r] " on ranks > 0 of a job) and returns 1.
 int DriverFail(const absl::Status& s);
 
 }  // namespace kiln

