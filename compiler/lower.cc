@@ -132,6 +132,7 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
       if (spec.kind != ArgKind::kNone) by_kind.emplace(spec.kind, f);
       out.inputs.push_back(in);
       if (spec.kind == ArgKind::kStep) ctx.set_step(f);
+      if (spec.kind == ArgKind::kExampleOffset) ctx.set_example_offset(f);
     }
     if (!gathers.empty()) {
       // batch row b = data set row order[batch_start + b]; both indices clamped into range so

@@ -507,6 +507,12 @@ absl::StatusOr<TwoPhasePrograms> BuildTwoPhasePrograms(Graph& g, const ModelDef&
     s.init = Initializer::Constant(1);
     s.kind = ArgKind::kStep;
     gp.inputs.push_back({step.id(), s});
+    // Data-parallel ranks hash their examples' global positions.
+    Value offset = g.Input(kExampleOffsetHyper, {});
+    ArgSpec o = Spec(offset.node(), ArgRole::kHyper, kExampleOffsetHyper, f64);
+    o.init = Initializer::Constant(0);
+    o.kind = ArgKind::kExampleOffset;
+    gp.inputs.push_back({offset.id(), o});
   }
   for (int id : t.params)
     gp.inputs.push_back({id, Spec(g.node(id), ArgRole::kParam, g.node(id).name, f64)});

@@ -79,6 +79,10 @@ Halide::Expr LowerCtx::Broadcast(const Halide::Func& f, const Shape& in,
 
 Halide::Expr LowerCtx::Step() const { return step_ ? (*step_)() : Halide::cast(float_type_, 0); }
 
+Halide::Expr LowerCtx::ExampleOffset() const {
+  return example_offset_ ? (*example_offset_)() : Halide::cast(float_type_, 0);
+}
+
 Halide::Func LowerCtx::NewFunc(const Node& n, const std::string& suffix) const {
   std::string name = absl::StrCat(n.name, suffix.empty() ? "" : "_", suffix);
   for (char& c : name) {

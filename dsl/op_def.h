@@ -167,6 +167,10 @@ class LowerCtx {
   // otherwise a constant 0.
   void set_step(Halide::Func f) { step_ = f; }
   Halide::Expr Step() const;
+  // The position of the step's first example in the global batch (data-parallel training: rank x
+  // batch) as a rank-0 Func, when the step has one; otherwise a constant 0.
+  void set_example_offset(Halide::Func f) { example_offset_ = f; }
+  Halide::Expr ExampleOffset() const;
 
   // Source nodes (inputs, parameters) are provided by the compiler.
   void set_source_fn(std::function<Halide::Func(const Node&)> fn) { source_fn_ = std::move(fn); }
@@ -193,7 +197,7 @@ class LowerCtx {
   int vector_width_;
   std::function<Halide::Func(const Node&)> source_fn_;
   const Graph* graph_ = nullptr;
-  std::optional<Halide::Func> step_;
+  std::optional<Halide::Func> step_, example_offset_;
 };
 
 }  // namespace kiln

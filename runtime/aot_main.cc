@@ -55,6 +55,12 @@ int Train(const kiln::DriverOptions& o, const kiln::AotManifest& manifest,
           kiln::Communicator& comm) {
   using namespace kiln;
   const AotManifest* m = &manifest;
+  if (comm.size() > 1 && !m->two_phase) {
+    return DriverFail(absl::FailedPreconditionError(absl::StrCat(
+        m->name, " has a one-pipeline training step; data-parallel training over ", comm.size(),
+        " ranks sums the gradients between two phases: build a two-phase binary "
+        "(kiln_add_training_binary(... TWO_PHASE) or kiln-aot --two_phase)")));
+  }
   // A GPU binary needs the device before anything else (libcuda is loaded at run time).
   if (m->target.find("-cuda") != std::string::npos) {
     absl::StatusOr<CudaDevice> dev = QueryCudaDevice();

@@ -744,6 +744,13 @@ int RunDriver(const DriverOptions& options, const DriverInfo& info, DriverData& 
     stats = *st;
     std::printf("trained %lld steps, %.0f images/s\n", static_cast<long long>(stats.steps),
                 stats.images_per_second());
+    if (ranks > 1 && stats.seconds > 0) {
+      std::printf(
+          "data-parallel: rank 0 spent %.3f s of %.3f s in collectives (%.1f%%, %.1f us "
+          "per step)\n",
+          stats.collective_seconds, stats.seconds, 100 * stats.collective_seconds / stats.seconds,
+          1e6 * stats.collective_seconds / std::max<int64_t>(1, stats.steps));
+    }
   }
   if (stats.interrupted) {
     const std::string path =

@@ -88,6 +88,8 @@ const char* ArgKindName(ArgKind k) {
       return "running_sum";
     case ArgKind::kGradScale:
       return "grad_scale";
+    case ArgKind::kExampleOffset:
+      return "example_offset";
   }
   return "?";
 }
@@ -109,6 +111,7 @@ bool KindFitsRole(ArgKind k, ArgRole r) {
     case ArgKind::kStep:
     case ArgKind::kBatchStart:
     case ArgKind::kGradScale:
+    case ArgKind::kExampleOffset:
       return r == ArgRole::kHyper;
     case ArgKind::kExample:
     case ArgKind::kTarget:

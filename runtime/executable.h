@@ -50,21 +50,26 @@ const char* ArgRoleName(ArgRole r);
 // arguments by role and kind only, never by name or position.
 enum class ArgKind {
   kNone,
-  kLearningRate,  // kHyper: the optimizer's learning rate (schedules feed it every step)
-  kStep,          // kHyper: the 1-based number of the step being taken
-  kBatchStart,    // kHyper (resident): the batch's first position in the epoch's order
-  kExample,       // kData, kDataset: the examples (ModelDef::example)
-  kTarget,        // kData, kDataset: class labels or regression targets (ModelDef::target)
-  kOrder,         // kDataset: the epoch's permutation of the examples
-  kCorrectCount,  // kMetric: examples of the batch classified correctly (training accuracy)
-  kPrediction,    // kOutput: the predicted class of each example
-  kExampleLoss,   // kOutput: the loss of each example
-  kRunningSum,    // kState, kNewState (resident): the epoch's sum of output `sums`
-  kGradScale,     // kHyper (update phase): every gradient is multiplied by it first (1 alone,
-                  // 1/N when N processes sum their gradients)
+  kLearningRate,   // kHyper: the optimizer's learning rate (schedules feed it every step)
+  kStep,           // kHyper: the 1-based number of the step being taken
+  kBatchStart,     // kHyper (resident): the batch's first position in the epoch's order
+  kExample,        // kData, kDataset: the examples (ModelDef::example)
+  kTarget,         // kData, kDataset: class labels or regression targets (ModelDef::target)
+  kOrder,          // kDataset: the epoch's permutation of the examples
+  kCorrectCount,   // kMetric: examples of the batch classified correctly (training accuracy)
+  kPrediction,     // kOutput: the predicted class of each example
+  kExampleLoss,    // kOutput: the loss of each example
+  kRunningSum,     // kState, kNewState (resident): the epoch's sum of output `sums`
+  kGradScale,      // kHyper (update phase): every gradient is multiplied by it first (1 alone,
+                   // 1/N when N processes sum their gradients)
+  kExampleOffset,  // kHyper (gradient phase with dropout): the position of the step's first
+                   // example in the global batch (rank x batch), so dropout masks hash global
+                   // positions
 };
 // The name of the kGradScale hyperparameter (TrainConfig::hyper may set it).
 inline constexpr char kGradScaleHyper[] = "grad_scale";
+// The name of the kExampleOffset hyperparameter.
+inline constexpr char kExampleOffsetHyper[] = "example_offset";
 // Each gradient of a two-phase step starts on a 64-byte boundary of the gradient buffer.
 inline constexpr int64_t kGradientAlignBytes = 64;
 const char* ArgKindName(ArgKind k);

@@ -17,10 +17,11 @@ constexpr ArgRole kRoles[] = {ArgRole::kData,     ArgRole::kHyper,    ArgRole::k
                               ArgRole::kState,    ArgRole::kLoss,     ArgRole::kMetric,
                               ArgRole::kNewParam, ArgRole::kNewState, ArgRole::kOutput,
                               ArgRole::kDataset,  ArgRole::kGradient};
-constexpr ArgKind kKinds[] = {ArgKind::kNone,        ArgKind::kLearningRate, ArgKind::kStep,
-                              ArgKind::kBatchStart,  ArgKind::kExample,      ArgKind::kTarget,
-                              ArgKind::kOrder,       ArgKind::kCorrectCount, ArgKind::kPrediction,
-                              ArgKind::kExampleLoss, ArgKind::kRunningSum,   ArgKind::kGradScale};
+constexpr ArgKind kKinds[] = {ArgKind::kNone,         ArgKind::kLearningRate, ArgKind::kStep,
+                              ArgKind::kBatchStart,   ArgKind::kExample,      ArgKind::kTarget,
+                              ArgKind::kOrder,        ArgKind::kCorrectCount, ArgKind::kPrediction,
+                              ArgKind::kExampleLoss,  ArgKind::kRunningSum,   ArgKind::kGradScale,
+                              ArgKind::kExampleOffset};
 constexpr ScalarType kTypes[] = {ScalarType::kF32, ScalarType::kF64, ScalarType::kI32,
                                  ScalarType::kU8};
 constexpr Initializer::Kind kInits[] = {

@@ -26,7 +26,9 @@ double Seconds(std::chrono::steady_clock::time_point since) {
 // the step's defaults, the learning rate from the schedule and the step number set every step.
 class Hyperparameters {
  public:
-  static absl::StatusOr<Hyperparameters> Make(const Signature& sig, const TrainConfig& config) {
+  // `example_offset`: this rank's first example's position in the global batch.
+  static absl::StatusOr<Hyperparameters> Make(const Signature& sig, const TrainConfig& config,
+                                              int64_t example_offset) {
     for (const auto& [name, v] : config.hyper) {
       if (sig.FindInput(ArgRole::kHyper, name) < 0) {
         return absl::InvalidArgumentError(
@@ -48,6 +50,7 @@ class Hyperparameters {
       t.Set(0, it != config.hyper.end() ? it->second : a.init.a);
       if (a.kind == ArgKind::kLearningRate) h.lr_ = &t;
       if (a.kind == ArgKind::kStep) h.step_ = &t;
+      if (a.kind == ArgKind::kExampleOffset) t.Set(0, static_cast<double>(example_offset));
     }
     return h;
   }
@@ -82,6 +85,7 @@ struct Trainer::Epoch {
   bool resident = false;
   double last_finite = 0;
   int64_t last_finite_step = 0;
+  double collective_seconds = 0;  // data-parallel: time in the step's collectives
 };
 
 Trainer::Trainer(Executable* train, Executable* eval) : train_(train), eval_(eval) {}
@@ -240,8 +244,13 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
           "path (one process per GPU is not implemented yet)");
     }
     Communicator* comm = comm_;
-    two->set_between_phases(
-        [comm](Tensor& g) { return comm->AllReduceSum(g.raw(), g.size(), g.type()); });
+    double* spent = &e.collective_seconds;
+    two->set_between_phases([comm, spent](Tensor& g) {
+      const auto t0 = std::chrono::steady_clock::now();
+      absl::Status s = comm->AllReduceSum(g.raw(), g.size(), g.type());
+      *spent += Seconds(t0);
+      return s;
+    });
     unhook = std::unique_ptr<void, std::function<void(void*)>>(
         two, [](void* p) { static_cast<TwoPhaseStep*>(p)->set_between_phases(nullptr); });
     adjusted = config;
@@ -268,7 +277,7 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
   counters_.global_batch = global_batch;
   counters_.ranks = ranks();
   KILN_RETURN_IF_ERROR(CheckConfig(*cfg, data, e.batches->batch()));
-  KILN_ASSIGN_OR_RETURN(e.hyper, Hyperparameters::Make(sig, *cfg));
+  KILN_ASSIGN_OR_RETURN(e.hyper, Hyperparameters::Make(sig, *cfg, rank() * e.batches->batch()));
   e.meter = std::make_unique<EpochMeter>(sig, store_, e.resident);
   auto feed = [&](const ArgSpec& a) -> absl::StatusOr<TensorRef> {
     if (a.role == ArgRole::kLoss || a.role == ArgRole::kMetric) return e.meter->Feed(a);
@@ -303,6 +312,7 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
     if (config.max_steps >= 0 && stats.steps >= config.max_steps) break;
   }
   stats.metric_totals = e.meter->metric_totals();
+  stats.collective_seconds = e.collective_seconds;
   return stats;
 }
 
@@ -338,7 +348,9 @@ absl::StatusOr<EpochReport> Trainer::RunEpoch(Epoch& e, const TrainConfig& confi
     bool stop_after = false;  // data-parallel: a stop asked on any rank, after this step
     if (ranks() > 1) {
       double stop = config.stop != nullptr && config.stop->load() ? 1 : 0;
+      const auto t0 = std::chrono::steady_clock::now();
       KILN_RETURN_IF_ERROR(e.meter->ReduceStep(*comm_, stop));
+      e.collective_seconds += Seconds(t0);
       stop_after = stop > 0;
     }
     const bool log = config.log_every > 0 && b % config.log_every == 0;

@@ -93,6 +93,9 @@ struct TrainStats {
   int64_t images = 0;
   bool interrupted = false;  // TrainConfig::stop ended training
   double seconds = 0;        // wall time inside the step loop
+  // Data-parallel: the part of `seconds` spent in the step's collectives (the gradient allreduce,
+  // the loss and metrics), waiting for the slowest rank included.
+  double collective_seconds = 0;
   double images_per_second() const { return seconds > 0 ? images / seconds : 0; }
 };
 

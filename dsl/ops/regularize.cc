@@ -2,7 +2,10 @@
 //
 // dropout's mask is a hash of (seed, training step, element index), not Halide's random_float:
 // the forward and backward passes and a resumed run see the same mask. The step is the 1-based
-// step the trainer feeds (LowerCtx::Step); dropout is its own VJP (y = x * mask, dx = dy * mask).
+// step the trainer feeds (LowerCtx::Step); the element index counts from the step's first
+// example's position in the global batch (LowerCtx::ExampleOffset: 0 in one process, rank x
+// batch in data-parallel training, so N ranks draw the masks one process would draw for the
+// global batch). dropout is its own VJP (y = x * mask, dx = dy * mask).
 // Attributes: ClipAttrs, DropoutAttrs.
 #include "dsl/ops/common.h"
 
@@ -54,6 +57,11 @@ Lowered LowerDropout(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) 
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
   Expr flat = 0;
   for (size_t i = 0; i < v.size(); ++i) flat = flat * static_cast<int>(n.shape[i]) + v[i];
+  if (!n.shape.empty()) {
+    const int per_example =
+        static_cast<int>(NumElements(n.shape) / std::max<int64_t>(1, n.shape[0]));
+    flat = flat + Halide::cast<int>(ctx.ExampleOffset()) * per_example;
+  }
   Halide::Type u32 = Halide::UInt(32);
   Expr h =
       Halide::cast(u32, flat) * Halide::cast(u32, Expr(0x9E3779B1u)) +

@@ -62,6 +62,19 @@ hung_rank_ends_the_job)
     fail "no watchdog message"
   [ "$took" -le 30 ] || fail "took $took s"
   ;;
+aot_binaries)
+  # A two-phase AOT binary trains over two ranks; a one-pipeline one is refused before it loads
+  # any data.
+  aot=$(dirname "$mlp")/aot
+  common=(--data_dir="$data" --progress=false --plot=)
+  "$mpirun" -n 2 "$aot/mnist_cnn_two_phase" "${common[@]}" --epochs=1 --max_steps=30 \
+    --log_every=10 --save= > two.log 2>&1 || fail "the two-phase AOT binary failed over 2 ranks"
+  grep -q "RESULT example=mnist_cnn_two_phase .*ranks=2" two.log || fail "no RESULT with ranks=2"
+  "$mpirun" -n 2 "$aot/mnist_cnn_train" "${common[@]}" --epochs=1 > one.log 2>&1 &&
+    fail "the one-pipeline AOT binary ran over 2 ranks"
+  grep -q "mnist_cnn_train has a one-pipeline training step" one.log || fail "no clear refusal"
+  grep -q "MNIST:" one.log && fail "the refusal came after loading the data"
+  ;;
 resume_at_another_rank_count)
   # Two ranks train one epoch and checkpoint; one process continues with a second.
   "$mpirun" -n 2 "$mlp" "${common[@]}" --epochs=1 --log_every=0 --checkpoint=ck.safetensors \

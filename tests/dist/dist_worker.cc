@@ -4,9 +4,9 @@
 //
 //   mpirun -n N dist_worker equivalence MODEL OPTIMIZER STEPS BATCH EXAMPLES
 //     N ranks x BATCH against one process x N*BATCH over the first EXAMPLES training images
-//     (MODEL mlp, cnn or cnn_bn; OPTIMIZER sgd or adam): first-step loss and gradients, the loss
-//     curve and the parameters after STEPS steps; every rank's parameters and state identical;
-//     a second run from the same seed bitwise equal to the first.
+//     (MODEL mlp, mlp_dropout, cnn or cnn_bn; OPTIMIZER sgd or adam): first-step loss and
+//     gradients, the loss curve and the parameters after STEPS steps; every rank's parameters and
+//     state identical; a second run from the same seed bitwise equal to the first.
 //   mpirun -n N dist_worker resume BATCH EXAMPLES CHECKPOINT
 //     a checkpoint taken inside an epoch continues bitwise at the same global batch, and at
 //     another global batch resumes at the next epoch boundary.
@@ -25,6 +25,7 @@
 #include "compiler/cache.h"
 #include "compiler/model.h"
 #include "compiler/optimizer.h"
+#include "dsl/api.h"
 #include "examples/models.h"
 #include "runtime/communicator.h"
 #include "runtime/idx.h"
@@ -51,7 +52,7 @@ void Fail(const std::string& what) {
   } while (0)
 
 template <typename T>
-T Value(absl::StatusOr<T> v, const char* what) {
+T OrDie(absl::StatusOr<T> v, const char* what) {
   if (!v.ok()) {
     std::fprintf(stderr, "%s: %s\n", what, v.status().ToString().c_str());
     std::exit(1);
@@ -72,6 +73,13 @@ ModelDef Build(const std::string& model, Graph& g, int64_t batch) {
   if (model == "mlp") return examples::MnistMlp(g, batch);
   if (model == "cnn") return examples::MnistCnn(g, batch);
   if (model == "cnn_bn") return examples::MnistCnnBn(g, batch);
+  if (model == "mlp_dropout") {  // dropout's masks must hash global positions
+    Value image = g.Input("image", {batch, 784}, DType::kUInt8);
+    Value label = g.Input("label", {batch}, DType::kInt32);
+    Value x = ToFloat(image) * (1.0 / 255);
+    Value h = Dropout(Relu(Linear(g, "fc1", 784, 64)(x)), 0.5, /*seed=*/5);
+    return examples::Classifier(image, label, Linear(g, "fc2", 64, 10)(h));
+  }
   std::fprintf(stderr, "unknown model %s\n", model.c_str());
   std::exit(2);
 }
@@ -90,7 +98,7 @@ std::unique_ptr<Executable> Compile(const std::string& model, const std::string&
   CompileOptions o;
   o.two_phase = true;
   o.cache_dir = DefaultCacheDir();
-  return Value(CompileTrainStep(g, m, *MakeOpt(opt), o), "compile");
+  return OrDie(CompileTrainStep(g, m, *MakeOpt(opt), o), "compile");
 }
 
 // Every parameter and state tensor (buffers too), by name.
@@ -147,14 +155,14 @@ Run TrainSteps(Trainer& t, Executable& step, const Dataset& data, int64_t steps,
   TrainConfig c = TrainConfig::Silent(1000);
   c.log_every = 1;
   c.max_steps = 1;
-  TrainStats s1 = Value(t.Train(data, c), "train step 1");
+  TrainStats s1 = OrDie(t.Train(data, c), "train step 1");
   auto& two = static_cast<TwoPhaseStep&>(step);
   run.first_gradients = two.gradients();  // summed over the ranks: divide by their number
   for (int64_t i = 0; i < run.first_gradients.size(); ++i) {
     run.first_gradients.Set(i, run.first_gradients.At(i) / ranks);
   }
   c.max_steps = steps - 1;
-  TrainStats s2 = Value(t.Train(data, c), "train");
+  TrainStats s2 = OrDie(t.Train(data, c), "train");
   for (const auto* s : {&s1, &s2}) {
     for (const LossPoint& p : s->logged) run.losses.push_back(p.loss);
   }
@@ -222,7 +230,7 @@ int Resume(Communicator& comm, int64_t batch, const Dataset& data, const std::st
   CHECK_OK(t.Initialize(3));
   TrainConfig c = TrainConfig::Silent(1);
   c.max_steps = 4;
-  Value(t.Train(data, c), "train");
+  OrDie(t.Train(data, c), "train");
   if (t.batch_in_epoch() != 4)
     Fail(absl::StrCat("expected 4 batches taken, got ", t.batch_in_epoch()));
   CHECK_OK(t.Save(path));
@@ -230,13 +238,13 @@ int Resume(Communicator& comm, int64_t batch, const Dataset& data, const std::st
   std::vector<char> all(comm.size());
   CHECK_OK(comm.AllGather(&ready, 1, all.data()));  // the file is written
   c.max_steps = 3;
-  Value(t.Train(data, c), "train on");
+  OrDie(t.Train(data, c), "train on");
   const std::string straight = Digest(State(t, *step));
   // The same ranks and global batch: continues inside the epoch, bitwise.
   Trainer same(step.get(), nullptr);
   same.set_communicator(&comm);
   CHECK_OK(same.Load(path));
-  Value(same.Train(data, c), "train resumed");
+  OrDie(same.Train(data, c), "train resumed");
   if (Digest(State(same, *step)) != straight || same.batch_in_epoch() != 7) {
     Fail("resumed at the same global batch: not bitwise equal to the run that went straight on");
   }
@@ -244,7 +252,7 @@ int Resume(Communicator& comm, int64_t batch, const Dataset& data, const std::st
   Trainer alone(step.get(), nullptr);
   CHECK_OK(alone.Load(path));
   c.max_steps = 1;
-  Value(alone.Train(data, c), "train alone");
+  OrDie(alone.Train(data, c), "train alone");
   if (comm.size() > 1 && (alone.epoch() != 1 || alone.batch_in_epoch() != 1)) {
     Fail(absl::StrCat("resumed at another global batch: expected epoch index 1, batch 1; got ",
                       alone.epoch(), ", ", alone.batch_in_epoch()));
@@ -256,10 +264,10 @@ int Resume(Communicator& comm, int64_t batch, const Dataset& data, const std::st
 }
 
 int Main(int argc, char** argv) {
-  std::unique_ptr<Communicator> comm = Value(JoinJob({}), "join");
+  std::unique_ptr<Communicator> comm = OrDie(JoinJob({}), "join");
   g_comm = comm.get();
   const std::string dir = KILN_TEST_SOURCE_DIR "/data/mnist";
-  Dataset train = Value(LoadMnist(dir, MnistSplit::kTrain), "MNIST");
+  Dataset train = OrDie(LoadMnist(dir, MnistSplit::kTrain), "MNIST");
   const std::string mode = argc > 1 ? argv[1] : "";
   auto num = [&](int i) {
     int64_t v = 0;
