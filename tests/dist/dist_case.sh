@@ -62,6 +62,26 @@ hung_rank_ends_the_job)
     fail "no watchdog message"
   [ "$took" -le 30 ] || fail "took $took s"
   ;;
+ctrl_c_checkpoints_and_resumes)
+  # Ctrl-C on mpirun (it sends the ranks SIGTERM): every rank stops after the same step, rank 0
+  # writes the checkpoint, and two ranks continue from it inside the epoch.
+  "$mpirun" -n 2 "$mlp" "${common[@]}" --epochs=30 --log_every=0 --save= > run.log 2>&1 &
+  job=$!
+  for _ in $(seq 300); do grep -q "^epoch 2:" run.log && break; sleep 0.1; done
+  kill -INT $job
+  wait $job
+  grep -q "interrupted (SIGTERM) in epoch" run.log || fail "no interruption message"
+  [ -f mnist_mlp_interrupted.safetensors ] || fail "no checkpoint"
+  epoch=$(grep -o "interrupted (SIGTERM) in epoch [0-9]*" run.log | grep -o "[0-9]*$")
+  batch=$(grep -o "in epoch [0-9]* at batch [0-9]*" run.log | grep -o "[0-9]*$")
+  # The rest of that epoch: 60000 / (2 x 64) = 468 global batches in all.
+  "$mpirun" -n 2 "$mlp" "${common[@]}" --epochs="$epoch" --log_every=0 --save= \
+    --resume=mnist_mlp_interrupted.safetensors > resume.log 2>&1 || fail "the resumed run failed"
+  grep -q "resumed from mnist_mlp_interrupted.safetensors at epoch [0-9]*, step [0-9]* (inside" \
+    resume.log || fail "not resumed inside the epoch"
+  grep -q "RESULT.*ranks=2" resume.log || fail "no RESULT line"
+  grep -q "trained $((468 - batch)) steps" resume.log || fail "did not train the epoch's last $((468 - batch)) steps"
+  ;;
 aot_binaries)
   # A two-phase AOT binary trains over two ranks; a one-pipeline one is refused before it loads
   # any data.
