@@ -48,6 +48,20 @@ class Communicator {
   // Every rank's `bytes` bytes from `in`, in rank order, into `out` (size() * bytes bytes).
   virtual absl::Status AllGather(const void* in, int64_t bytes, void* out) = 0;
 
+  // Several sums at once (NCCL groups them into one launch); by default one after another.
+  struct Span {
+    void* data;
+    int64_t count;
+    ScalarType type;
+  };
+  virtual absl::Status AllReduceSumMany(const std::vector<Span>& spans) {
+    for (const Span& s : spans) {
+      absl::Status st = AllReduceSum(s.data, s.count, s.type);
+      if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
+
   // Collectives that do not complete within `seconds` end the process (see WithWatchdog).
   virtual void set_timeout(double seconds) { (void)seconds; }
 };

@@ -121,6 +121,21 @@ halide_buffer_t* DeviceTensors::Prepare(const TensorRef& t, bool output) {
   return &e.buf;
 }
 
+absl::StatusOr<void*> DeviceTensors::DeviceAddress(const TensorRef& t) {
+  auto it = entries_.find(t.data);
+  if (it == entries_.end() || it->second->newer != Entry::Newer::kDevice) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "a ", ShapeString(t.shape), " tensor has no device copy newer than its host copy"));
+  }
+  Entry& e = *it->second;
+  if (mode_ == Mode::kEmulated) return static_cast<void*>(e.shadow.data());
+  if (e.buf.device == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("a ", ShapeString(t.shape), " tensor has no device allocation"));
+  }
+  return reinterpret_cast<void*>(static_cast<uintptr_t>(e.buf.device));
+}
+
 void DeviceTensors::DeviceWrote(const void* data) {
   auto it = entries_.find(data);
   if (it != entries_.end()) it->second->newer = Entry::Newer::kDevice;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "base/tensor.h"
 
 struct halide_buffer_t;
@@ -55,6 +56,10 @@ class DeviceTensors {
   halide_buffer_t* Prepare(const TensorRef& t, bool output);
   // After a step wrote resident output `data` (its device copy is now the newer one).
   void DeviceWrote(const void* data);
+  // The device copy of resident `t` once a step wrote it (its device copy the newer one), for a
+  // collective that changes it in place (it stays the newer copy): kDevice its device address
+  // (a CUdeviceptr on CUDA), kEmulated the stand-in copy. FailedPrecondition otherwise.
+  absl::StatusOr<void*> DeviceAddress(const TensorRef& t);
 
   // Copies made so far (kEmulated: exact; kDevice: uploads requested, downloads done).
   int64_t uploads() const { return uploads_; }

@@ -75,14 +75,20 @@ absl::StatusOr<std::optional<double>> EpochMeter::AfterStep(bool want_loss) {
   return std::optional<double>(scalars_[0].value.At(0));
 }
 
-absl::Status EpochMeter::ReduceStep(Communicator& comm, double& flag) {
-  std::vector<double> v(scalars_.size() + 1);
+absl::Status EpochMeter::ReduceStep(Communicator& comm, double& flag, bool want_loss) {
+  comm_ = &comm;
+  // A resident step's values stay on the device: only the flag, and the loss when it is logged.
+  const size_t n = !resident_ ? scalars_.size() : want_loss ? 1 : 0;
+  if (resident_ && want_loss && store_.device() != nullptr) {
+    KILN_RETURN_IF_ERROR(store_.device()->ToHost(scalars_[0].value.ref()));
+  }
+  std::vector<double> v(n + 1);
   v[0] = flag;
-  for (size_t i = 0; i < scalars_.size(); ++i) v[i + 1] = scalars_[i].value.At(0);
+  for (size_t i = 0; i < n; ++i) v[i + 1] = scalars_[i].value.At(0);
   KILN_RETURN_IF_ERROR(
       comm.AllReduceSum(v.data(), static_cast<int64_t>(v.size()), ScalarType::kF64));
   flag = v[0];
-  for (size_t i = 0; i < scalars_.size(); ++i) {
+  for (size_t i = 0; i < n; ++i) {
     const bool mean = scalars_[i].spec->role == ArgRole::kLoss;
     scalars_[i].value.Set(0, mean ? v[i + 1] / comm.size() : v[i + 1]);
   }
@@ -91,10 +97,21 @@ absl::Status EpochMeter::ReduceStep(Communicator& comm, double& flag) {
 
 absl::Status EpochMeter::EndEpoch() {
   if (!resident_) return absl::OkStatus();
+  std::vector<double> sums;
   for (const Scalar& s : scalars_) {
     if (s.sum == nullptr) continue;
     KILN_RETURN_IF_ERROR(store_.ToHost(*s.sum));
-    Add(*s.spec, store_.Current(*s.sum).At(0));
+    sums.push_back(store_.Current(*s.sum).At(0));
+  }
+  if (comm_ != nullptr && !sums.empty()) {  // data-parallel: the loss averaged, metrics summed
+    KILN_RETURN_IF_ERROR(
+        comm_->AllReduceSum(sums.data(), static_cast<int64_t>(sums.size()), ScalarType::kF64));
+  }
+  size_t k = 0;
+  for (const Scalar& s : scalars_) {
+    if (s.sum == nullptr) continue;
+    const double v = sums[k++];
+    Add(*s.spec, comm_ != nullptr && s.spec->role == ArgRole::kLoss ? v / comm_->size() : v);
   }
   return absl::OkStatus();
 }

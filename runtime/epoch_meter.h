@@ -40,11 +40,13 @@ class EpochMeter {
   absl::StatusOr<std::optional<double>> AfterStep(bool want_loss);
   // Resident: the step's sums read back.
   absl::Status EndEpoch();
-  // Data-parallel training of a host-fed step, after each step and before AfterStep: one
-  // allreduce makes the step's loss the mean over the ranks (each rank's loss is the mean over
-  // its equal share of the global batch, so this is the global batch's mean loss) and each metric
-  // the sum (counts such as "correct"); it also carries `flag`, summed (> 0: some rank raised it).
-  absl::Status ReduceStep(Communicator& comm, double& flag);
+  // Data-parallel training, after each step and before AfterStep: one allreduce makes the step's
+  // loss the mean over the ranks (each rank's loss is the mean over its equal share of the global
+  // batch, so this is the global batch's mean loss) and each metric the sum (counts such as
+  // "correct"); it also carries `flag`, summed (> 0: some rank raised it). A resident step's
+  // values stay on the device: the allreduce carries the flag, and the loss when `want_loss`;
+  // EndEpoch then reduces the epoch's sums the same way.
+  absl::Status ReduceStep(Communicator& comm, double& flag, bool want_loss);
 
   double epoch_loss_sum() const { return loss_sum_; }
   // The epoch's correctly classified examples, or -1 when the step counts none.
@@ -61,6 +63,7 @@ class EpochMeter {
   void Add(const ArgSpec& spec, double v);
   ParameterStore& store_;
   bool resident_;
+  Communicator* comm_ = nullptr;  // data-parallel (set by ReduceStep)
   std::vector<Scalar> scalars_;  // loss first
   double loss_sum_ = 0, correct_ = 0;
   bool has_correct_ = false;

@@ -238,12 +238,28 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
           " ranks needs a two-phase training step (CompileOptions::two_phase; examples: "
           "--two_phase; AOT binaries: TWO_PHASE / kiln-aot --two_phase)"));
     }
-    if (e.resident) {
-      return absl::UnimplementedError(
-          "data-parallel training of a device-resident step is not available: train on the CPU "
-          "path (one process per GPU is not implemented yet)");
-    }
     Communicator* comm = comm_;
+    if (store_.device() != nullptr) {
+      // The gradients are summed where they are: NCCL on a GPU; in emulation (tests) the host
+      // communicator over the stand-in device copies.
+      Communicator* dc =
+          store_.device()->mode() == DeviceTensors::Mode::kEmulated ? comm_ : device_comm_;
+      if (dc == nullptr) {
+        return absl::FailedPreconditionError(
+            "data-parallel training on a GPU needs a device communicator (NCCL): "
+            "Trainer::set_device_communicator");
+      }
+      double* spent = &e.collective_seconds;
+      two->set_between_phases_on_device(
+          [dc, spent](const std::vector<TwoPhaseStep::DeviceSpan>& spans) {
+            const auto t0 = std::chrono::steady_clock::now();
+            std::vector<Communicator::Span> s;
+            for (const auto& g : spans) s.push_back({g.address, g.count, g.type});
+            absl::Status st = dc->AllReduceSumMany(s);
+            *spent += Seconds(t0);
+            return st;
+          });
+    }
     double* spent = &e.collective_seconds;
     two->set_between_phases([comm, spent](Tensor& g) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -251,8 +267,10 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
       *spent += Seconds(t0);
       return s;
     });
-    unhook = std::unique_ptr<void, std::function<void(void*)>>(
-        two, [](void* p) { static_cast<TwoPhaseStep*>(p)->set_between_phases(nullptr); });
+    unhook = std::unique_ptr<void, std::function<void(void*)>>(two, [](void* p) {
+      static_cast<TwoPhaseStep*>(p)->set_between_phases(nullptr);
+      static_cast<TwoPhaseStep*>(p)->set_between_phases_on_device(nullptr);
+    });
     adjusted = config;
     auto given = adjusted.hyper.find(kGradScaleHyper);
     const double scale = given != adjusted.hyper.end() ? given->second : 1.0;
@@ -349,7 +367,8 @@ absl::StatusOr<EpochReport> Trainer::RunEpoch(Epoch& e, const TrainConfig& confi
     if (ranks() > 1) {
       double stop = config.stop != nullptr && config.stop->load() ? 1 : 0;
       const auto t0 = std::chrono::steady_clock::now();
-      KILN_RETURN_IF_ERROR(e.meter->ReduceStep(*comm_, stop));
+      KILN_RETURN_IF_ERROR(e.meter->ReduceStep(
+          *comm_, stop, config.log_every > 0 && b % config.log_every == 0));
       e.collective_seconds += Seconds(t0);
       stop_after = stop > 0;
     }

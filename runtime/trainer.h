@@ -171,6 +171,9 @@ class Trainer {
   //   - Save writes only on rank 0 (other ranks return OK at once; no collective inside).
   // Every rank must make the same calls in the same order.
   void set_communicator(Communicator* comm) { comm_ = comm; }
+  // On a GPU the gradients are summed on the device by `comm` (NcclCommunicator, one rank per
+  // GPU, the same ranks as set_communicator's).
+  void set_device_communicator(Communicator* comm) { device_comm_ = comm; }
   int rank() const { return comm_ ? comm_->rank() : 0; }
   int ranks() const { return comm_ ? comm_->size() : 1; }
 
@@ -201,6 +204,7 @@ class Trainer {
   Executable* train_;
   Executable* eval_;
   Communicator* comm_ = nullptr;
+  Communicator* device_comm_ = nullptr;
   bool emulate_device_ = false;
   ParameterStore store_;
   TrainingCounters counters_;

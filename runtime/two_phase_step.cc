@@ -137,6 +137,12 @@ void TwoPhaseStep::set_device_tensors(DeviceTensors* d) {
   }
 }
 
+absl::Status TwoPhaseStep::GradientsToHost() {
+  if (device_tensors_ == nullptr) return absl::OkStatus();
+  for (const TensorRef& v : views_) KILN_RETURN_IF_ERROR(device_tensors_->ToHost(v));
+  return absl::OkStatus();
+}
+
 TensorRef TwoPhaseStep::GradientView(const ArgSpec& spec) {
   return {static_cast<char*>(grads_.raw()) + spec.offset * ScalarSize(spec.type), spec.type,
           spec.shape};
@@ -166,7 +172,14 @@ absl::Status TwoPhaseStep::Run(const std::vector<TensorRef>& inputs,
     for (const TensorRef& v : views_) device_tensors_->Add(v);
   }
   KILN_RETURN_IF_ERROR(RunPhase(phases_[0], inputs, outputs));
-  if (between_) {
+  if (between_device_ && device_tensors_ != nullptr) {
+    std::vector<DeviceSpan> spans;
+    for (const TensorRef& v : views_) {
+      KILN_ASSIGN_OR_RETURN(void* address, device_tensors_->DeviceAddress(v));
+      spans.push_back({address, NumElements(v.shape), v.type});
+    }
+    KILN_RETURN_IF_ERROR(between_device_(spans));
+  } else if (between_) {
     if (device_tensors_ != nullptr) {
       for (const TensorRef& v : views_) KILN_RETURN_IF_ERROR(device_tensors_->ToHost(v));
     }

@@ -51,6 +51,9 @@ class TwoPhaseStep : public Executable {
   // holds d loss / d parameter at each kGradient argument's offset, zeros in the padding. On a
   // device the host copy is current only inside the between-phases hook.
   Tensor& gradients() { return grads_; }
+  // On a device: brings the gradient buffer's host copy up to date (e.g. to read the gradients
+  // after a step); a no-op on the host.
+  absl::Status GradientsToHost();
   // The view of `grads_` for the gradient phase's output `spec` (a kGradient argument).
   TensorRef GradientView(const ArgSpec& spec);
 
@@ -58,6 +61,16 @@ class TwoPhaseStep : public Executable {
   // is what the update phase reads. An error stops the step before any parameter changes.
   using BetweenPhases = std::function<absl::Status(Tensor& gradients)>;
   void set_between_phases(BetweenPhases f) { between_ = std::move(f); }
+  // On a device (set_device_tensors): called between the phases instead with each gradient's
+  // device copy (DeviceTensors::DeviceAddress), so a collective on device memory (NCCL) sums them
+  // in place with no copy to the host. Null: the host hook above, if any.
+  struct DeviceSpan {
+    void* address;
+    int64_t count;
+    ScalarType type;
+  };
+  using BetweenPhasesOnDevice = std::function<absl::Status(const std::vector<DeviceSpan>&)>;
+  void set_between_phases_on_device(BetweenPhasesOnDevice f) { between_device_ = std::move(f); }
 
  private:
   TwoPhaseStep(std::unique_ptr<Executable> gradient, std::unique_ptr<Executable> update)
@@ -81,6 +94,7 @@ class TwoPhaseStep : public Executable {
   Tensor grads_;
   std::vector<TensorRef> views_;  // every gradient's view, for device registration
   BetweenPhases between_;
+  BetweenPhasesOnDevice between_device_;
 };
 
 // The same as an Executable (compiler/model.cc returns it from CompileTrainStep).

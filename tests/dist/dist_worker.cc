@@ -91,12 +91,16 @@ std::unique_ptr<Optimizer> MakeOpt(const std::string& name) {
   std::exit(2);
 }
 
+// "resident": the training set stays on the (emulated) device, gathered by the step.
+bool g_resident = false;
+
 std::unique_ptr<Executable> Compile(const std::string& model, const std::string& opt,
-                                    int64_t batch) {
+                                    int64_t batch, int64_t examples) {
   Graph g(Mode::kTrain);
   ModelDef m = Build(model, g, batch);
   CompileOptions o;
   o.two_phase = true;
+  if (g_resident) o.resident_examples = examples;
   o.cache_dir = DefaultCacheDir();
   return OrDie(CompileTrainStep(g, m, *MakeOpt(opt), o), "compile");
 }
@@ -157,6 +161,7 @@ Run TrainSteps(Trainer& t, Executable& step, const Dataset& data, int64_t steps,
   c.max_steps = 1;
   TrainStats s1 = OrDie(t.Train(data, c), "train step 1");
   auto& two = static_cast<TwoPhaseStep&>(step);
+  CHECK_OK(two.GradientsToHost());
   run.first_gradients = two.gradients();  // summed over the ranks: divide by their number
   for (int64_t i = 0; i < run.first_gradients.size(); ++i) {
     run.first_gradients.Set(i, run.first_gradients.At(i) / ranks);
@@ -173,9 +178,10 @@ Run TrainSteps(Trainer& t, Executable& step, const Dataset& data, int64_t steps,
 int Equivalence(Communicator& comm, const std::string& model, const std::string& opt, int64_t steps,
                 int64_t batch, const Dataset& data) {
   const int n = comm.size();
-  std::unique_ptr<Executable> step = Compile(model, opt, batch);
+  std::unique_ptr<Executable> step = Compile(model, opt, batch, data.count);
   Trainer t(step.get(), nullptr);
   t.set_communicator(&comm);
+  t.set_device_emulation(g_resident);
   CHECK_OK(t.Initialize(7));
   Run dist = TrainSteps(t, *step, data, steps, n);
   CheckSameEverywhere(comm, Digest(dist.state), "parameters and state after training");
@@ -187,8 +193,9 @@ int Equivalence(Communicator& comm, const std::string& model, const std::string&
   }
   double result[1] = {0};
   if (comm.rank() == 0 && model != "cnn_bn") {  // batch norm: per-rank statistics, by design
-    std::unique_ptr<Executable> ref_step = Compile(model, opt, batch * n);
+    std::unique_ptr<Executable> ref_step = Compile(model, opt, batch * n, data.count);
     Trainer ref(ref_step.get(), nullptr);
+    ref.set_device_emulation(g_resident);
     CHECK_OK(ref.Initialize(7));
     Run one = TrainSteps(ref, *ref_step, data, steps, 1);
     double rel = 0;
@@ -224,7 +231,7 @@ int Equivalence(Communicator& comm, const std::string& model, const std::string&
 }
 
 int Resume(Communicator& comm, int64_t batch, const Dataset& data, const std::string& path) {
-  std::unique_ptr<Executable> step = Compile("mlp", "sgd", batch);
+  std::unique_ptr<Executable> step = Compile("mlp", "sgd", batch, data.count);
   Trainer t(step.get(), nullptr);
   t.set_communicator(&comm);
   CHECK_OK(t.Initialize(3));
@@ -277,14 +284,15 @@ int Main(int argc, char** argv) {
     }
     return v;
   };
-  if (mode == "equivalence" && argc == 7) {
+  g_resident = argc == 8 && std::string(argv[7]) == "resident";
+  if (mode == "equivalence" && (argc == 7 || g_resident)) {
     return Equivalence(*comm, argv[2], argv[3], num(4), num(5), FirstExamples(train, num(6)));
   }
   if (mode == "resume" && argc == 5) {
     return Resume(*comm, num(2), FirstExamples(train, num(3)), argv[4]);
   }
   std::fprintf(stderr,
-               "usage: dist_worker equivalence MODEL OPTIMIZER STEPS BATCH EXAMPLES\n"
+               "usage: dist_worker equivalence MODEL OPTIMIZER STEPS BATCH EXAMPLES [resident]\n"
                "       dist_worker resume BATCH EXAMPLES CHECKPOINT\n");
   return 2;
 }
