@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cuda_device.h"
 #include "runtime/native_step.h"
 #include "runtime/step_allocator.h"
 
@@ -154,6 +155,16 @@ absl::StatusOr<std::unique_ptr<Executable>> JitCompile(LoweredStep step, Signatu
     Halide::JITHandlers& h = step.pipeline.jit_handlers();
     h.custom_malloc = [](Halide::JITUserContext* c, size_t n) { return StepMalloc(c, n); };
     h.custom_free = [](Halide::JITUserContext* c, void* p) { StepFree(c, p); };
+    if (target.has_feature(Halide::Target::CUDA) && SharedCudaContext() != nullptr) {
+      // NCCL works in this context: Halide's kernels and buffers must live in it too. The
+      // process-wide handlers serve buffer copies and frees made outside a pipeline call.
+      h.custom_cuda_acquire_context = [](Halide::JITUserContext* c, void** ctx, bool create) {
+        return KilnAcquireSharedCudaContext(c, ctx, create);
+      };
+      Halide::JITHandlers shared;
+      shared.custom_cuda_acquire_context = h.custom_cuda_acquire_context;
+      Halide::Internal::JITSharedRuntime::set_default_handlers(shared);
+    }
     step.pipeline.compile_jit(target);
   } catch (const Halide::Error& e) {
     return absl::InternalError(absl::StrCat("Halide JIT compilation failed: ", e.what()));

@@ -122,6 +122,13 @@ int Run(const DriverOptions& o, const Example& e, Communicator& comm) {
          {"--target", absl::GetFlag(FLAGS_target)}});
     if (!same.ok()) return DriverFail(same);
   }
+  // On GPUs the ranks sum their gradients with NCCL, in the context Halide then compiles for.
+  std::unique_ptr<Communicator> device_comm;
+  if (options.target.device == Device::kCuda && comm.size() > 1) {
+    absl::StatusOr<std::unique_ptr<Communicator>> d = JoinDeviceCollectives(comm);
+    if (!d.ok()) return DriverFail(d.status());
+    device_comm = std::move(*d);
+  }
   // On a GPU the training set, parameters and optimizer state stay on the device.
   if (options.target.device == Device::kCuda) options.resident_examples = data->train.count;
   absl::StatusOr<std::unique_ptr<Executable>> train_step =
@@ -146,7 +153,7 @@ int Run(const DriverOptions& o, const Example& e, Communicator& comm) {
   info.optimizer = optimizer->name();
   info.batch = batch;
   info.compile_s = (*train_step)->compile_seconds();  // 0 when loaded from the cache
-  return RunDriver(o, info, *data, train_step->get(), eval_step->get(), &comm);
+  return RunDriver(o, info, *data, train_step->get(), eval_step->get(), &comm, device_comm.get());
 }
 
 }  // namespace

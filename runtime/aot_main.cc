@@ -14,6 +14,13 @@
 #include "runtime/step_allocator.h"
 #include "runtime/two_phase_step.h"
 
+// The CUDA runtime's hook for the context it uses: weak, since only GPU binaries link that
+// runtime.
+extern "C" {
+using KilnCudaAcquireFn = int (*)(void*, void**, bool);
+KilnCudaAcquireFn halide_set_cuda_acquire_context(KilnCudaAcquireFn) __attribute__((weak));
+}
+
 namespace {
 
 // The training run once the command line is parsed and the job joined.
@@ -62,10 +69,19 @@ int Train(const kiln::DriverOptions& o, const kiln::AotManifest& manifest,
         "(kiln_add_training_binary(... TWO_PHASE) or kiln-aot --two_phase)")));
   }
   // A GPU binary needs the device before anything else (libcuda is loaded at run time).
+  std::unique_ptr<Communicator> device_comm;
   if (m->target.find("-cuda") != std::string::npos) {
     absl::StatusOr<CudaDevice> dev = QueryCudaDevice();
     if (!dev.ok()) return DriverFail(dev.status());
     std::printf("%s: running on %s\n", m->name.c_str(), DescribeCudaDevice(*dev).c_str());
+    if (comm.size() > 1) {  // NCCL's context is Halide's too (the runtime's acquire hook)
+      absl::StatusOr<std::unique_ptr<Communicator>> d = JoinDeviceCollectives(comm);
+      if (!d.ok()) return DriverFail(d.status());
+      device_comm = std::move(*d);
+      if (&halide_set_cuda_acquire_context != nullptr) {
+        halide_set_cuda_acquire_context(KilnAcquireSharedCudaContext);
+      }
+    }
   }
   // The steps' scratch memory comes from the pool (the runtime is linked in statically).
   halide_set_custom_malloc(StepMalloc);
@@ -111,7 +127,7 @@ int Train(const kiln::DriverOptions& o, const kiln::AotManifest& manifest,
   info.optimizer = m->optimizer;
   info.batch = m->batch;
   info.compile_s = 0;
-  return RunDriver(o, info, *data, train->get(), eval->get(), &comm);
+  return RunDriver(o, info, *data, train->get(), eval->get(), &comm, device_comm.get());
 }
 
 }  // namespace

@@ -30,4 +30,20 @@ absl::StatusOr<CudaDevice> QueryCudaDevice();
 // One line for logs: "NVIDIA H200 (compute capability 9.0, 139.8 GiB, driver 13.0)".
 std::string DescribeCudaDevice(const CudaDevice& d);
 
+// Device `ordinal`'s primary context (the one the CUDA runtime, and so NCCL, works in), retained
+// and made current on this thread. Unavailable with the reason.
+absl::StatusOr<void*> RetainPrimaryContext(int ordinal);
+// Waits until the current context's work is done (cuCtxSynchronize).
+absl::Status SynchronizeCudaContext();
+
+// The CUDA context every Halide runtime of this process must use when another library (NCCL)
+// works on the same buffers; null (the default) leaves Halide to create its own. Set it before
+// the first step is compiled or loaded.
+void SetSharedCudaContext(void* ctx);
+void* SharedCudaContext();
+// Halide's acquire-context hook answering SharedCudaContext() (for halide_set_cuda_acquire_context
+// in cached and AOT steps' runtimes; the JIT's handlers call it too). Returns 0, or -1 when no
+// context is shared.
+extern "C" int KilnAcquireSharedCudaContext(void* user_context, void** ctx, bool create);
+
 }  // namespace kiln

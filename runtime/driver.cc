@@ -25,6 +25,7 @@
 #include "base/status.h"
 #include "runtime/idx.h"
 #include "runtime/image.h"
+#include "runtime/nccl.h"
 #include "runtime/plot.h"
 #include "runtime/schedule.h"
 #include "runtime/trainer.h"
@@ -396,6 +397,15 @@ absl::Status CheckDriverJob(Communicator& comm, const DriverOptions& o,
   return CheckSameOnEveryRank(comm, fields);
 }
 
+absl::StatusOr<std::unique_ptr<Communicator>> JoinDeviceCollectives(Communicator& host) {
+  if (host.size() == 1) return std::unique_ptr<Communicator>();
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<NcclCommunicator> nccl,
+                        NcclCommunicator::Create(host, host.local_rank()));
+  std::printf("data-parallel on GPUs: %s (each rank on the GPU of its local rank)\n",
+              nccl->backend().c_str());
+  return std::unique_ptr<Communicator>(std::move(nccl));
+}
+
 int FinishDriverJob(std::unique_ptr<Communicator> comm, int code) {
   if (comm != nullptr && comm->size() > 1 && code != 0) {
     std::fflush(stdout);
@@ -673,7 +683,7 @@ int Report(const DriverOptions& o, const DriverInfo& info, int epochs, int ranks
 }  // namespace
 
 int RunDriver(const DriverOptions& options, const DriverInfo& info, DriverData& data,
-              Executable* train, Executable* eval, Communicator* comm) {
+              Executable* train, Executable* eval, Communicator* comm, Communicator* device_comm) {
   const int64_t batch = std::max<int64_t>(1, info.batch);
   if (absl::Status s = ValidateDriverOptions(options, data, batch); !s.ok()) return DriverFail(s);
   const int ranks = comm ? comm->size() : 1;
@@ -704,6 +714,7 @@ int RunDriver(const DriverOptions& options, const DriverInfo& info, DriverData& 
   }
   Trainer trainer(train, eval);
   trainer.set_communicator(comm);
+  trainer.set_device_communicator(device_comm);
   if (absl::Status s = trainer.Initialize(o.seed); !s.ok()) return DriverFail(s);
   absl::StatusOr<bool> loaded = RestoreState(o, trainer);
   if (!loaded.ok()) return DriverFail(loaded.status());

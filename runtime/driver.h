@@ -110,6 +110,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> JoinDriverJob(const DriverOptions&
 // ranks (CheckSameOnEveryRank).
 absl::Status CheckDriverJob(Communicator& comm, const DriverOptions& options,
                             std::vector<std::pair<std::string, std::string>> fields);
+// On GPUs, before compiling: NCCL over the job's ranks, each on the GPU of its local rank (one
+// rank per GPU), sharing its CUDA context with Halide (runtime/nccl.h). Null for one rank.
+absl::StatusOr<std::unique_ptr<Communicator>> JoinDeviceCollectives(Communicator& host);
 // The process's exit code; ends a job of several ranks at once (_exit) when `code` is not 0, so
 // that no rank waits in MPI_Finalize for ranks stuck in a collective.
 int FinishDriverJob(std::unique_ptr<Communicator> comm, int code);
@@ -125,8 +128,10 @@ int FinishDriverJob(std::unique_ptr<Communicator> comm, int code);
 // the training step must be two-phase): the global batch is ranks x info.batch, only rank 0
 // writes files (checkpoints, --save, plots, --log_json) and prints, and the RESULT line's
 // ranks=N says how many took part.
+// `device_comm` (JoinDeviceCollectives) sums the gradients of steps that run on a GPU.
 int RunDriver(const DriverOptions& options, const DriverInfo& info, DriverData& data,
-              Executable* train, Executable* eval, Communicator* comm = nullptr);
+              Executable* train, Executable* eval, Communicator* comm = nullptr,
+              Communicator* device_comm = nullptr);
 
 // Prints "error: <status>" to stderr (after "[rank r] " on ranks > 0 of a job) and returns 1.
 int DriverFail(const absl::Status& s);

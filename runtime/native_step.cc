@@ -12,6 +12,7 @@
 #include "HalideRuntime.h"
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
+#include "runtime/cuda_device.h"
 #include "runtime/device_tensors.h"
 #include "runtime/step_allocator.h"
 
@@ -253,6 +254,13 @@ absl::Status LoadHalideRuntime(const std::string& path) {
   if (set_malloc && set_free) {
     set_malloc(StepMalloc);
     set_free(StepFree);
+  }
+  // A CUDA runtime acquires the context NCCL works in, when there is one (runtime/nccl.h).
+  using AcquireFn = int (*)(void*, void**, bool);
+  using SetAcquire = AcquireFn (*)(AcquireFn);
+  auto set_acquire = reinterpret_cast<SetAcquire>(dlsym(h, "halide_set_cuda_acquire_context"));
+  if (set_acquire != nullptr && SharedCudaContext() != nullptr) {
+    set_acquire(KilnAcquireSharedCudaContext);
   }
   loaded.insert(path);
   return absl::OkStatus();

@@ -367,8 +367,8 @@ absl::StatusOr<EpochReport> Trainer::RunEpoch(Epoch& e, const TrainConfig& confi
     if (ranks() > 1) {
       double stop = config.stop != nullptr && config.stop->load() ? 1 : 0;
       const auto t0 = std::chrono::steady_clock::now();
-      KILN_RETURN_IF_ERROR(e.meter->ReduceStep(
-          *comm_, stop, config.log_every > 0 && b % config.log_every == 0));
+      KILN_RETURN_IF_ERROR(
+          e.meter->ReduceStep(*comm_, stop, config.log_every > 0 && b % config.log_every == 0));
       e.collective_seconds += Seconds(t0);
       stop_after = stop > 0;
     }

@@ -94,8 +94,8 @@ std::unique_ptr<Optimizer> MakeOpt(const std::string& name) {
 // "resident": the training set stays on the (emulated) device, gathered by the step.
 bool g_resident = false;
 
-std::unique_ptr<Executable> Compile(const std::string& model, const std::string& opt,
-                                    int64_t batch, int64_t examples) {
+std::unique_ptr<Executable> Compile(const std::string& model, const std::string& opt, int64_t batch,
+                                    int64_t examples) {
   Graph g(Mode::kTrain);
   ModelDef m = Build(model, g, batch);
   CompileOptions o;
