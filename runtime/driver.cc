@@ -687,21 +687,17 @@ int RunDriver(const DriverOptions& options, const DriverInfo& info, DriverData& 
   const int64_t batch = std::max<int64_t>(1, info.batch);
   if (absl::Status s = ValidateDriverOptions(options, data, batch); !s.ok()) return DriverFail(s);
   const int ranks = comm ? comm->size() : 1;
-  DriverOptions o = options;
+  const DriverOptions& o = options;
+  // Only rank 0 writes files: checkpoints and --save through Trainer::Save (a no-op elsewhere),
+  // plots and the JSON log here. Every rank takes the same decisions (evaluations included).
+  const bool writes = comm == nullptr || comm->rank() == 0;
   if (ranks > 1) {
     // Every rank got here (its steps compiled): from now on a collective that takes longer than
     // --collective_timeout means a rank died or hangs.
-    char ready = 1, all[1024];
-    if (ranks <= static_cast<int>(sizeof all)) {
-      if (absl::Status s = comm->AllGather(&ready, 1, all); !s.ok()) return DriverFail(s);
-    }
+    const char ready = 1;
+    std::vector<char> all(static_cast<size_t>(ranks));
+    if (absl::Status s = comm->AllGather(&ready, 1, all.data()); !s.ok()) return DriverFail(s);
     comm->set_timeout(o.collective_timeout);
-    if (comm->rank() != 0) {  // only rank 0 writes files
-      o.save.clear();
-      o.checkpoint.clear();
-      o.plot.clear();
-      o.log_json.clear();
-    }
   }
   // Inputs are read before any training, so a bad file never costs a run.
   std::vector<float> predict_image;
@@ -735,7 +731,7 @@ int RunDriver(const DriverOptions& options, const DriverInfo& info, DriverData& 
   }
   if (data.validation.count > 0) config.validation = &data.validation;
   JsonLog json;
-  if (absl::Status s = json.Open(o.log_json); !s.ok()) return DriverFail(s);
+  if (absl::Status s = json.Open(writes ? o.log_json : ""); !s.ok()) return DriverFail(s);
   config.on_log = [&json](const LossPoint& p) { json.Step(p); };
   EpochEnd end(o, info, data, trainer, json);
   config.on_epoch = [&end](const EpochReport& r) { return end(r); };
@@ -782,7 +778,8 @@ int RunDriver(const DriverOptions& options, const DriverInfo& info, DriverData& 
   if (absl::Status s = SaveParameters(o, end, stats.steps > 0, *loaded); !s.ok()) {
     return DriverFail(s);
   }
-  if (absl::Status s = WritePlots(o.plot, info.name, stats, end.test_accuracy()); !s.ok()) {
+  if (absl::Status s = WritePlots(writes ? o.plot : "", info.name, stats, end.test_accuracy());
+      !s.ok()) {
     return DriverFail(s);
   }
   if (!predict_image.empty()) {

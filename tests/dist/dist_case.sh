@@ -97,12 +97,15 @@ aot_binaries)
   ;;
 resume_at_another_rank_count)
   # Two ranks train one epoch and checkpoint; one process continues with a second.
+  # --plot: every rank evaluates the test set after each epoch (rank 0 draws the curve).
   "$mpirun" -n 2 "$mlp" "${common[@]}" --epochs=1 --log_every=0 --checkpoint=ck.safetensors \
-    --lr_schedule=constant --save=final.safetensors --log_json=log.json > two.log 2>&1 ||
-    fail "the two-rank run failed"
+    --lr_schedule=constant --save=final.safetensors --log_json=log.json --plot=curve \
+    > two.log 2>&1 || fail "the two-rank run failed"
   grep -q "ranks=2" two.log || fail "no ranks=2 on the RESULT line"
-  [ "$(ls)" = "$(printf 'ck.safetensors\nfinal.safetensors\nlog.json\ntwo.log')" ] ||
+  grep -q "epoch 1: test accuracy" two.log || fail "no per-epoch test accuracy"
+  [ "$(ls | grep -v '^curve_')" = "$(printf 'ck.safetensors\nfinal.safetensors\nlog.json\ntwo.log')" ] ||
     fail "expected only rank 0's files, found: $(ls | tr '\n' ' ')"
+  ls curve_* > /dev/null 2>&1 || fail "no plot"
   [ "$(grep -c '"event":"epoch"' log.json)" = 1 ] || fail "log.json has not one epoch line: $(cat log.json)"
   "$mlp" "${common[@]}" --epochs=2 --log_every=0 --resume=ck.safetensors --lr_schedule=constant \
     --min_accuracy=0.9 > one.log 2>&1 || fail "the one-process continuation failed"
