@@ -3,7 +3,8 @@
 # 2 MPI ranks with 1 thread each, at the same global batch (128) and recipe (SGD, constant lr,
 # no augmentation), for the MLP and the tutorial CNN. Rounds alternate the two forms; the table
 # has the median images/s of each and, for the ranks, the time in collectives (the gradient
-# allreduce plus the step's loss and metrics) per step and as a share of the step. Writes
+# allreduce plus the step's loss and metrics, waiting for the other rank included) per step and
+# as a share of the step, then the allreduce alone at 2 and 4 ranks. Writes
 # bench/dist_results.md. Run it on an otherwise idle machine.
 #   bench/dist.sh [ROUNDS] [EPOCHS]
 set -euo pipefail
@@ -12,7 +13,7 @@ rounds=${1:-3}
 epochs=${2:-2}
 scripts/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" --target mnist_mlp mnist_cnn kiln_mpi >/dev/null
+cmake --build build -j"$(nproc)" --target mnist_mlp mnist_cnn kiln_mpi dist_worker >/dev/null
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -44,5 +45,20 @@ for m in mlp cnn; do
   printf '| %s | %.0f | %.0f | %.2f | %.1f us | %.1f%% |\n' "$m" "$one" "$two" \
     "$(awk -v a="$two" -v b="$one" 'BEGIN {print a / b}')" "$us" "$share" >> "$tmp/table"
 done
+{
+  echo
+  echo "The allreduce alone (MPI_Allreduce in place, float32, median over repetitions):"
+  echo
+  echo "| ranks | floats | bytes | median us |"
+  echo "|---|---|---|---|"
+  for n in 20480 10000000; do  # the tutorial CNN's gradient buffer; a 10M-parameter model's
+    reps=2000; [ $n -gt 100000 ] && reps=20
+    for r in 2 4; do
+      mpirun -n $r ./build/tests/dist_worker allreduce $n $reps |
+        awk -v b=$((n * 4)) '{split($2,a,"=");split($3,f,"=");split($4,u,"=");
+          printf "| %s | %s | %s | %s |\n", a[2], f[2], b, u[2]}'
+    done
+  done
+} >> "$tmp/table"
 cat "$tmp/table"
 cp "$tmp/table" bench/dist_results.md

@@ -7,10 +7,13 @@
 //     (MODEL mlp, mlp_dropout, cnn or cnn_bn; OPTIMIZER sgd or adam): first-step loss and
 //     gradients, the loss curve and the parameters after STEPS steps; every rank's parameters and
 //     state identical; a second run from the same seed bitwise equal to the first.
+//   mpirun -n N dist_worker allreduce FLOATS REPETITIONS
+//     the median time of one sum of FLOATS floats (bench/dist.sh).
 //   mpirun -n N dist_worker resume BATCH EXAMPLES CHECKPOINT
 //     a checkpoint taken inside an epoch continues bitwise at the same global batch, and at
 //     another global batch resumes at the next epoch boundary.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -270,12 +273,34 @@ int Resume(Communicator& comm, int64_t batch, const Dataset& data, const std::st
   return result[0] > 0 ? 1 : 0;
 }
 
+// The allreduce alone: median microseconds of REPS sums of N floats (bench/dist.sh).
+int AllReduceTime(Communicator& comm, int64_t n, int64_t reps) {
+  std::vector<float> v(static_cast<size_t>(n), 1.0f);
+  std::vector<double> us;
+  for (int64_t i = 0; i < reps + 3; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK_OK(comm.AllReduceSum(v.data(), n, ScalarType::kF32));
+    const double t =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    if (i >= 3) us.push_back(t);  // the first few set up the connections
+  }
+  std::sort(us.begin(), us.end());
+  if (comm.rank() == 0) {
+    std::printf("allreduce ranks=%d floats=%lld median_us=%.1f\n", comm.size(),
+                static_cast<long long>(n), us[us.size() / 2]);
+  }
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   std::unique_ptr<Communicator> comm = OrDie(JoinJob({}), "join");
   g_comm = comm.get();
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "allreduce" && argc == 4) {
+    return AllReduceTime(*comm, std::atoll(argv[2]), std::atoll(argv[3]));
+  }
   const std::string dir = KILN_TEST_SOURCE_DIR "/data/mnist";
   Dataset train = OrDie(LoadMnist(dir, MnistSplit::kTrain), "MNIST");
-  const std::string mode = argc > 1 ? argv[1] : "";
   auto num = [&](int i) {
     int64_t v = 0;
     if (i >= argc || !absl::SimpleAtoi(argv[i], &v)) {
@@ -293,7 +318,8 @@ int Main(int argc, char** argv) {
   }
   std::fprintf(stderr,
                "usage: dist_worker equivalence MODEL OPTIMIZER STEPS BATCH EXAMPLES [resident]\n"
-               "       dist_worker resume BATCH EXAMPLES CHECKPOINT\n");
+               "       dist_worker resume BATCH EXAMPLES CHECKPOINT\n"
+               "       dist_worker allreduce FLOATS REPETITIONS\n");
   return 2;
 }
 
