@@ -56,9 +56,10 @@ class MpiComm : public Communicator {
                                                        const std::string& plugin) {
     void* lib = dlopen(plugin.c_str(), RTLD_NOW | RTLD_GLOBAL);  // global: Open MPI's components
     if (lib == nullptr) {                                        // resolve against libmpi
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot load Kiln's MPI plugin ", plugin, ": ", dlerror(),
-                       " (is Open MPI installed? scripts/setup.sh installs libopenmpi-dev)"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot load Kiln's MPI plugin ", plugin, ": ", dlerror(),
+          " (it needs Open MPI's libmpi: scripts/setup.sh installs libopenmpi-dev; KILN_MPI_PLUGIN "
+          "names the plugin)"));
     }
     using Entry = const KilnMpiApi* (*)();
     auto entry = reinterpret_cast<Entry>(dlsym(lib, "kiln_mpi_api"));
