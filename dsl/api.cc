@@ -87,6 +87,37 @@ Value operator-(Value a) { return a * -1.0; }
 Value Relu(Value x) { return Unary(OpKind::kRelu, x); }
 Value Sigmoid(Value x) { return Unary(OpKind::kSigmoid, x); }
 Value Tanh(Value x) { return Unary(OpKind::kTanh, x); }
+Value Erf(Value x) { return Unary(OpKind::kErf, x); }
+
+// relu(x) - alpha relu(-x): the gradient is step(x) + alpha step(-x), never through a step.
+Value LeakyRelu(Value x, double alpha) {
+  if (auto bad = Unusable("LeakyRelu", x, x)) return *bad;
+  Graph::ErrorContext context(x.graph(), "LeakyRelu");
+  return Relu(x) - alpha * Relu(-x);
+}
+
+// relu(x) + alpha (exp(-relu(-x)) - 1): exp(x) - 1 scaled below 0, x above.
+Value Elu(Value x, double alpha) {
+  if (auto bad = Unusable("Elu", x, x)) return *bad;
+  Graph::ErrorContext context(x.graph(), "Elu");
+  return Relu(x) + alpha * (Exp(-Relu(-x)) - 1.0);
+}
+
+Value Silu(Value x) {
+  if (auto bad = Unusable("Silu", x, x)) return *bad;
+  Graph::ErrorContext context(x.graph(), "Silu");
+  return x * Sigmoid(x);
+}
+
+Value Gelu(Value x, GeluApproximation approximation) {
+  if (auto bad = Unusable("Gelu", x, x)) return *bad;
+  Graph::ErrorContext context(x.graph(), "Gelu");
+  if (approximation == GeluApproximation::kTanh) {
+    const double c = std::sqrt(2 / M_PI);
+    return 0.5 * x * (1.0 + Tanh(c * (x + 0.044715 * x * Square(x))));
+  }
+  return 0.5 * x * (1.0 + Erf(x * (1 / std::sqrt(2.0))));
+}
 Value Exp(Value x) { return Unary(OpKind::kExp, x); }
 Value Log(Value x) { return Unary(OpKind::kLog, x); }
 Value Square(Value x) { return Unary(OpKind::kSquare, x); }
@@ -278,6 +309,25 @@ Value SoftmaxCrossEntropy(Value logits, Value labels) {
   }
   Graph::ErrorContext context(g, "SoftmaxCrossEntropy");
   return -Sum(LogSoftmax(logits, -1) * OneHot(labels, logits.shape().back()), {-1});
+}
+
+Value SoftmaxCrossEntropy(Value logits, Value labels, double smoothing) {
+  if (smoothing == 0) return SoftmaxCrossEntropy(logits, labels);
+  if (auto bad = Unusable("SoftmaxCrossEntropy", logits, labels)) return *bad;
+  Graph* g = logits.graph();
+  if (!(smoothing > 0 && smoothing < 1)) {
+    return g->Fail(
+        "SoftmaxCrossEntropy",
+        absl::InvalidArgumentError(absl::StrCat(
+            "SoftmaxCrossEntropy: expected label smoothing in [0, 1), got ", smoothing)));
+  }
+  Value plain = SoftmaxCrossEntropy(logits, labels);  // checks the shapes and labels
+  if (!plain.valid()) return plain;
+  Graph::ErrorContext context(g, "SoftmaxCrossEntropy");
+  // (1 - s) CE(label) + s mean_k(-log p_k)
+  const double classes = static_cast<double>(logits.shape().back());
+  Value uniform = -Sum(LogSoftmax(logits, -1), {-1}) * (1 / classes);
+  return (1 - smoothing) * plain + smoothing * uniform;
 }
 
 Value AccuracyCount(Value logits, Value labels) {

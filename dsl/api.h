@@ -43,6 +43,15 @@ Value operator-(Value a);
 Value Relu(Value x);
 Value Sigmoid(Value x);
 Value Tanh(Value x);
+Value Erf(Value x);
+// Activations composed of the primitives (docs/OPS.md):
+Value LeakyRelu(Value x, double alpha = 0.01);  // x > 0 ? x : alpha x
+Value Elu(Value x, double alpha = 1.0);         // x > 0 ? x : alpha (exp(x) - 1)
+Value Silu(Value x);                            // x sigmoid(x)
+// GELU: x Phi(x) with the normal CDF exact (erf) or by PyTorch's tanh approximation
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+enum class GeluApproximation { kNone, kTanh };
+Value Gelu(Value x, GeluApproximation approximation = GeluApproximation::kNone);
 Value Exp(Value x);
 Value Log(Value x);
 Value Square(Value x);
@@ -96,6 +105,9 @@ Value LogSoftmax(Value x, int64_t axis = -1);
 Value SquareErrorCost(Value pred, Value label);
 // Per-example cross-entropy of logits [B, C] against int32 labels [B]: returns [B].
 Value SoftmaxCrossEntropy(Value logits, Value labels);
+// With label smoothing in [0, 1): the target puts 1 - smoothing + smoothing / classes on the
+// label and smoothing / classes on every other class (PyTorch's label_smoothing).
+Value SoftmaxCrossEntropy(Value logits, Value labels, double smoothing);
 // Number of rows whose argmax equals the label: int32 scalar.
 Value AccuracyCount(Value logits, Value labels);
 

@@ -114,6 +114,49 @@ std::vector<OpCase> MakeCases() {
        {F({3, 6}, -4, 4)},
        [](const V& x) { return Sigmoid(x[0]); },
        [](const N& x) { return Map(x[0], [](double a) { return 1 / (1 + std::exp(-a)); }); }});
+  // erf over its whole range: the float64 series to 1e-12, float32's approximation to 1e-5.
+  c.push_back({"erf",
+               {OpKind::kErf},
+               {F({4, 9}, -6.5, 6.5)},
+               [](const V& x) { return Erf(x[0]); },
+               [](const N& x) { return Map(x[0], [](double a) { return std::erf(a); }); }});
+  // Activations composed of primitives (dsl/api.h, docs/OPS.md).
+  c.push_back({"leaky_relu",
+               {OpKind::kRelu, OpKind::kSub},
+               {F({4, 5})},
+               [](const V& x) { return LeakyRelu(x[0], 0.1); },
+               [](const N& x) { return Map(x[0], [](double a) { return a > 0 ? a : 0.1 * a; }); }});
+  c.push_back({"elu",
+               {OpKind::kRelu, OpKind::kExp},
+               {F({4, 5}, -3, 3)},
+               [](const V& x) { return Elu(x[0], 0.7); },
+               [](const N& x) {
+                 return Map(x[0], [](double a) { return a > 0 ? a : 0.7 * (std::exp(a) - 1); });
+               }});
+  c.push_back(
+      {"silu",
+       {OpKind::kSigmoid, OpKind::kMul},
+       {F({3, 7}, -5, 5)},
+       [](const V& x) { return Silu(x[0]); },
+       [](const N& x) { return Map(x[0], [](double a) { return a / (1 + std::exp(-a)); }); }});
+  c.push_back({"gelu",
+               {OpKind::kErf, OpKind::kMul},
+               {F({3, 7}, -5, 5)},
+               [](const V& x) { return Gelu(x[0]); },
+               [](const N& x) {
+                 return Map(x[0],
+                            [](double a) { return 0.5 * a * (1 + std::erf(a / std::sqrt(2.0))); });
+               }});
+  c.push_back({"gelu_tanh",
+               {OpKind::kTanh, OpKind::kMul},
+               {F({3, 7}, -5, 5)},
+               [](const V& x) { return Gelu(x[0], GeluApproximation::kTanh); },
+               [](const N& x) {
+                 return Map(x[0], [](double a) {
+                   return 0.5 * a *
+                          (1 + std::tanh(std::sqrt(2 / M_PI) * (a + 0.044715 * a * a * a)));
+                 });
+               }});
   c.push_back({"tanh",
                {OpKind::kTanh},
                {F({3, 6}, -3, 3)},
@@ -386,6 +429,27 @@ std::vector<OpCase> MakeCases() {
          return SoftmaxCrossEntropy(g.Input("l", {6, 10}), g.Input("y", {5}, DType::kInt32));
        },
        "do not broadcast"});
+  c.push_back(
+      {"softmax_cross_entropy_label_smoothing",
+       {OpKind::kOneHot, OpKind::kLog, OpKind::kSum},
+       {F({6, 10}, -3, 3), I({6}, 0, 10)},
+       [](const V& x) { return SoftmaxCrossEntropy(x[0], x[1], 0.2); },
+       [](const N& x) {
+         Nd p = Softmax(x[0]);
+         Nd y = Nd::Zeros({6});
+         for (int64_t i = 0; i < 6; ++i) {
+           for (int64_t k = 0; k < 10; ++k) {
+             const double target = (k == static_cast<int64_t>(x[1].v[i]) ? 0.8 : 0) + 0.2 / 10;
+             y.v[i] -= target * std::log(p[{i, k}]);
+           }
+         }
+         return y;
+       },
+       "",
+       [](Graph& g) {
+         return SoftmaxCrossEntropy(g.Input("l", {6, 10}), g.Input("y", {6}, DType::kInt32), 1.0);
+       },
+       "expected label smoothing in [0, 1), got 1"});
   c.push_back({"accuracy_count",
                {OpKind::kArgMax, OpKind::kEqual, OpKind::kSum},
                {F({9, 10}), I({9}, 0, 10)},
