@@ -420,4 +420,33 @@ Value BatchNorm::operator()(Value x) const {
                 Count(gamma_, beta_), &applied_);
 }
 
+LayerNorm::LayerNorm(Graph& g, const std::string& name, int64_t features, Options options)
+    : name_(name), features_(features), options_(options) {
+  if (options.affine) {
+    gamma_ = g.Parameter(absl::StrCat(name, ".weight"), {features}, Initializer::Constant(1));
+    beta_ = g.Parameter(absl::StrCat(name, ".bias"), {features}, Initializer::Zeros());
+  }
+}
+
+// y = (x - mean) / sqrt(var + eps) [* gamma + beta], statistics over the last axis.
+Value LayerNorm::operator()(Value x) const {
+  if (auto bad = Unusable("LayerNorm", x, x)) return *bad;
+  Graph* g = x.graph();
+  Graph::ErrorContext context(g, absl::StrCat("LayerNorm '", name_, "'"));
+  if (x.rank() < 1 || x.shape().back() != features_) {
+    return g->Fail(
+        "", absl::InvalidArgumentError(absl::StrCat("expected input [..., ", features_, "], got '",
+                                                    x.name(), "' ", ShapeString(x.shape()))));
+  }
+  if (!(options_.eps > 0)) {
+    return g->Fail(
+        "", absl::InvalidArgumentError(absl::StrCat("expected eps > 0, got ", options_.eps)));
+  }
+  Value mean = Mean(x, {-1}, true);
+  Value centered = x - mean;
+  Value y = centered / Sqrt(Mean(Square(centered), {-1}, true) + options_.eps);
+  if (options_.affine) y = y * gamma_ + beta_;
+  return Record(y, name_, "LayerNorm", Count(gamma_, beta_), &applied_);
+}
+
 }  // namespace kiln

@@ -155,6 +155,29 @@ class BatchNorm {
   mutable bool applied_ = false;
 };
 
+// Layer normalization over the last axis (PyTorch's LayerNorm(features)): y = (x - mean) /
+// sqrt(var + eps), the biased variance over the last axis, then, when `affine`, times a learned
+// scale ("<name>.weight", ones) plus a learned shift ("<name>.bias", zeros). The same in training
+// and evaluation (no running statistics).
+class LayerNorm {
+ public:
+  struct Options {
+    double eps = 1e-5;
+    bool affine = true;
+  };
+  LayerNorm(Graph& g, const std::string& name, int64_t features, Options options);
+  LayerNorm(Graph& g, const std::string& name, int64_t features)
+      : LayerNorm(g, name, features, Options()) {}
+  Value operator()(Value x) const;
+
+ private:
+  std::string name_;
+  int64_t features_;
+  Value gamma_, beta_;
+  Options options_;
+  mutable bool applied_ = false;
+};
+
 // A 2-D convolution layer: w [out, in, k, k] (Kaiming-uniform by default), optional bias [out].
 class Conv2D {
  public:

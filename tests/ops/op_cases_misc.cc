@@ -131,6 +131,37 @@ std::vector<OpCase> MakeMiscCases() {
                  return BatchNorm(g, "bn", 4)(g.Input("x", {2, 3, 5}));
                },
                "expected input [N, 4, ...]"});
+  // Layer norm over the last axis, without and with its affine parameters (their gradients go
+  // through mul and add, whose VJPs have cases of their own; checked here: the input's).
+  for (bool affine : {false, true}) {
+    c.push_back({affine ? "layer_norm_affine" : "layer_norm",
+                 {OpKind::kSum, OpKind::kSqrt, OpKind::kDiv},
+                 {F({2, 3, 6}, -2, 3)},
+                 [affine](const V& x) {
+                   LayerNorm::Options o;
+                   o.affine = affine;
+                   return LayerNorm(*x[0].graph(), "ln", 6, o)(x[0] * 2.0 + 0.5);
+                 },
+                 [](const N& x) {
+                   Nd y = Map(x[0], [](double a) { return a * 2 + 0.5; });
+                   for (int64_t r = 0; r < 6; ++r) {  // rows of the last axis (6 values each)
+                     double mean = 0, var = 0;
+                     for (int64_t k = 0; k < 6; ++k) mean += y.v[r * 6 + k] / 6;
+                     for (int64_t k = 0; k < 6; ++k) {
+                       var += (y.v[r * 6 + k] - mean) * (y.v[r * 6 + k] - mean) / 6;
+                     }
+                     for (int64_t k = 0; k < 6; ++k) {
+                       y.v[r * 6 + k] = (y.v[r * 6 + k] - mean) / std::sqrt(var + 1e-5);
+                     }
+                   }
+                   return y;  // the affine parameters start as ones and zeros
+                 },
+                 "",
+                 [](Graph& g) {
+                   return LayerNorm(g, "ln", 4)(g.Input("x", {2, 5}));
+                 },
+                 "expected input [..., 4]"});
+  }
   return c;
 }
 
