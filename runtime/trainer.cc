@@ -10,10 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
 #include "runtime/batch_source.h"
+#include "runtime/data_parallel.h"
 #include "runtime/epoch_meter.h"
 #include "runtime/progress.h"
 #include "runtime/step_args.h"
-#include "runtime/two_phase_step.h"
 
 namespace kiln {
 namespace {
@@ -229,53 +229,11 @@ absl::StatusOr<TrainStats> Trainer::Train(const Dataset& data, const TrainConfig
   e.batches->set_slice(rank(), ranks());
   TrainConfig adjusted;
   const TrainConfig* cfg = &config;
-  std::unique_ptr<void, std::function<void(void*)>> unhook;
+  std::unique_ptr<GradientSum> sum;  // data-parallel: for this call only
   if (ranks() > 1) {
-    auto* two = dynamic_cast<TwoPhaseStep*>(train_);
-    if (two == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "data-parallel training over ", ranks(),
-          " ranks needs a two-phase training step (CompileOptions::two_phase; examples: "
-          "--two_phase; AOT binaries: TWO_PHASE / kiln-aot --two_phase)"));
-    }
-    Communicator* comm = comm_;
-    if (store_.device() != nullptr) {
-      // The gradients are summed where they are: NCCL on a GPU; in emulation (tests) the host
-      // communicator over the stand-in device copies.
-      Communicator* dc =
-          store_.device()->mode() == DeviceTensors::Mode::kEmulated ? comm_ : device_comm_;
-      if (dc == nullptr) {
-        return absl::FailedPreconditionError(
-            "data-parallel training on a GPU needs a device communicator (NCCL): "
-            "Trainer::set_device_communicator");
-      }
-      double* spent = &e.collective_seconds;
-      two->set_between_phases_on_device(
-          [dc, spent](const std::vector<TwoPhaseStep::DeviceSpan>& spans) {
-            const auto t0 = std::chrono::steady_clock::now();
-            std::vector<Communicator::Span> s;
-            for (const auto& g : spans) s.push_back({g.address, g.count, g.type});
-            absl::Status st = dc->AllReduceSumMany(s);
-            *spent += Seconds(t0);
-            return st;
-          });
-    }
-    double* spent = &e.collective_seconds;
-    two->set_between_phases([comm, spent](Tensor& g) {
-      const auto t0 = std::chrono::steady_clock::now();
-      absl::Status s = comm->AllReduceSum(g.raw(), g.size(), g.type());
-      *spent += Seconds(t0);
-      return s;
-    });
-    unhook = std::unique_ptr<void, std::function<void(void*)>>(two, [](void* p) {
-      static_cast<TwoPhaseStep*>(p)->set_between_phases(nullptr);
-      static_cast<TwoPhaseStep*>(p)->set_between_phases_on_device(nullptr);
-    });
-    adjusted = config;
-    auto given = adjusted.hyper.find(kGradScaleHyper);
-    const double scale = given != adjusted.hyper.end() ? given->second : 1.0;
-    adjusted.hyper[kGradScaleHyper] = scale / ranks();
-    adjusted.progress = config.progress && rank() == 0;
+    KILN_ASSIGN_OR_RETURN(sum, GradientSum::Install(train_, comm_, device_comm_, store_.device(),
+                                                    &e.collective_seconds));
+    adjusted = DataParallelConfig(config, rank(), ranks());
     cfg = &adjusted;
   }
   const int64_t global_batch = e.batches->batch() * ranks();
