@@ -82,7 +82,8 @@ absl::Status EpochMeter::ReduceStep(Communicator& comm, double& flag, bool want_
   if (resident_ && want_loss && store_.device() != nullptr) {
     KILN_RETURN_IF_ERROR(store_.device()->ToHost(scalars_[0].value.ref()));
   }
-  std::vector<double> v(n + 1);
+  std::vector<double>& v = reduced_;  // reused: no allocation per step
+  v.resize(n + 1);
   v[0] = flag;
   for (size_t i = 0; i < n; ++i) v[i + 1] = scalars_[i].value.At(0);
   KILN_RETURN_IF_ERROR(

@@ -64,6 +64,7 @@ class EpochMeter {
   ParameterStore& store_;
   bool resident_;
   Communicator* comm_ = nullptr;  // data-parallel (set by ReduceStep)
+  std::vector<double> reduced_;   // ReduceStep's values
   std::vector<Scalar> scalars_;   // loss first
   double loss_sum_ = 0, correct_ = 0;
   bool has_correct_ = false;

@@ -321,16 +321,15 @@ absl::StatusOr<EpochReport> Trainer::RunEpoch(Epoch& e, const TrainConfig& confi
     e.batches->Prepare(b);
     report.lr = e.hyper->ForStep(counters_.step + 1, report.epoch);
     KILN_RETURN_IF_ERROR(train_->Run(e.args[store_.parity()].in, e.args[store_.parity()].out));
+    const bool log = config.log_every > 0 && b % config.log_every == 0;
     bool stop_after = false;  // data-parallel: a stop asked on any rank, after this step
     if (ranks() > 1) {
       double stop = config.stop != nullptr && config.stop->load() ? 1 : 0;
       const auto t0 = std::chrono::steady_clock::now();
-      KILN_RETURN_IF_ERROR(
-          e.meter->ReduceStep(*comm_, stop, config.log_every > 0 && b % config.log_every == 0));
+      KILN_RETURN_IF_ERROR(e.meter->ReduceStep(*comm_, stop, log));
       e.collective_seconds += Seconds(t0);
       stop_after = stop > 0;
     }
-    const bool log = config.log_every > 0 && b % config.log_every == 0;
     KILN_ASSIGN_OR_RETURN(std::optional<double> loss, e.meter->AfterStep(log));
     // Checked on the host: the compiled code assumes no NaNs and may fold a check away.
     if (loss && !std::isfinite(*loss)) {
