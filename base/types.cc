@@ -38,6 +38,8 @@ std::string InitializerString(const Initializer& init) {
       return "kaiming_uniform";
     case K::kKaimingNormal:
       return "kaiming_normal";
+    case K::kTruncatedNormal:
+      return absl::StrCat("truncated_normal(", init.a, ", ", init.b, ")");
   }
   return "?";
 }

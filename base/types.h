@@ -35,11 +35,13 @@ struct Initializer {
     kXavierUniform,
     kXavierNormal,
     kKaimingUniform,
-    kKaimingNormal
+    kKaimingNormal,
+    kTruncatedNormal
   };
   Kind kind = Kind::kZeros;
-  double a = 0;  // constant value; uniform low; normal mean; gain for Xavier/Kaiming (0 = default)
-  double b = 0;  // uniform high; normal stddev
+  double a = 0;  // constant value; uniform low; (truncated) normal mean; gain for Xavier/Kaiming
+                 // (0 = default)
+  double b = 0;  // uniform high; (truncated) normal stddev
   static Initializer Zeros() { return {Kind::kZeros, 0, 0}; }
   static Initializer Constant(double v) { return {Kind::kConstant, v, 0}; }
   static Initializer Uniform(double lo, double hi) { return {Kind::kUniform, lo, hi}; }
@@ -48,6 +50,11 @@ struct Initializer {
   static Initializer XavierNormal(double gain = 1) { return {Kind::kXavierNormal, gain, 0}; }
   static Initializer KaimingUniform() { return {Kind::kKaimingUniform, 0, 0}; }
   static Initializer KaimingNormal() { return {Kind::kKaimingNormal, 0, 0}; }
+  // Normal(mean, stddev) redrawn until within two standard deviations of the mean (the
+  // transformer initialization, e.g. stddev 0.02).
+  static Initializer TruncatedNormal(double mean, double stddev) {
+    return {Kind::kTruncatedNormal, mean, stddev};
+  }
 };
 std::string InitializerString(const Initializer& init);
 

@@ -244,7 +244,21 @@ Value Max(Value x, int64_t axis, bool keepdims) {
 
 Value ArgMax(Value x, int64_t axis) { return Reduce(OpKind::kArgMax, x, {axis}, false); }
 
-Value MatMul(Value a, Value b) { return Binary(OpKind::kMatMul, a, b); }
+Value MatMul(Value a, Value b) {
+  if (a.valid() && b.valid() && a.rank() > 2 && b.rank() == 2) {
+    // [..., M, K] x [K, N]: one [prod(...) M, K] x [K, N] product through reshape views, so the
+    // weight gradient is one matmul, not a batch of them summed.
+    Shape rows = a.shape();
+    const int64_t k = rows.back();
+    rows.pop_back();
+    const int64_t m = NumElements(rows);
+    Value y = Binary(OpKind::kMatMul, Reshape(a, {m, k}), b);
+    if (!y.valid()) return y;
+    rows.push_back(b.shape()[1]);
+    return Reshape(y, rows);
+  }
+  return Binary(OpKind::kMatMul, a, b);
+}
 
 Value Conv2d(Value x, Value w, const ConvParams& p) {
   if (!x.valid()) return x;
@@ -277,6 +291,37 @@ Value AvgPool2d(Value x, int64_t kernel, int64_t stride, int64_t padding) {
 }
 
 // softmax(x) = exp(x - max x) / sum exp(x - max x): shifted by the max for stability.
+Value GlobalAvgPool2d(Value x) {
+  if (auto bad = Unusable("GlobalAvgPool2d", x, x)) return *bad;
+  if (x.rank() != 4) {
+    return x.graph()->Fail("GlobalAvgPool2d",
+                           absl::InvalidArgumentError(
+                               absl::StrCat("GlobalAvgPool2d: expected input [N, C, H, W], got '",
+                                            x.name(), "' ", ShapeString(x.shape()))));
+  }
+  return Mean(x, {2, 3});
+}
+
+Value ScaledDotProductAttention(Value q, Value k, Value v) {
+  if (auto bad = Unusable("ScaledDotProductAttention", q, k)) return *bad;
+  if (auto bad = Unusable("ScaledDotProductAttention", v, v)) return *bad;
+  Graph* g = q.graph();
+  Graph::ErrorContext context(g, "ScaledDotProductAttention");
+  const int r = q.rank();
+  if (r < 2 || k.rank() != r || v.rank() != r || k.shape()[r - 1] != q.shape()[r - 1] ||
+      v.shape()[r - 2] != k.shape()[r - 2]) {
+    return g->Fail("", absl::InvalidArgumentError(absl::StrCat(
+                           "expected q [..., Tq, d], k [..., Tk, d], v [..., Tk, dv], got ",
+                           ShapeString(q.shape()), ", ", ShapeString(k.shape()), ", ",
+                           ShapeString(v.shape()))));
+  }
+  std::vector<int64_t> swap;
+  for (int i = 0; i < r; ++i) swap.push_back(i);
+  std::swap(swap[r - 1], swap[r - 2]);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.shape()[r - 1]));
+  return MatMul(Softmax(MatMul(q, Transpose(k, swap)) * scale, -1), v);
+}
+
 Value Softmax(Value x, int64_t axis) {
   Value e = Exp(x - Max(x, axis, true));
   return e / Sum(e, {axis}, true);
@@ -356,6 +401,38 @@ Value Linear::operator()(Value x) const {
   Value y = MatMul(x, weight_);
   if (bias_.valid()) y = y + bias_;
   return Record(y, name_, "Linear", Count(weight_, bias_), &applied_);
+}
+
+MultiHeadAttention::MultiHeadAttention(Graph& g, const std::string& name, int64_t dim,
+                                       int64_t heads, Linear::Options options)
+    : name_(name),
+      dim_(dim),
+      heads_(heads),
+      q_(g, name + ".q", dim, dim, options),
+      k_(g, name + ".k", dim, dim, options),
+      v_(g, name + ".v", dim, dim, options),
+      out_(g, name + ".out", dim, dim, options) {}
+
+Value MultiHeadAttention::operator()(Value x) const {
+  if (auto bad = Unusable("MultiHeadAttention", x, x)) return *bad;
+  Graph* g = x.graph();
+  Graph::ErrorContext context(g, absl::StrCat("MultiHeadAttention '", name_, "'"));
+  if (heads_ < 1 || dim_ % heads_ != 0) {
+    return g->Fail("", absl::InvalidArgumentError(absl::StrCat("expected heads >= 1 dividing dim ",
+                                                               dim_, ", got heads = ", heads_)));
+  }
+  if (x.rank() != 3 || x.shape()[2] != dim_) {
+    return g->Fail(
+        "", absl::InvalidArgumentError(absl::StrCat("expected input [B, T, ", dim_, "], got '",
+                                                    x.name(), "' ", ShapeString(x.shape()))));
+  }
+  const int64_t b = x.shape()[0], t = x.shape()[1], d = dim_ / heads_;
+  auto split_heads = [&](Value y) {  // [B, T, dim] -> [B, heads, T, d]
+    return Transpose(Reshape(y, {b, t, heads_, d}), {0, 2, 1, 3});
+  };
+  Value o = ScaledDotProductAttention(split_heads(q_(x)), split_heads(k_(x)), split_heads(v_(x)));
+  Value y = out_(Reshape(Transpose(o, {0, 2, 1, 3}), {b, t, dim_}));
+  return Record(y, name_, "MultiHeadAttention", 0, &applied_);
 }
 
 Conv2D::Conv2D(Graph& g, const std::string& name, int64_t in_channels, int64_t out_channels,

@@ -87,7 +87,9 @@ Value Mean(Value x, std::vector<int64_t> axes = {}, bool keepdims = false);
 Value Max(Value x, int64_t axis, bool keepdims = false);
 Value ArgMax(Value x, int64_t axis);  // int32
 
-// Linear algebra: [M, K] x [K, N] -> [M, N].
+// Linear algebra: [M, K] x [K, N] -> [M, N]; batched, [..., M, K] x [..., K, N] -> [..., M, N]
+// over equal leading axes; and [..., M, K] x [K, N] -> [..., M, N] (a weight applied to every
+// row). Either operand may be a Transpose of the last two axes (Q K^T): it is read in place.
 Value MatMul(Value a, Value b);
 
 // Convolution and pooling, NCHW. x: [N, C, H, W], w: [O, C, KH, KW].
@@ -97,6 +99,14 @@ Value Conv2d(Value x, Value w, const ConvParams& p = {});
 // Square windows; stride 0 means stride = kernel.
 Value MaxPool2d(Value x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
 Value AvgPool2d(Value x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+
+// Global average pooling: [N, C, H, W] -> [N, C], the mean over the spatial axes.
+Value GlobalAvgPool2d(Value x);
+
+// Scaled dot-product attention over the last two axes: softmax(q k^T / sqrt(d)) v for
+// q [..., Tq, d], k [..., Tk, d], v [..., Tk, dv] -> [..., Tq, dv]. Batched matmuls read k
+// transposed in place; the softmax runs over keys (the last axis).
+Value ScaledDotProductAttention(Value q, Value k, Value v);
 
 // Composites for classification and regression.
 Value Softmax(Value x, int64_t axis = -1);
@@ -175,6 +185,25 @@ class LayerNorm {
   int64_t features_;
   Value gamma_, beta_;
   Options options_;
+  mutable bool applied_ = false;
+};
+
+// Multi-head self-attention over x [B, T, dim]: separate query, key and value projections
+// ("<name>.q", "<name>.k", "<name>.v", each Linear(dim, dim)), `heads` heads of dim / heads
+// features attending independently (ScaledDotProductAttention), then the output projection
+// "<name>.out". The heads are views ([B, T, heads, d] as [B, heads, T, d]), never copies.
+class MultiHeadAttention {
+ public:
+  MultiHeadAttention(Graph& g, const std::string& name, int64_t dim, int64_t heads,
+                     Linear::Options options);
+  MultiHeadAttention(Graph& g, const std::string& name, int64_t dim, int64_t heads)
+      : MultiHeadAttention(g, name, dim, heads, Linear::Options()) {}
+  Value operator()(Value x) const;
+
+ private:
+  std::string name_;
+  int64_t dim_, heads_;
+  Linear q_, k_, v_, out_;
   mutable bool applied_ = false;
 };
 

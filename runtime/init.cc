@@ -65,6 +65,11 @@ absl::Status InitializeTensor(const std::string& name, const Initializer& init, 
       }
       case K::kKaimingNormal:
         return std::sqrt(2.0 / fan_in) * rng.Normal();
+      case K::kTruncatedNormal: {
+        double z = rng.Normal();
+        while (std::fabs(z) > 2) z = rng.Normal();
+        return init.a + init.b * z;
+      }
     }
     return 0;
   };

@@ -28,7 +28,8 @@ constexpr Initializer::Kind kInits[] = {
     Initializer::Kind::kZeros,          Initializer::Kind::kConstant,
     Initializer::Kind::kUniform,        Initializer::Kind::kNormal,
     Initializer::Kind::kXavierUniform,  Initializer::Kind::kXavierNormal,
-    Initializer::Kind::kKaimingUniform, Initializer::Kind::kKaimingNormal};
+    Initializer::Kind::kKaimingUniform, Initializer::Kind::kKaimingNormal,
+    Initializer::Kind::kTruncatedNormal};
 
 Json ArgsToJson(const std::vector<ArgSpec>& args) {
   Json out = Json::array();

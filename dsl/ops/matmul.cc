@@ -1,4 +1,6 @@
-// matmul: [M, K] x [K, N] -> [M, N], a primitive because its schedule is where the speed is.
+// matmul: [..., M, K] x [..., K, N] -> [..., M, N] over equal leading (batch) axes, a primitive
+// because its schedule is where the speed is. A transposed operand (attention's Q K^T) is a
+// Transpose view the lowering inlines: the matmul reads it in place.
 #include <algorithm>
 
 #include "dsl/ops/common.h"
@@ -15,31 +17,57 @@ absl::StatusOr<TypeAndShape> InferMatMul(const std::vector<const Node*>& in, con
   if (in[0]->dtype != DType::kFloat || in[1]->dtype != DType::kFloat) {
     return absl::InvalidArgumentError("expected float inputs");
   }
-  if (a.size() != 2 || b.size() != 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "expected two rank-2 inputs [M, K] x [K, N], got ", ShapeString(a), " x ", ShapeString(b)));
-  }
-  if (a[1] != b[0]) {
+  if (a.size() < 2 || a.size() != b.size()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("inner dimensions differ: expected [M, K] x [K, N], got ", ShapeString(a),
-                     " x ", ShapeString(b)));
+        absl::StrCat("expected [..., M, K] x [..., K, N] of the same rank >= 2, got ",
+                     ShapeString(a), " x ", ShapeString(b)));
   }
-  return TypeAndShape{DType::kFloat, {a[0], b[1]}};
+  const size_t r = a.size();
+  for (size_t i = 0; i + 2 < r; ++i) {
+    if (a[i] != b[i]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch axis ", i,
+                       " differs: expected [..., M, K] x [..., K, N] with equal leading axes, "
+                       "got ",
+                       ShapeString(a), " x ", ShapeString(b)));
+    }
+  }
+  if (a[r - 1] != b[r - 2]) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("inner dimensions differ: expected [..., M, K] x [..., K, N], got ",
+                     ShapeString(a), " x ", ShapeString(b)));
+  }
+  Shape out(a.begin(), a.end() - 1);
+  out.push_back(b[r - 1]);
+  return TypeAndShape{DType::kFloat, out};
 }
 
-// C = A B  =>  dA = dC B^T,  dB = A^T dC
+// The last two axes swapped: a view the consuming matmul reads in place.
+Value SwapLast(Value x) {
+  std::vector<int64_t> perm;
+  for (int64_t i = 0; i < x.rank(); ++i) perm.push_back(i);
+  std::swap(perm[perm.size() - 1], perm[perm.size() - 2]);
+  return Transpose(x, perm);
+}
+
+// C = A B  =>  dA = dC B^T,  dB = A^T dC (per batch)
 std::vector<Value> MatMulVjp(const VjpArgs& a) {
-  return {MatMul(a.dy, Transpose(a.x[1])), MatMul(Transpose(a.x[0]), a.dy)};
+  return {MatMul(a.dy, SwapLast(a.x[1])), MatMul(SwapLast(a.x[0]), a.dy)};
 }
 
-// acc(m, n) = sum_k A(m, k) B(k, n), computed per register tile of the output ("acc").
+// acc(..., m, n) = sum_k A(..., m, k) B(..., k, n), computed per register tile of the output
+// ("acc").
 Lowered LowerMatMul(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
-  int64_t k_extent = ctx.input_shape(n, 0)[1];
-  std::vector<Var> v = ctx.Vars(2);  // {m, n}
+  const int r = static_cast<int>(n.shape.size());
+  int64_t k_extent = ctx.input_shape(n, 0)[r - 1];
+  std::vector<Var> v = ctx.Vars(r);  // {batch..., m, n}
   Halide::RDom k(0, static_cast<int>(k_extent), "k");
   Func acc = ctx.NewFunc(n, "acc");
   ctx.Define(acc, v, Halide::cast(ctx.float_type(), 0));
-  ctx.Ref(acc, v) += ctx.At(in[0], {v[0], k.x}) * ctx.At(in[1], {k.x, v[1]});
+  std::vector<Halide::Expr> ia(v.begin(), v.end()), ib(v.begin(), v.end());
+  ia[r - 1] = k.x;
+  ib[r - 2] = k.x;
+  ctx.Ref(acc, v) += ctx.At(in[0], ia) * ctx.At(in[1], ib);
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, ctx.At(acc, v));
   return {f, {{"acc", acc}}, {{"k", k}}};
@@ -58,10 +86,30 @@ Lowered LowerMatMul(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
 // GPU: blocks of up to 32 x 8 threads, threads adjacent along N (coalesced loads of B and
 // stores of C, one broadcast row of A per warp); each thread holds a register tile of 4 rows of C
 // and streams k, so every load of B feeds 4 FMAs.
+//
+// Batch axes (a batched matmul) stay outermost: fused into one loop, which runs in parallel on a
+// CPU (when there are several products and they pay for the threads) and is the third block axis
+// on a GPU.
+
+// Fuses the leading (batch) axes of a rank-r output into one loop; false for rank 2.
+bool FuseBatch(Func f, const std::vector<Var>& v, Var* fused) {
+  const int r = static_cast<int>(v.size());
+  if (r <= 2) return false;
+  Var b = v[r - 3];
+  for (int i = r - 4; i >= 0; --i) {
+    Var next(b.name() + "_" + v[i].name());
+    f.fuse(b, v[i], next);
+    b = next;
+  }
+  *fused = b;
+  return true;
+}
+
 void ScheduleMatMulGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
-  const int64_t m_ext = n.shape[0], n_ext = n.shape[1];
-  std::vector<Var> v = ctx.Vars(2);
-  Var m = v[0], nv = v[1];
+  const int r = static_cast<int>(n.shape.size());
+  const int64_t m_ext = n.shape[r - 2], n_ext = n.shape[r - 1];
+  std::vector<Var> v = ctx.Vars(r);
+  Var m = v[r - 2], nv = v[r - 1];
   const int rows = m_ext >= 16 ? 4 : 1;
   const int tx = GpuExtent(n_ext, 32);
   const int ty = GpuExtent((m_ext + rows - 1) / rows, 256 / tx);
@@ -73,9 +121,14 @@ void ScheduleMatMulGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
       .tile(nv, m, xo, yo, xi, yi, tx, ty * rows, guard)
       .split(yi, yt, yr, rows, guard)
       .reorder(yr, xi, yt, xo, yo)
-      .gpu_blocks(xo, yo)
       .gpu_threads(xi, yt)
       .unroll(yr);
+  Var batch;
+  if (FuseBatch(f, v, &batch)) {
+    f.gpu_blocks(xo, yo, batch);
+  } else {
+    f.gpu_blocks(xo, yo);
+  }
   acc.compute_at(f, xi).unroll(m);
   acc.update().reorder(nv, m, k).unroll(m);
 }
@@ -86,12 +139,14 @@ void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
     return;
   }
   const int vs = ctx.vector_width();
-  const int64_t m_ext = n.shape[0], n_ext = n.shape[1];
-  const int64_t k_ext = ctx.input_shape(n, 0)[1];
-  std::vector<Var> v = ctx.Vars(2);
-  Var m = v[0], nv = v[1];
+  const int r = static_cast<int>(n.shape.size());
+  const int64_t m_ext = n.shape[r - 2], n_ext = n.shape[r - 1];
+  const int64_t k_ext = ctx.input_shape(n, 0)[r - 1];
+  const int64_t batch_ext = NumElements(n.shape) / (m_ext * n_ext);
+  std::vector<Var> v = ctx.Vars(r);
+  Var m = v[r - 2], nv = v[r - 1];
   const auto guard = Halide::TailStrategy::GuardWithIf;
-  if (n_ext == 1 && k_ext % vs == 0 && k_ext >= 2 * vs &&
+  if (r == 2 && n_ext == 1 && k_ext % vs == 0 && k_ext >= 2 * vs &&
       ctx.input_op(n, 0) != OpKind::kTranspose) {
     // A matrix-vector product (the tutorial's 784 -> 1 layer): each row of A is read once, so
     // it is a dot product along K, contiguous in A: vs partial sums per row (rfactor), added
@@ -136,14 +191,22 @@ void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
       .reorder(vi, oi, vo, oo)
       .vectorize(vi, std::min(tv, vs), guard)
       .unroll(oi);
-  int64_t flops = 2 * m_ext * n_ext * k_ext;
-  if (flops >= (1 << 20) && (od_ext + to - 1) / to >= 2) f.parallel(oo);
+  const int64_t flops = 2 * batch_ext * m_ext * n_ext * k_ext;
+  Var batch;
+  if (FuseBatch(f, v, &batch)) {
+    if (flops >= (1 << 20) && batch_ext >= 2) f.parallel(batch);
+  } else if (flops >= (1 << 20) && (od_ext + to - 1) / to >= 2) {
+    f.parallel(oo);
+  }
   acc.compute_at(f, vo).vectorize(vd, std::min(tv, vs), guard).unroll(od, to, guard);
   acc.update().reorder(vd, od, k).vectorize(vd, std::min(tv, vs), guard).unroll(od, to, guard);
 }
 
 // Each element of A is read once per column of the result, each element of B once per row.
-int64_t MatMulReads(const Node& n, int i) { return n.shape[i == 0 ? 1 : 0]; }
+int64_t MatMulReads(const Node& n, int i) {
+  const size_t r = n.shape.size();
+  return n.shape[i == 0 ? r - 1 : r - 2];
+}
 
 }  // namespace
 

@@ -388,6 +388,56 @@ std::vector<OpCase> MakeCases() {
                [](const N& x) {
                  return MatMulRef(Transposed(x[0], {1, 0}), Transposed(x[1], {1, 0}));
                }});
+  // Batched: rank 3 and rank 4 over equal leading axes, either operand a transpose of its last two
+  // axes (attention's Q K^T and the weight gradient's A^T dC), and a weight applied to every row.
+  auto swap_last = [](const Nd& x) {
+    std::vector<int64_t> perm;
+    for (size_t i = 0; i < x.shape.size(); ++i) perm.push_back(static_cast<int64_t>(i));
+    std::swap(perm[perm.size() - 1], perm[perm.size() - 2]);
+    return Transposed(x, perm);
+  };
+  c.push_back({"matmul_batched_rank3",
+               {OpKind::kMatMul},
+               {F({3, 5, 7}), F({3, 7, 4})},
+               mm,
+               mm_ref,
+               "",
+               [](Graph& g) {
+                 return MatMul(g.Input("a", {3, 5, 7}), g.Input("b", {2, 7, 4}));
+               },
+               "batch axis 0 differs"});
+  c.push_back({"matmul_batched_rank4_transposed_b",
+               {OpKind::kMatMul, OpKind::kTranspose},
+               {F({2, 3, 5, 8}), F({2, 3, 6, 8})},
+               [](const V& x) {
+                 return MatMul(x[0], Transpose(x[1], {0, 1, 3, 2}));
+               },
+               [swap_last](const N& x) { return MatMulRef(x[0], swap_last(x[1])); },
+               "",
+               [](Graph& g) {
+                 return MatMul(g.Input("a", {2, 3, 5, 8}), g.Input("b", {3, 8, 6}));
+               },
+               "of the same rank >= 2"});
+  c.push_back({"matmul_batched_transposed_a",
+               {OpKind::kMatMul, OpKind::kTranspose},
+               {F({2, 2, 7, 5}), F({2, 2, 7, 9})},
+               [](const V& x) {
+                 return MatMul(Transpose(x[0], {0, 1, 3, 2}), x[1]);
+               },
+               [swap_last](const N& x) { return MatMulRef(swap_last(x[0]), x[1]); }});
+  // Enough products for the batch loop to run in parallel.
+  c.push_back({"matmul_batched_parallel",
+               {OpKind::kMatMul, OpKind::kParameter},
+               {F({8, 32, 64}), P({8, 64, 32})},
+               mm,
+               mm_ref});
+  c.push_back({"matmul_rank3_times_weight",
+               {OpKind::kMatMul, OpKind::kReshape},
+               {F({2, 5, 6}), F({6, 3})},
+               mm,
+               [](const N& x) {
+                 return Reshaped(MatMulRef(Reshaped(x[0], {10, 6}), x[1]), {2, 5, 3});
+               }});
   // ---- composites ----
   c.push_back({"linear_composite",
                {OpKind::kMatMul, OpKind::kAdd},
@@ -466,8 +516,9 @@ std::vector<OpCase> MakeCases() {
 
 }  // namespace
 
-std::vector<OpCase> MakeConvCases();  // op_cases_conv.cc
-std::vector<OpCase> MakeMiscCases();  // op_cases_misc.cc
+std::vector<OpCase> MakeConvCases();   // op_cases_conv.cc
+std::vector<OpCase> MakeMiscCases();   // op_cases_misc.cc
+std::vector<OpCase> MakeBlockCases();  // op_cases_blocks.cc
 
 const std::vector<OpCase>& AllOpCases() {
   static const std::vector<OpCase> cases = [] {
@@ -476,6 +527,8 @@ const std::vector<OpCase>& AllOpCases() {
     all.insert(all.end(), conv.begin(), conv.end());
     std::vector<OpCase> misc = MakeMiscCases();
     all.insert(all.end(), misc.begin(), misc.end());
+    std::vector<OpCase> blocks = MakeBlockCases();
+    all.insert(all.end(), blocks.begin(), blocks.end());
     return all;
   }();
   return cases;

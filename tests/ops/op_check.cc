@@ -89,12 +89,21 @@ Nd ReduceRef(const Nd& x, std::vector<int64_t> axes, bool keepdims, double init,
 }
 
 Nd MatMulRef(const Nd& a, const Nd& b) {
-  Nd c = Nd::Zeros({a.shape[0], b.shape[1]});
-  for (int64_t i = 0; i < a.shape[0]; ++i) {
-    for (int64_t j = 0; j < b.shape[1]; ++j) {
-      double s = 0;
-      for (int64_t k = 0; k < a.shape[1]; ++k) s += a[{i, k}] * b[{k, j}];
-      c[{i, j}] = s;
+  // [..., M, K] x [..., K, N] over equal leading axes.
+  const size_t r = a.shape.size();
+  const int64_t m = a.shape[r - 2], k = a.shape[r - 1], n = b.shape[r - 1];
+  Shape out(a.shape.begin(), a.shape.end() - 2);
+  const int64_t batch = NumElements(out);
+  out.push_back(m);
+  out.push_back(n);
+  Nd c = Nd::Zeros(out);
+  for (int64_t bi = 0; bi < batch; ++bi) {
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (int64_t q = 0; q < k; ++q) s += a.v[(bi * m + i) * k + q] * b.v[(bi * k + q) * n + j];
+        c.v[(bi * m + i) * n + j] = s;
+      }
     }
   }
   return c;

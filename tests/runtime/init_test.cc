@@ -38,6 +38,25 @@ TEST(InitTest, NormalAndKaimingHaveTheirMoments) {
   EXPECT_NEAR(std::sqrt(ss / k.size()), std::sqrt(2.0 / 250), 0.01);
 }
 
+// Truncated at two standard deviations: every draw within them, and the spread of a normal cut
+// there, sqrt(1 - 4 phi(2) / (2 Phi(2) - 1)) = 0.8796 of the untruncated one.
+TEST(InitTest, TruncatedNormalStaysWithinTwoDeviations) {
+  Tensor t(ScalarType::kF64, {200, 100});
+  ASSERT_TRUE(InitializeTensor("t", Initializer::TruncatedNormal(0.5, 0.02), 3, t).ok());
+  double mean = 0, var = 0, far = 0;
+  for (int64_t i = 0; i < t.size(); ++i) mean += t.data<double>()[i] / t.size();
+  for (int64_t i = 0; i < t.size(); ++i) {
+    const double d = t.data<double>()[i] - 0.5;
+    var += (t.data<double>()[i] - mean) * (t.data<double>()[i] - mean) / t.size();
+    far = std::max(far, std::fabs(d));
+  }
+  EXPECT_NEAR(mean, 0.5, 0.001);
+  EXPECT_NEAR(std::sqrt(var), 0.8796 * 0.02, 0.0005);
+  EXPECT_LE(far, 2 * 0.02);
+  EXPECT_GT(far, 1.9 * 0.02);
+  EXPECT_EQ(InitializerString(Initializer::TruncatedNormal(0, 0.02)), "truncated_normal(0, 0.02)");
+}
+
 TEST(InitTest, ConstantZerosUniform) {
   Tensor t(ScalarType::kF32, {100});
   ASSERT_TRUE(InitializeTensor("t", Initializer::Constant(0.25), 1, t).ok());
