@@ -29,9 +29,12 @@ std::string Sanitize(const std::string& s) {
   return out;
 }
 
-// The first non-injective producer behind a chain of reshapes/transposes/broadcasts.
-int ThroughViews(const Graph& g, int id) {
-  while (DefOf(g.node(id)).pattern == Pattern::kInjective) id = g.node(id).inputs[0];
+// The first non-injective producer behind a chain of reshapes/transposes/broadcasts, or the first
+// node of the chain the step is fed as an argument (`fed`: an earlier segment's intermediate).
+int ThroughViews(const Graph& g, int id, const std::set<int>& fed) {
+  while (DefOf(g.node(id)).pattern == Pattern::kInjective && !fed.count(id)) {
+    id = g.node(id).inputs[0];
+  }
   return id;
 }
 
@@ -98,6 +101,21 @@ absl::Status CheckGpuPlacement(const std::vector<Halide::Func>& outputs) {
 
 }  // namespace
 
+std::vector<int> ProgramNodes(const Graph& g, const StepProgram& program) {
+  std::set<int> inputs;
+  for (const auto& [id, spec] : program.inputs) inputs.insert(id);
+  std::set<int> seen;
+  std::vector<int> stack;
+  for (const auto& [id, spec] : program.outputs) stack.push_back(id);
+  while (!stack.empty()) {
+    const int id = stack.back();
+    stack.pop_back();
+    if (!seen.insert(id).second || inputs.count(id)) continue;
+    for (int in : g.node(id).inputs) stack.push_back(in);
+  }
+  return std::vector<int>(seen.begin(), seen.end());  // ids ascend in topological order
+}
+
 absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program, LowerCtx& ctx,
                                       bool plain) {
   try {
@@ -163,11 +181,21 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
 
     std::vector<int> roots;
     for (const auto& [id, spec] : program.outputs) roots.push_back(id);
-    std::vector<int> order = g.Reachable(roots);
+    std::vector<int> order = ProgramNodes(g, program);
+    // Nodes other than sources fed to the step as arguments (a segment's intermediates): read
+    // from their buffers, never computed here.
+    std::set<int> fed;
+    for (const auto& [id, spec] : program.inputs) {
+      if (DefOf(g.node(id)).pattern != Pattern::kSource) fed.insert(id);
+    }
     std::map<int, Lowered> lowered;
     const std::set<int> strict(program.strict.begin(), program.strict.end());
     for (int id : order) {
       const Node& n = g.node(id);
+      if (fed.count(id)) {
+        lowered[id] = Lowered{source_funcs.at(id), {}, {}};
+        continue;
+      }
       std::vector<Halide::Func> in;
       for (int i : n.inputs) in.push_back(lowered.at(i).f);
       Lowered l = DefOf(n).lower(ctx, n, in);
@@ -191,9 +219,10 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
     std::map<int, bool> materialize;
     for (int id : order) {
       const Node& n = g.node(id);
-      if (DefOf(n).pattern != Pattern::kComplex) continue;
+      if (DefOf(n).pattern != Pattern::kComplex || fed.count(id)) continue;
       for (size_t i = 0; i < n.inputs.size(); ++i) {
-        int p = ThroughViews(g, n.inputs[i]);
+        int p = ThroughViews(g, n.inputs[i], fed);
+        if (fed.count(p)) continue;
         // Read once, and through no view that repeats elements (a broadcast): inlined.
         bool repeats = false;
         for (int v = n.inputs[i]; v != p; v = g.node(v).inputs[0]) {
@@ -225,7 +254,52 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
         if (gradient_inputs.count(in)) materialize[id] = true;
       }
     }
+    // Expression growth. An elementwise or view node is inlined into every consumer, so a node
+    // read k times appears k times in the expressions that read it, and a chain of such nodes
+    // each read several times grows exponentially with its length: the residual stream of a
+    // transformer and its gradient, which every layer norm's backward reads three times, took
+    // 11 minutes to compile for 4 blocks (2026-12-02). A node read more than once whose inlined
+    // expression holds more than kMaxInlineNodes nodes is computed once into a buffer of its own.
+    // (The tutorial's models stay far below: their schedules are unchanged.)
+    constexpr int64_t kMaxInlineNodes = 24;
+    std::map<int, int> reads;
     for (int id : order) {
+      for (int in : g.node(id).inputs) ++reads[in];
+    }
+    for (const auto& [id, spec] : program.outputs) ++reads[id];
+    std::map<int, int64_t> inline_nodes;
+    for (int id : order) {
+      const Node& n = g.node(id);
+      const Pattern pat = DefOf(n).pattern;
+      const bool inlinable =
+          (pat == Pattern::kElementwise || pat == Pattern::kInjective) && !fed.count(id);
+      int64_t size = 1;
+      if (inlinable) {
+        for (int in : n.inputs) size += inline_nodes.count(in) ? inline_nodes[in] : 1;
+      }
+      if (!inlinable || materialize.count(id) || (n.shape.empty() && n.op != OpKind::kConstant)) {
+        continue;  // read from memory by its consumers (size 1)
+      }
+      if (reads[id] > 1 && size > kMaxInlineNodes) {
+        if (pat == Pattern::kElementwise) {
+          materialize[id] = true;
+          continue;
+        }
+        // A view (a transpose a matmul reads in place, a broadcast that repeats elements) stays
+        // a view: the elementwise producer behind it is stored instead.
+        const int p = ThroughViews(g, id, fed);
+        if (!fed.count(p) && DefOf(g.node(p)).pattern == Pattern::kElementwise &&
+            g.node(p).op != OpKind::kConstant) {
+          materialize[p] = true;
+          inline_nodes.erase(p);
+          size = 1;
+          for (int v = id; v != p; v = g.node(v).inputs[0]) ++size;
+        }
+      }
+      inline_nodes[id] = size;
+    }
+    for (int id : order) {
+      if (fed.count(id)) continue;
       const Node& n = g.node(id);
       const OpDef& def = DefOf(n);
       Lowered& l = lowered[id];

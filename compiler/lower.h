@@ -35,6 +35,10 @@ struct LoweredStep {
   }
 };
 
+// The nodes a program computes or reads, in topological order: everything its outputs depend on,
+// up to and including its inputs (whose own producers it does not see).
+std::vector<int> ProgramNodes(const Graph& g, const StepProgram& program);
+
 // Throws nothing: Halide errors come back as Internal.
 // With `plain`, every Func is compute_root with no further schedule (the reference the hand
 // schedules are tested against).

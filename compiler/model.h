@@ -62,6 +62,12 @@ struct CompileOptions {
   // materializes, as if all were live at once) exceeds this many bytes is refused with the
   // estimate (ResourceExhausted) before anything is compiled.
   int64_t memory_limit_bytes = 0;
+  // Halide 14 lowers a pipeline in time that grows faster than linearly with its stages, so a
+  // CPU step larger than this many stages (a matmul or convolution counts two, a reduction one,
+  // an output one) is compiled as several pipelines of at most about half this size, run in
+  // sequence with buffers between them (runtime/segmented_step.h). The tutorial's models (up to
+  // 75) stay one pipeline; the ResNet (236) is 5, the ViT (526) 11. 0: always one pipeline.
+  int64_t max_pipeline_stages = 100;
   // Resident training (the CUDA path; CPU tests use it too): if positive, the training step
   // takes the whole training set of this many examples (role kDataset, per model input) plus
   // its permutation "order" once per epoch, and gathers rows order[batch_start + i] itself;

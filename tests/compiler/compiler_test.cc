@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "compiler/autodiff.h"
 #include "compiler/model.h"
@@ -11,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "runtime/dataset.h"
 #include "runtime/safetensors.h"
+#include "runtime/segmented_step.h"
 #include "runtime/trainer.h"
 
 namespace kiln {
@@ -241,6 +244,130 @@ TEST(CompileTest, RunRejectsAnInputThatAliasesAnOutput) {
                    {loss.ref(), w.ref(), b2.ref()});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("expected F32[3, 1], got F32[3, 2]"), std::string::npos) << s;
+}
+
+// Attention's Q K^T and every transpose its gradients take (dA = dC B^T, dB = A^T dC, the heads'
+// views) are read in place by the batched matmuls: the training step's lowered statement has no
+// loop nest producing a transpose node, while each matmul has its own.
+TEST(CompileTest, TransposesFeedingBatchedMatMulsAreNotMaterialized) {
+  Graph g;
+  Value x = g.Input("x", {2, 5, 8});
+  MultiHeadAttention attention(g, "attn", 8, 2);
+  ModelDef m;
+  m.inputs = {x};
+  m.loss = Mean(Square(attention(x)));
+  CompileOptions o;
+  o.stmt_path = ::testing::TempDir() + "/attention_step.stmt";
+  auto step = CompileTrainStep(g, m, Sgd(0.1), o);
+  ASSERT_TRUE(step.ok()) << step.status();
+  std::ifstream in(o.stmt_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string stmt = text.str();
+  int transposes = 0, matmuls = 0;
+  for (int id = 0; id < g.size(); ++id) {
+    const Node& n = g.node(id);
+    std::string func = n.name;
+    for (char& c : func) {
+      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+    }
+    func += "_n" + std::to_string(id);
+    const bool produced = stmt.find("produce " + func + " ") != std::string::npos;
+    if (n.op == OpKind::kTranspose) {
+      ++transposes;
+      EXPECT_FALSE(produced) << "transpose node '" << n.name << "' is materialized";
+    } else if (n.op == OpKind::kMatMul && stmt.find(func) != std::string::npos) {
+      ++matmuls;
+      EXPECT_TRUE(produced) << "matmul node '" << n.name << "' has no loop nest of its own";
+    }
+  }
+  EXPECT_GE(transposes, 6);  // the heads' views, K^T and the gradients' transposes
+  EXPECT_GE(matmuls, 12);    // forward, and two per matmul backward
+}
+
+// Losses and parameters of Adam steps on a small MLP, compiled as one pipeline or split into
+// segments (CompileOptions::max_pipeline_stages) with intermediates between them.
+std::vector<std::vector<float>> MlpAdamSteps(int64_t max_stages, size_t* segments) {
+  Graph g;
+  Value x = g.Input("x", {8, 12});
+  Value y = g.Input("y", {8}, DType::kInt32);
+  Linear fc1(g, "fc1", 12, 16), fc2(g, "fc2", 16, 16), fc3(g, "fc3", 16, 10);
+  ModelDef m;
+  m.inputs = {x, y};
+  m.loss = Mean(SoftmaxCrossEntropy(fc3(Relu(fc2(Relu(fc1(x))))), y));
+  CompileOptions o;
+  o.max_pipeline_stages = max_stages;
+  auto step = CompileTrainStep(g, m, Adam(0.01), o);
+  EXPECT_TRUE(step.ok()) << step.status();
+  if (!step.ok()) return {};
+  auto* split = dynamic_cast<SegmentedStep*>(step->get());
+  *segments = split == nullptr ? 1 : split->segments();
+  const Signature& sig = (*step)->signature();
+  std::vector<Tensor> in, out;
+  for (const ArgSpec& a : sig.inputs) in.emplace_back(a.type, a.shape);
+  for (const ArgSpec& a : sig.outputs) out.emplace_back(a.type, a.shape);
+  for (size_t i = 0; i < sig.inputs.size(); ++i) {
+    Tensor& t = in[i];
+    for (int64_t e = 0; e < t.size(); ++e) {
+      if (t.type() == ScalarType::kI32) {
+        t.data<int32_t>()[e] = static_cast<int32_t>((e * 7) % 10);
+      } else if (sig.inputs[i].role != ArgRole::kState) {
+        t.data<float>()[e] = static_cast<float>(0.3 * std::sin(0.7 * e + i));
+      } else {
+        t.data<float>()[e] = 0;
+      }
+    }
+  }
+  std::vector<std::vector<float>> results;
+  for (int s = 0; s < 5; ++s) {
+    for (size_t i = 0; i < sig.inputs.size(); ++i) {
+      if (sig.inputs[i].kind == ArgKind::kLearningRate) in[i].data<float>()[0] = 0.01f;
+      if (sig.inputs[i].kind == ArgKind::kStep) in[i].data<float>()[0] = static_cast<float>(s + 1);
+    }
+    std::vector<TensorRef> ir, orf;
+    for (Tensor& t : in) ir.push_back(t.ref());
+    for (Tensor& t : out) orf.push_back(t.ref());
+    absl::Status st = (*step)->Run(ir, orf);
+    EXPECT_TRUE(st.ok()) << st;
+    if (!st.ok()) return {};
+    for (size_t o = 0; o < sig.outputs.size(); ++o) {
+      const ArgSpec& a = sig.outputs[o];
+      if (a.updates >= 0) std::memcpy(in[a.updates].raw(), out[o].raw(), out[o].bytes());
+      if (a.role == ArgRole::kLoss) results.push_back({out[o].data<float>()[0]});
+    }
+  }
+  for (size_t i = 0; i < sig.inputs.size(); ++i) {
+    if (sig.inputs[i].role == ArgRole::kParam) {
+      results.emplace_back(in[i].data<float>(), in[i].data<float>() + in[i].size());
+    }
+  }
+  return results;
+}
+
+TEST(CompileTest, ASegmentedStepComputesWhatOnePipelineComputes) {
+  size_t one = 0, many = 0;
+  std::vector<std::vector<float>> a = MlpAdamSteps(0, &one);
+  std::vector<std::vector<float>> b = MlpAdamSteps(6, &many);
+  EXPECT_EQ(one, 1u);
+  EXPECT_GE(many, 4u);  // segments of about 3 stages each
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_EQ(a.size(), 5u + 6u);  // 5 losses, 6 parameters
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].size(), b[i].size());
+    for (size_t e = 0; e < a[i].size(); ++e) {
+      EXPECT_NEAR(a[i][e], b[i][e], 1e-5 * (1 + std::fabs(a[i][e])))
+          << "result " << i << "[" << e << "]";
+    }
+  }
+  // Bad routes are refused when the step is put together, not at its first run.
+  std::vector<SegmentedStep::Segment> none;
+  Signature sig;
+  sig.outputs.push_back({"loss", ArgRole::kLoss, ScalarType::kF32, {}, {}});
+  auto bad = SegmentedStep::Make(sig, std::move(none), {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("no segment writes the step's output 'loss'"),
+            std::string::npos)
+      << bad.status();
 }
 
 TEST(CompileTest, ShapeErrorsComeBackFromCompile) {
