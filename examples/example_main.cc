@@ -17,7 +17,9 @@ ABSL_FLAG(int64_t, batch_size, 16, "training batch size (compiled into the step)
 ABSL_FLAG(int64_t, eval_batch_size, 1000, "evaluation batch size (the last batch is padded)");
 ABSL_FLAG(std::string, optimizer, "sgd",
           "sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw");
-ABSL_FLAG(double, weight_decay, 0, "L2 weight decay (decoupled for adamw), biases exempt");
+ABSL_FLAG(double, weight_decay, 0,
+          "L2 weight decay (decoupled for adamw); biases exempt, and whatever else the model "
+          "exempts (the ViT: norms and embeddings)");
 ABSL_FLAG(double, clip_norm, 0, "clip gradients to this global norm (0: off)");
 ABSL_FLAG(std::string, dot, "",
           "write the forward and training graphs as Graphviz DOT to "
@@ -84,8 +86,7 @@ int Run(const DriverOptions& o, const Example& e, Communicator& comm) {
   if (!made.ok()) return DriverFail(made.status());
   std::unique_ptr<Optimizer> optimizer = std::move(*made);
   if (absl::GetFlag(FLAGS_weight_decay) > 0) {
-    optimizer->WithWeightDecay(absl::GetFlag(FLAGS_weight_decay))
-        .WithDecayFilter(DecayAllButBiases);
+    optimizer->WithWeightDecay(absl::GetFlag(FLAGS_weight_decay)).WithDecayFilter(e.decays);
   }
   optimizer->WithClipGlobalNorm(absl::GetFlag(FLAGS_clip_norm));
 
@@ -161,6 +162,7 @@ int Run(const DriverOptions& o, const Example& e, Communicator& comm) {
 int RunExample(int argc, char** argv, const Example& e) {
   absl::SetFlag(&FLAGS_batch_size, e.batch_size);
   absl::SetFlag(&FLAGS_optimizer, e.optimizer);
+  absl::SetFlag(&FLAGS_weight_decay, e.weight_decay);
   const DriverOptions o = ParseDriverCommandLine(
       argc, argv, absl::StrCat(e.description, "\nUsage: ", e.name, " [flags]"), {"example_main"},
       {e.name, e.epochs, e.lr, e.lr_schedule, e.random_shift, e.log_every, e.predict});

@@ -34,6 +34,9 @@ struct Example {
   std::string predict = "";              // default --predict image ("" for none)
   std::string lr_schedule = "constant";  // default --lr_schedule
   int random_shift = 0;                  // default --random_shift
+  double weight_decay = 0;               // default --weight_decay
+  // Which parameters --weight_decay applies to (by name): all but biases unless the model says.
+  std::function<bool(const std::string&)> decays = DecayAllButBiases;
 };
 
 // Returns the process exit code: 0 on success, 1 on any error or when the test accuracy is

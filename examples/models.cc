@@ -89,4 +89,79 @@ ModelDef MnistCnnBn(Graph& g, int64_t batch) {
   return Classifier(image, label, Linear(g, "fc", 980, 10)(x));
 }
 
+namespace {
+
+// MNIST's mean and standard deviation, the usual input normalization.
+Value NormalizedPixels(Value image) { return (UnitPixels(image) - 0.1307) * (1 / 0.3081); }
+
+// conv (no bias) + batch norm.
+Value ConvBn(Graph& g, const std::string& name, Value x, int64_t in, int64_t out, int64_t kernel,
+             int64_t stride) {
+  Conv2D::Options o;
+  o.stride = stride;
+  o.padding = kernel / 2;
+  o.bias = false;
+  return BatchNorm(g, name + ".bn", out)(Conv2D(g, name + ".conv", in, out, kernel, o)(x));
+}
+
+// relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)); the shortcut is x itself or, where the block
+// changes stride or width, a 1x1 conv + batch norm.
+Value BasicBlock(Graph& g, const std::string& name, Value x, int64_t in, int64_t out,
+                 int64_t stride) {
+  Value y = Relu(ConvBn(g, name + ".a", x, in, out, 3, stride));
+  y = ConvBn(g, name + ".b", y, out, out, 3, 1);
+  Value shortcut = stride == 1 && in == out ? x : ConvBn(g, name + ".down", x, in, out, 1, stride);
+  return Relu(y + shortcut);
+}
+
+}  // namespace
+
+ModelDef MnistResNet(Graph& g, int64_t batch) {
+  Value image = g.Input("image", {batch, 784}, DType::kUInt8);  // raw pixels
+  Value label = g.Input("label", {batch}, DType::kInt32);
+  Value x = Reshape(NormalizedPixels(image), {batch, 1, 28, 28});
+  x = Relu(ConvBn(g, "stem", x, 1, 16, 3, 1));
+  x = BasicBlock(g, "stage1", x, 16, 16, 1);
+  x = BasicBlock(g, "stage2", x, 16, 32, 2);
+  x = BasicBlock(g, "stage3", x, 32, 64, 2);
+  return Classifier(image, label, Linear(g, "fc", 64, 10)(GlobalAvgPool2d(x)));
+}
+
+ModelDef MnistVit(Graph& g, int64_t batch) {
+  constexpr int64_t kWidth = 64, kHeads = 4, kBlocks = 4, kHidden = 128, kTokens = 16;
+  Value image = g.Input("image", {batch, 784}, DType::kUInt8);  // raw pixels
+  Value label = g.Input("label", {batch}, DType::kInt32);
+  // [B, 28, 28] as [B, 4, 7, 4, 7] (patch row, pixel row, patch column, pixel column), patches
+  // first: [B, 16, 49], row-major pixels within each patch. Views, read by the embedding matmul.
+  Value patches =
+      Reshape(Transpose(Reshape(NormalizedPixels(image), {batch, 4, 7, 4, 7}), {0, 1, 3, 2, 4}),
+              {batch, kTokens, 49});
+  Linear::Options init;
+  init.weight_init = Initializer::TruncatedNormal(0, 0.02);
+  Value tokens = Linear(g, "patch_embed", 49, kWidth, init)(patches);
+  Value cls = g.Parameter("cls_token", {1, 1, kWidth}, Initializer::TruncatedNormal(0, 0.02));
+  Value pos =
+      g.Parameter("pos_embed", {1, kTokens + 1, kWidth}, Initializer::TruncatedNormal(0, 0.02));
+  Value h = Concat({BroadcastTo(cls, {batch, 1, kWidth}), tokens}, 1) + pos;
+  for (int i = 0; i < kBlocks; ++i) {
+    const std::string b = "block" + std::to_string(i);
+    Value a = LayerNorm(g, b + ".norm1", kWidth)(h);
+    h = h + MultiHeadAttention(g, b + ".attn", kWidth, kHeads, init)(a);
+    Value m = LayerNorm(g, b + ".norm2", kWidth)(h);
+    m = Gelu(Linear(g, b + ".fc1", kWidth, kHidden, init)(m), GeluApproximation::kTanh);
+    h = h + Linear(g, b + ".fc2", kHidden, kWidth, init)(m);
+  }
+  h = LayerNorm(g, "norm", kWidth)(h);
+  Value cls_out = Reshape(Slice(h, 1, 0, 1), {batch, kWidth});
+  return Classifier(image, label, Linear(g, "head", kWidth, 10, init)(cls_out));
+}
+
+bool VitDecays(const std::string& param) {
+  auto ends_with = [&](const std::string& s) {
+    return param.size() >= s.size() && param.compare(param.size() - s.size(), s.size(), s) == 0;
+  };
+  if (ends_with(".bias") || param == "cls_token" || param == "pos_embed") return false;
+  return param.find("norm") == std::string::npos;
+}
+
 }  // namespace kiln::examples

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "compiler/model.h"
 
@@ -35,5 +36,21 @@ ModelDef MnistCnnBn(Graph& g, int64_t batch);
 
 // Multilayer perceptron 784-128-64-10 with ReLU (109,386 parameters), softmax cross-entropy.
 ModelDef MnistMlp(Graph& g, int64_t batch);
+
+// A small residual network: conv(1->16, k3) + BN + ReLU, then one basic block per stage
+// (16, 32 and 64 channels at 28x28, 14x14 and 7x7; two 3x3 conv + BN per block, the second
+// stage's and third's entered at stride 2 with a 1x1 conv + BN shortcut), global average pooling
+// and fc(64 -> 10): 77,850 parameters. Pixels normalized with MNIST's mean and deviation.
+ModelDef MnistResNet(Graph& g, int64_t batch);
+
+// A small vision transformer: 7x7 patches -> 16 tokens embedded to width 64, a class token and
+// learned position embeddings (17 tokens), 4 pre-norm blocks (LayerNorm -> 4-head self-attention
+// -> residual; LayerNorm -> fc(64 -> 128) -> GELU (tanh) -> fc(128 -> 64) -> residual), a final
+// LayerNorm and fc(64 -> 10) on the class token. Weights and embeddings truncated-normal with
+// deviation 0.02, biases zero, norms one and zero: 140,746 parameters.
+ModelDef MnistVit(Graph& g, int64_t batch);
+// The ViT's weight-decay filter: weights decay; biases, norms and the embeddings (class token,
+// position embedding) do not.
+bool VitDecays(const std::string& param);
 
 }  // namespace kiln::examples
