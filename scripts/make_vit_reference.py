@@ -23,15 +23,9 @@ import sys
 import numpy as np
 import torch
 
+from make_torch_checkpoint import idx  # the IDX reader (same directory)
+
 WIDTH, HEADS, BLOCKS, HIDDEN, TOKENS, BATCH = 64, 4, 4, 128, 16, 8
-
-
-def idx(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    rank = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
 
 
 class Attention(torch.nn.Module):

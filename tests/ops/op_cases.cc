@@ -29,18 +29,6 @@ Nd ArgMaxRows(const Nd& x) {
   return out;
 }
 
-Nd Transposed(const Nd& x, const std::vector<int64_t>& perm) {
-  Shape s;
-  for (int64_t p : perm) s.push_back(x.shape[p]);
-  Nd y = Nd::Zeros(s);
-  ForEachIndex(s, [&](const std::vector<int64_t>& idx) {
-    std::vector<int64_t> j(idx.size());
-    for (size_t i = 0; i < idx.size(); ++i) j[perm[i]] = idx[i];
-    y[idx] = x[j];
-  });
-  return y;
-}
-
 Nd Reshaped(Nd x, Shape s) {
   x.shape = std::move(s);
   return x;
@@ -271,7 +259,7 @@ std::vector<OpCase> MakeCases() {
                  return Transpose(x[0], {2, 0, 1});
                },
                [](const N& x) {
-                 return Transposed(x[0], {2, 0, 1});
+                 return TransposedRef(x[0], {2, 0, 1});
                },
                "",
                [](Graph& g) {
@@ -386,7 +374,7 @@ std::vector<OpCase> MakeCases() {
                {F({9, 4}), F({6, 9})},
                [](const V& x) { return MatMul(Transpose(x[0]), Transpose(x[1])); },
                [](const N& x) {
-                 return MatMulRef(Transposed(x[0], {1, 0}), Transposed(x[1], {1, 0}));
+                 return MatMulRef(TransposedRef(x[0], {1, 0}), TransposedRef(x[1], {1, 0}));
                }});
   // Batched: rank 3 and rank 4 over equal leading axes, either operand a transpose of its last two
   // axes (attention's Q K^T and the weight gradient's A^T dC), and a weight applied to every row.
@@ -394,7 +382,7 @@ std::vector<OpCase> MakeCases() {
     std::vector<int64_t> perm;
     for (size_t i = 0; i < x.shape.size(); ++i) perm.push_back(static_cast<int64_t>(i));
     std::swap(perm[perm.size() - 1], perm[perm.size() - 2]);
-    return Transposed(x, perm);
+    return TransposedRef(x, perm);
   };
   c.push_back({"matmul_batched_rank3",
                {OpKind::kMatMul},

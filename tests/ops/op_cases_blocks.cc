@@ -14,23 +14,11 @@ using N = std::vector<Nd>;
 
 double Sum2(double a, double b) { return a + b; }
 
-Nd Permuted(const Nd& x, const std::vector<int64_t>& perm) {
-  Shape s;
-  for (int64_t p : perm) s.push_back(x.shape[p]);
-  Nd y = Nd::Zeros(s);
-  ForEachIndex(s, [&](const std::vector<int64_t>& idx) {
-    std::vector<int64_t> j(idx.size());
-    for (size_t i = 0; i < idx.size(); ++i) j[perm[i]] = idx[i];
-    y[idx] = x[j];
-  });
-  return y;
-}
-
 Nd SwapLast(const Nd& x) {
   std::vector<int64_t> perm;
   for (size_t i = 0; i < x.shape.size(); ++i) perm.push_back(static_cast<int64_t>(i));
   std::swap(perm[perm.size() - 1], perm[perm.size() - 2]);
-  return Permuted(x, perm);
+  return TransposedRef(x, perm);
 }
 
 Nd SoftmaxAxis(const Nd& x, int64_t axis) {
@@ -132,11 +120,11 @@ std::vector<OpCase> MakeBlockCases() {
        [](const N& x) {
          auto heads = [](Nd y) {
            y.shape = {2, 5, 2, 4};
-           return Permuted(y, {0, 2, 1, 3});
+           return TransposedRef(y, {0, 2, 1, 3});
          };
          Nd o = AttentionRef(heads(ProjectRef(x[0], x[1])), heads(ProjectRef(x[0], x[2])),
                              heads(ProjectRef(x[0], x[3])));
-         Nd merged = Permuted(o, {0, 2, 1, 3});
+         Nd merged = TransposedRef(o, {0, 2, 1, 3});
          merged.shape = {2, 5, 8};
          return ProjectRef(merged, x[4]);
        }});

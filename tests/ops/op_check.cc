@@ -88,6 +88,18 @@ Nd ReduceRef(const Nd& x, std::vector<int64_t> axes, bool keepdims, double init,
   return k;
 }
 
+Nd TransposedRef(const Nd& x, const std::vector<int64_t>& perm) {
+  Shape s;
+  for (int64_t p : perm) s.push_back(x.shape[p]);
+  Nd y = Nd::Zeros(s);
+  ForEachIndex(s, [&](const std::vector<int64_t>& idx) {
+    std::vector<int64_t> j(idx.size());
+    for (size_t i = 0; i < idx.size(); ++i) j[perm[i]] = idx[i];
+    y[idx] = x[j];
+  });
+  return y;
+}
+
 Nd MatMulRef(const Nd& a, const Nd& b) {
   // [..., M, K] x [..., K, N] over equal leading axes.
   const size_t r = a.shape.size();

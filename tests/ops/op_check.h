@@ -32,6 +32,8 @@ Nd Zip(const Nd& a, const Nd& b, const std::function<double(double, double)>& f)
 Nd ReduceRef(const Nd& x, std::vector<int64_t> axes, bool keepdims, double init,
              const std::function<double(double, double)>& f);
 Nd MatMulRef(const Nd& a, const Nd& b);
+// y[i_0, ..., i_r] = x[j] with j[perm[k]] = i_k (the Transpose op's rule).
+Nd TransposedRef(const Nd& x, const std::vector<int64_t>& perm);
 
 struct InputSpec {
   Shape shape;
