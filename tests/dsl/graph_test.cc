@@ -204,6 +204,34 @@ TEST(GraphDeathTest, ReadingAnInvalidValueEndsTheProgramNamingTheFailedOp) {
   EXPECT_DEATH((void)Value().name(), "default-constructed Value was read");
 }
 
+// The attention building blocks refuse what they cannot compute, naming the layer and the shapes.
+TEST(GraphTest, AttentionRefusesBadHeadsAndShapes) {
+  {
+    Graph g;
+    MultiHeadAttention attn(g, "attn", 64, 5);
+    EXPECT_FALSE(attn(g.Input("x", {2, 17, 64})).valid());
+    EXPECT_NE(g.status().ToString().find("MultiHeadAttention 'attn'"), std::string::npos)
+        << g.status();
+    EXPECT_NE(g.status().ToString().find("expected heads >= 1 dividing dim 64, got heads = 5"),
+              std::string::npos)
+        << g.status();
+  }
+  {
+    Graph g;
+    MultiHeadAttention attn(g, "attn", 64, 4);
+    EXPECT_FALSE(attn(g.Input("x", {2, 17, 32})).valid());
+    EXPECT_NE(g.status().ToString().find("expected input [B, T, 64], got 'x' [2, 17, 32]"),
+              std::string::npos)
+        << g.status();
+  }
+  {
+    Graph g;
+    Value y = MatMul(g.Input("q", {2, 4, 17, 16}), g.Input("k", {2, 3, 16, 17}));
+    EXPECT_FALSE(y.valid());
+    EXPECT_NE(g.status().ToString().find("batch axis 1 differs"), std::string::npos) << g.status();
+  }
+}
+
 TEST(GraphTest, SummaryListsLayersShapesAndParameterCounts) {
   Graph g;
   Value x = Reshape(g.Input("image", {8, 784}), {8, 1, 28, 28});
