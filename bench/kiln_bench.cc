@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -29,7 +30,8 @@
 
 ABSL_FLAG(std::string, data_dir, "data/mnist", "MNIST directory");
 ABSL_FLAG(int32_t, epochs, 3, "timed epochs per model (the median is reported)");
-ABSL_FLAG(std::string, models, "linear,softmax,mlp,cnn,lenet5", "models to run");
+ABSL_FLAG(std::string, models, "linear,softmax,mlp,cnn,lenet5",
+          "models to run (also resnet, vit; layernorm: the LayerNorm probe)");
 ABSL_FLAG(bool, two_phase, false,
           "instead: the two-phase step's cost per step against one pipeline (Adam with clipping)");
 ABSL_FLAG(std::string, first_step_cache, "",
@@ -59,7 +61,19 @@ struct Bench {
   ModelDef (*build)(Graph&, int64_t);
   int64_t batch;
   double lr;
+  std::string optimizer = "sgd";  // MakeOptimizer's names
+  double weight_decay = 0;
+  bool (*decays)(const std::string&) = nullptr;  // which parameters decay (all if null)
 };
+
+std::unique_ptr<Optimizer> OptimizerOf(const Bench& b) {
+  std::unique_ptr<Optimizer> o = *MakeOptimizer(b.optimizer, b.lr);
+  if (b.weight_decay > 0) {
+    o->WithWeightDecay(b.weight_decay);
+    if (b.decays != nullptr) o->WithDecayFilter(b.decays);
+  }
+  return o;
+}
 
 // Floating-point operations per image of the matmuls and convolutions (2 per multiply-add), on the
 // model's own shapes: the forward pass, and a training step (forward, weight gradients, and input
@@ -120,7 +134,7 @@ int Run(const Bench& b, const Dataset& train, const Dataset& test, int epochs) {
   Graph tg, eg(Mode::kEval);
   ModelDef tm = b.build(tg, b.batch);
   const Flops flops = CountFlops(tg, b.batch);
-  auto step = CompileTrainStep(tg, tm, Sgd(b.lr), {});
+  auto step = CompileTrainStep(tg, tm, *OptimizerOf(b), {});
   auto eval = CompileEvalStep(eg, b.build(eg, 1000), {});
   if (!step.ok() || !eval.ok()) {
     std::fprintf(stderr, "%s: %s\n", b.name.c_str(),
@@ -154,10 +168,12 @@ int Run(const Bench& b, const Dataset& train, const Dataset& test, int epochs) {
       "{\"peer\": \"kiln\", \"model\": \"%s\", \"batch\": %lld, \"train_images_per_s\": %.0f, "
       "\"eval_images_per_s\": %.0f, \"compile_s\": %.3f, \"eval_compile_s\": %.3f, "
       "\"train_gflops\": %.2f, \"eval_gflops\": %.2f, \"flops_per_image\": %.0f, "
-      "\"peak_rss_mb\": %.0f, \"epochs_timed\": %d, \"test_accuracy\": %.4f}\n",
+      "\"peak_rss_mb\": %.0f, \"epochs_timed\": %d, \"test_accuracy\": %.4f, "
+      "\"optimizer\": \"%s\"}\n",
       b.name.c_str(), static_cast<long long>(b.batch), train_rate, eval_rate,
       (*step)->compile_seconds(), (*eval)->compile_seconds(), flops.train * train_rate / 1e9,
-      flops.forward * eval_rate / 1e9, flops.train, PeakRssMb(), epochs, accuracy);
+      flops.forward * eval_rate / 1e9, flops.train, PeakRssMb(), epochs, accuracy,
+      b.optimizer.c_str());
   std::fflush(stdout);
   return 0;
 }
@@ -207,7 +223,7 @@ int FirstStep(const Bench& b, const Dataset& train, const std::string& cache_dir
   o.cache_dir = cache_dir;
   Graph tg, eg(Mode::kEval);
   const double t0 = SinceStart();
-  auto step = CompileTrainStep(tg, b.build(tg, b.batch), Sgd(b.lr), o);
+  auto step = CompileTrainStep(tg, b.build(tg, b.batch), *OptimizerOf(b), o);
   auto eval = CompileEvalStep(eg, b.build(eg, 1000), o);
   if (!step.ok() || !eval.ok()) return 1;
   const double ready = SinceStart() - t0;
@@ -225,6 +241,52 @@ int FirstStep(const Bench& b, const Dataset& train, const std::string& cache_dir
   return 0;
 }
 
+// LayerNorm forward + backward on [rows, 64] (the ViT's 64 x 17 tokens): x and the affine
+// parameters are a step's parameters, loss = sum(LayerNorm(x) * r) with r a fixed input, SGD at
+// learning rate 0 (the update adds one pass over x, gamma and beta). Median microseconds per step
+// over `reps` steps, after 50 of warm-up.
+int LayerNormProbe(int64_t rows, int reps) {
+  Graph g;
+  Value x = g.Parameter("x", {rows, 64}, Initializer::Normal(0, 1));
+  Value r = g.Input("r", {rows, 64});
+  ModelDef m;
+  m.inputs = {r};
+  m.example = r;
+  m.loss = Sum(LayerNorm(g, "ln", 64)(x) * r);
+  auto step = CompileTrainStep(g, m, Sgd(1), {});  // run with the learning rate input at 0
+  if (!step.ok()) {
+    std::fprintf(stderr, "layernorm: %s\n", std::string(step.status().message()).c_str());
+    return 1;
+  }
+  const Signature& sig = (*step)->signature();
+  std::vector<Tensor> in, out;
+  for (const ArgSpec& a : sig.inputs) in.emplace_back(a.type, a.shape);
+  for (const ArgSpec& a : sig.outputs) out.emplace_back(a.type, a.shape);
+  for (size_t i = 0; i < in.size(); ++i) {
+    for (int64_t e = 0; e < in[i].size(); ++e) {
+      in[i].data<float>()[e] = static_cast<float>(std::sin(0.37 * e + static_cast<double>(i)));
+    }
+    if (sig.inputs[i].kind == ArgKind::kLearningRate) in[i].data<float>()[0] = 0;
+  }
+  std::vector<TensorRef> ir, orf;
+  for (Tensor& t : in) ir.push_back(t.ref());
+  for (Tensor& t : out) orf.push_back(t.ref());
+  std::vector<double> us;
+  for (int k = 0; k < 50 + reps; ++k) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!(*step)->Run(ir, orf).ok()) return 1;
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (k >= 50) us.push_back(1e6 * t);
+  }
+  std::sort(us.begin(), us.end());
+  std::printf(
+      "{\"peer\": \"kiln\", \"probe\": \"layernorm\", \"rows\": %lld, \"median_us\": "
+      "%.2f}\n",
+      static_cast<long long>(rows), us[us.size() / 2]);
+  std::fflush(stdout);
+  return 0;
+}
+
 }  // namespace
 }  // namespace kiln
 
@@ -237,14 +299,20 @@ int main(int argc, char** argv) {
     return 1;
   }
   const double data_s = SinceStart();
-  const std::vector<Bench> all = {{"linear", examples::MnistLinear, 16, 0.001},
-                                  {"softmax", examples::MnistSoftmax, 64, 0.2},
-                                  {"mlp", BenchMlp, 64, 0.1},
-                                  {"cnn", examples::MnistCnn, 64, 0.01},
-                                  {"lenet5", examples::MnistLeNet5, 64, 0.01}};
+  const std::vector<Bench> all = {
+      {"linear", examples::MnistLinear, 16, 0.001},
+      {"softmax", examples::MnistSoftmax, 64, 0.2},
+      {"mlp", BenchMlp, 64, 0.1},
+      {"cnn", examples::MnistCnn, 64, 0.01},
+      {"lenet5", examples::MnistLeNet5, 64, 0.01},
+      // The recipes of examples/mnist_resnet.cc and mnist_vit.cc
+      // (the peers use the same optimizers), constant rates.
+      {"resnet", examples::MnistResNet, 64, 2e-3, "adam"},
+      {"vit", examples::MnistVit, 64, 1e-3, "adamw", 0.05, examples::VitDecays}};
   const std::string cache = absl::GetFlag(FLAGS_first_step_cache);
   int rc = 0;
   for (absl::string_view want : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
+    if (want == "layernorm") rc |= LayerNormProbe(1088, 2000);
     for (const Bench& b : all) {
       if (b.name != want) continue;
       if (absl::GetFlag(FLAGS_two_phase)) {

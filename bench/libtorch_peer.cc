@@ -16,7 +16,121 @@
 
 namespace {
 
-torch::nn::Sequential Model(const std::string& name, int64_t* batch, double* lr) {
+namespace nn = torch::nn;
+
+// MNIST's mean and standard deviation, as Kiln's ResNet and ViT normalize their pixels.
+struct NormalizeImpl : nn::Module {
+  torch::Tensor forward(torch::Tensor x) { return (x - 0.1307) * (1 / 0.3081); }
+};
+TORCH_MODULE(Normalize);
+
+// conv (no bias) + batch norm.
+struct ConvBnImpl : nn::Module {
+  ConvBnImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride)
+      : conv(register_module("conv", nn::Conv2d(nn::Conv2dOptions(in, out, kernel)
+                                                    .stride(stride)
+                                                    .padding(kernel / 2)
+                                                    .bias(false)))),
+        bn(register_module("bn", nn::BatchNorm2d(out))) {}
+  torch::Tensor forward(torch::Tensor x) { return bn->forward(conv->forward(x)); }
+  nn::Conv2d conv;
+  nn::BatchNorm2d bn;
+};
+TORCH_MODULE(ConvBn);
+
+// examples/models.cc's BasicBlock: relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)).
+struct BasicBlockImpl : nn::Module {
+  BasicBlockImpl(int64_t in, int64_t out, int64_t stride)
+      : a(register_module("a", ConvBn(in, out, 3, stride))),
+        b(register_module("b", ConvBn(out, out, 3, 1))) {
+    if (stride != 1 || in != out) down = register_module("down", ConvBn(in, out, 1, stride));
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    torch::Tensor y = b->forward(torch::relu(a->forward(x)));
+    return torch::relu(y + (down ? down->forward(x) : x));
+  }
+  ConvBn a, b, down{nullptr};
+};
+TORCH_MODULE(BasicBlock);
+
+// The ViT's block: pre-norm multi-head attention (separate Q, K, V, output projections, 4 heads)
+// and a GELU(tanh) MLP 64-128-64.
+struct BlockImpl : nn::Module {
+  BlockImpl()
+      : norm1(register_module("norm1", nn::LayerNorm(nn::LayerNormOptions({64})))),
+        norm2(register_module("norm2", nn::LayerNorm(nn::LayerNormOptions({64})))),
+        q(register_module("q", nn::Linear(64, 64))),
+        k(register_module("k", nn::Linear(64, 64))),
+        v(register_module("v", nn::Linear(64, 64))),
+        out(register_module("out", nn::Linear(64, 64))),
+        fc1(register_module("fc1", nn::Linear(64, 128))),
+        fc2(register_module("fc2", nn::Linear(128, 64))) {}
+  torch::Tensor forward(torch::Tensor x) {
+    const int64_t b = x.size(0), t = x.size(1);
+    torch::Tensor a = norm1->forward(x);
+    auto split = [&](torch::Tensor y) { return y.reshape({b, t, 4, 16}).transpose(1, 2); };
+    torch::Tensor qh = split(q->forward(a)), kh = split(k->forward(a)), vh = split(v->forward(a));
+    torch::Tensor att = torch::softmax(torch::matmul(qh, kh.transpose(-2, -1)) * 0.25, -1);
+    x = x + out->forward(torch::matmul(att, vh).transpose(1, 2).reshape({b, t, 64}));
+    return x + fc2->forward(torch::gelu(fc1->forward(norm2->forward(x)), "tanh"));
+  }
+  nn::LayerNorm norm1, norm2;
+  nn::Linear q, k, v, out, fc1, fc2;
+};
+TORCH_MODULE(Block);
+
+// examples/models.cc's MnistVit: 7x7 patches, class token, width 64, 4 blocks.
+struct VitImpl : nn::Module {
+  VitImpl()
+      : patch_embed(register_module("patch_embed", nn::Linear(49, 64))),
+        norm(register_module("norm", nn::LayerNorm(nn::LayerNormOptions({64})))),
+        head(register_module("head", nn::Linear(64, 10))) {
+    cls_token = register_parameter("cls_token", torch::randn({1, 1, 64}) * 0.02);
+    pos_embed = register_parameter("pos_embed", torch::randn({1, 17, 64}) * 0.02);
+    for (int i = 0; i < 4; ++i)
+      blocks.push_back(register_module("block" + std::to_string(i), Block()));
+  }
+  torch::Tensor forward(torch::Tensor pixels) {
+    const int64_t b = pixels.size(0);
+    torch::Tensor x = ((pixels - 0.1307) * (1 / 0.3081)).reshape({b, 4, 7, 4, 7}).transpose(2, 3);
+    x = patch_embed->forward(x.reshape({b, 16, 49}));
+    x = torch::cat({cls_token.expand({b, 1, 64}), x}, 1) + pos_embed;
+    for (Block& block : blocks) x = block->forward(x);
+    return head->forward(norm->forward(x).select(1, 0));
+  }
+  nn::Linear patch_embed;
+  nn::LayerNorm norm;
+  nn::Linear head;
+  std::vector<Block> blocks;
+  torch::Tensor cls_token, pos_embed;
+};
+TORCH_MODULE(Vit);
+
+// The optimizer of each model's Kiln recipe: SGD, Adam for the ResNet, AdamW for the ViT (decay
+// 0.05 on weights only: not biases, norms or embeddings).
+std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const std::string& name, nn::Sequential& net,
+                                                       double lr) {
+  if (name == "resnet") {
+    return std::make_unique<torch::optim::Adam>(net->parameters(), torch::optim::AdamOptions(lr));
+  }
+  if (name == "vit") {
+    std::vector<torch::Tensor> decay, rest;
+    for (const auto& p : net->named_parameters()) {
+      const std::string& n = p.key();
+      const bool weight = n.size() > 7 && n.compare(n.size() - 7, 7, ".weight") == 0;
+      (weight && n.find("norm") == std::string::npos ? decay : rest).push_back(p.value());
+    }
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                   torch::optim::AdamWOptions(lr).weight_decay(0.05)));
+    groups.emplace_back(rest, std::make_unique<torch::optim::AdamWOptions>(
+                                  torch::optim::AdamWOptions(lr).weight_decay(0)));
+    return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lr));
+  }
+  return std::make_unique<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(lr));
+}
+
+nn::Sequential Model(const std::string& name, int64_t* batch, double* lr) {
   namespace nn = torch::nn;
   *batch = 64;
   *lr = 0.01;
@@ -45,6 +159,17 @@ torch::nn::Sequential Model(const std::string& name, int64_t* batch, double* lr)
                           nn::MaxPool2d(2), nn::Conv2d(nn::Conv2dOptions(6, 16, 5)), nn::ReLU(),
                           nn::MaxPool2d(2), nn::Flatten(), nn::Linear(400, 120), nn::ReLU(),
                           nn::Linear(120, 84), nn::ReLU(), nn::Linear(84, 10));
+  }
+  if (name == "resnet") {
+    *lr = 2e-3;
+    return nn::Sequential(
+        Normalize(), nn::Unflatten(nn::UnflattenOptions(1, {1, 28, 28})), ConvBn(1, 16, 3, 1),
+        nn::ReLU(), BasicBlock(16, 16, 1), BasicBlock(16, 32, 2), BasicBlock(32, 64, 2),
+        nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions(1)), nn::Flatten(), nn::Linear(64, 10));
+  }
+  if (name == "vit") {
+    *lr = 1e-3;
+    return nn::Sequential(Vit());
   }
   return nullptr;
 }
@@ -84,7 +209,8 @@ int main(int argc, char** argv) {
     double lr;
     torch::nn::Sequential net = Model(name, &batch, &lr);
     if (!net) continue;
-    torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(lr));
+    std::unique_ptr<torch::optim::Optimizer> opt_owner = MakeOptimizer(name, net, lr);
+    torch::optim::Optimizer& opt = *opt_owner;
     const int64_t steps = n / batch;
     auto epoch = [&](int64_t limit) {
       torch::Tensor perm = torch::randperm(n);
@@ -114,6 +240,7 @@ int main(int argc, char** argv) {
     double accuracy = 0;
     {
       torch::NoGradGuard no_grad;
+      net->eval();  // batch norm from its running statistics
       for (int rep = 0; rep < 3; ++rep) {
         auto t0 = std::chrono::steady_clock::now();
         int64_t correct = 0;

@@ -24,6 +24,97 @@ def idx(path):
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
 
 
+class Normalize(torch.nn.Module):
+    """MNIST's mean and standard deviation, as Kiln's ResNet and ViT normalize their pixels."""
+
+    def forward(self, x):
+        return (x - 0.1307) * (1 / 0.3081)
+
+
+def conv_bn(cin, cout, kernel, stride):
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False),
+        torch.nn.BatchNorm2d(cout))
+
+
+class BasicBlock(torch.nn.Module):
+    """examples/models.cc's BasicBlock: relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.a, self.b = conv_bn(cin, cout, 3, stride), conv_bn(cout, cout, 3, 1)
+        self.down = conv_bn(cin, cout, 1, stride) if stride != 1 or cin != cout else None
+
+    def forward(self, x):
+        y = self.b(torch.relu(self.a(x)))
+        return torch.relu(y + (x if self.down is None else self.down(x)))
+
+
+class Attention(torch.nn.Module):
+    """Separate Q, K, V and output projections, 4 heads (Kiln's MultiHeadAttention)."""
+
+    def __init__(self, width=64, heads=4):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.out = (torch.nn.Linear(width, width) for _ in range(4))
+
+    def forward(self, x):
+        b, t, w = x.shape
+        split = lambda y: y.reshape(b, t, self.heads, w // self.heads).transpose(1, 2)
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        a = torch.softmax(q @ k.transpose(-2, -1) * (w // self.heads) ** -0.5, dim=-1)
+        return self.out((a @ v).transpose(1, 2).reshape(b, t, w))
+
+
+class Block(torch.nn.Module):
+    def __init__(self, width=64, hidden=128):
+        super().__init__()
+        self.norm1, self.norm2 = torch.nn.LayerNorm(width), torch.nn.LayerNorm(width)
+        self.attn = Attention(width)
+        self.fc1, self.fc2 = torch.nn.Linear(width, hidden), torch.nn.Linear(hidden, width)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.fc2(torch.nn.functional.gelu(self.fc1(self.norm2(x)), approximate="tanh"))
+
+
+class Vit(torch.nn.Module):
+    """examples/models.cc's MnistVit: 7x7 patches, class token, width 64, 4 pre-norm blocks."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch_embed = torch.nn.Linear(49, 64)
+        self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, 64))
+        self.pos_embed = torch.nn.Parameter(torch.zeros(1, 17, 64))
+        torch.nn.init.trunc_normal_(self.cls_token, std=0.02)
+        torch.nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.blocks = torch.nn.Sequential(*(Block() for _ in range(4)))
+        self.norm = torch.nn.LayerNorm(64)
+        self.head = torch.nn.Linear(64, 10)
+
+    def forward(self, pixels):
+        b = pixels.shape[0]
+        x = ((pixels - 0.1307) * (1 / 0.3081)).reshape(b, 4, 7, 4, 7).transpose(2, 3)
+        x = self.patch_embed(x.reshape(b, 16, 49))
+        x = torch.cat([self.cls_token.expand(b, 1, 64), x], 1) + self.pos_embed
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+def optimizer(name, net, lr):
+    """The optimizer of each model's Kiln recipe: SGD, Adam for the ResNet, AdamW for the ViT
+    (decay 0.05 on weights only: not biases, norms or embeddings)."""
+    if name == "resnet":
+        return torch.optim.Adam(net.parameters(), lr=lr)
+    if name == "vit":
+        decay = [p for n, p in net.named_parameters()
+                 if n.endswith(".weight") and "norm" not in n]
+        rest = [p for n, p in net.named_parameters()
+                if not (n.endswith(".weight") and "norm" not in n)]
+        return torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
+                                  {"params": rest, "weight_decay": 0.0}], lr=lr)
+    return torch.optim.SGD(net.parameters(), lr=lr)
+
+
 def model(name):
     if name == "linear":
         return torch.nn.Linear(784, 1), 16, 0.001
@@ -45,12 +136,37 @@ def model(name):
             torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
             torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84), torch.nn.ReLU(),
             torch.nn.Linear(84, 10)), 64, 0.01
+    if name == "resnet":
+        return torch.nn.Sequential(
+            Normalize(), torch.nn.Unflatten(1, (1, 28, 28)), conv_bn(1, 16, 3, 1), torch.nn.ReLU(),
+            BasicBlock(16, 16, 1), BasicBlock(16, 32, 2), BasicBlock(32, 64, 2),
+            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(64, 10)), 64, 2e-3
+    if name == "vit":
+        return Vit(), 64, 1e-3
     raise ValueError(name)
+
+
+def layernorm_probe(rows=1088, reps=2000):
+    """torch.nn.functional.layer_norm forward + backward on [rows, 64], median us per call."""
+    x = torch.randn(rows, 64, requires_grad=True)
+    w = torch.ones(64, requires_grad=True)
+    b = torch.zeros(64, requires_grad=True)
+    r = torch.randn(rows, 64)
+    times = []
+    for k in range(50 + reps):
+        t0 = time.perf_counter()
+        x.grad = w.grad = b.grad = None
+        torch.nn.functional.layer_norm(x, (64,), w, b, 1e-5).backward(r)
+        if k >= 50:
+            times.append(1e6 * (time.perf_counter() - t0))
+    return {"peer": "pytorch", "probe": "layernorm", "rows": rows,
+            "median_us": statistics.median(times)}
 
 
 def evaluate(net, xt, yt):
     """Images/s of the forward pass over the test set in batches of 1000 (median of 3), accuracy."""
     rates = []
+    net.eval()  # batch norm from its running statistics
     with torch.no_grad():
         for _ in range(3):
             t0 = time.perf_counter()
@@ -64,7 +180,7 @@ def evaluate(net, xt, yt):
 def run(name, x, y, xt, yt, epochs):
     torch.manual_seed(1)
     net, batch, lr = model(name)
-    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    opt = optimizer(name, net, lr)
     yf = y.float().unsqueeze(1)
     steps = x.shape[0] // batch
 
@@ -115,6 +231,9 @@ def main():
     xt = torch.from_numpy(idx(f"{data_dir}/t10k-images-idx3-ubyte").reshape(-1, 784).astype(np.float32) / 255.0)
     yt = torch.from_numpy(idx(f"{data_dir}/t10k-labels-idx1-ubyte").astype(np.int64))
     for name in sys.argv[3:] or ["linear", "softmax", "mlp", "cnn", "lenet5"]:
+        if name == "layernorm":
+            print(json.dumps(layernorm_probe()), flush=True)
+            continue
         print(json.dumps(run(name, x, y, xt, yt, epochs)), flush=True)
 
 

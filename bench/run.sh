@@ -6,6 +6,11 @@
 # bench/results.md. Run it on an otherwise idle machine: the peers' OpenMP threads spin and
 # collapse when the cores are shared.
 #   bench/run.sh [EPOCHS] [MODELS]     e.g. bench/run.sh 3 "linear mlp cnn lenet5"
+#   bench/run.sh 1 "resnet vit layernorm"   the residual network and the vision transformer
+#                                           (their examples' optimizers) and the LayerNorm probe
+# BENCH_RESULTS=FILE writes the tables there instead of bench/results.md.
+# The probes below the model rows (per-step time, compile cache, two-phase step) run for the
+# models asked for.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 epochs=${1:-3}
@@ -33,7 +38,14 @@ fi
 out=$(mktemp)
 export HL_NUM_THREADS=2 OMP_NUM_THREADS=2
 ./build/bench/ceiling 2 >>"$out"
+has() { case " $models " in *" $1 "*) return 0 ;; esac; return 1; }
 for m in $models; do
+  if [ "$m" = layernorm ]; then  # forward + backward of one LayerNorm on [1088, 64]
+    ./build/bench/kiln_bench --models=layernorm >>"$out" || echo "bench: Kiln failed on $m"
+    [ "$peer_ok" = 1 ] && { /usr/bin/python3 bench/pytorch_peer.py data/mnist 1 layernorm >>"$out" ||
+      echo "bench: the PyTorch peer failed on $m"; }
+    continue
+  fi
   ./build/bench/kiln_bench --data_dir=data/mnist --epochs="$epochs" --models="$m" >>"$out" ||
     echo "bench: Kiln failed on $m"
   if [ "$peer_ok" = 1 ]; then
@@ -50,6 +62,7 @@ done
 # Per-step time of the tutorial's linear model (batch 16) through the same driver: the AOT binary
 # and the JIT example, 3 runs of one epoch each (the batch feed is included).
 for run in 1 2 3; do
+  has linear || break
   for prog in ./build/bench/linear_train "./build/examples/mnist_linear --cache_dir="; do
     $prog --data_dir=data/mnist --epochs=1 --progress=false --save= --plot= --log_every=0 |
       sed -n "s|^trained \([0-9]*\) steps, \([0-9]*\) images/s|{\"peer\": \"kiln\", \"probe\": \"per_step\", \"program\": \"${prog%% *}\", \"images_per_s\": \2}|p" >>"$out"
@@ -57,7 +70,8 @@ for run in 1 2 3; do
 done
 # Compile cache: a cold process compiles and stores both steps, a second one loads them.
 cache=$(mktemp -d)
-for m in cnn lenet5; do
+for m in cnn lenet5 resnet vit; do
+  has $m || continue
   for run in cold warm; do
     ./build/bench/kiln_bench --data_dir=data/mnist --models=$m --first_step_cache="$cache" >>"$out"
   done
@@ -65,11 +79,12 @@ done
 rm -rf "$cache"
 # The two-phase training step (gradient buffer, then the update) against one pipeline.
 for m in mlp cnn; do
+  has $m || continue
   ./build/bench/kiln_bench --data_dir=data/mnist --models=$m --two_phase --epochs="$epochs" >>"$out"
 done
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (uncommitted changes)" || true)
-/usr/bin/python3 - "$out" "$commit$dirty" <<'PY' | tee bench/results.md
+/usr/bin/python3 - "$out" "$commit$dirty" <<'PY' | tee "${BENCH_RESULTS:-bench/results.md}"
 import json, sys, platform, datetime
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 by = lambda peer: {r["model"]: r for r in rows if r["peer"] == peer and "probe" not in r}
@@ -117,6 +132,13 @@ if split:
         print(f"| {r['model']} | {r['batch']} | {r['one_pipeline_us']:.1f} | {r['two_phase_us']:.1f} "
               f"| {100 * (r['two_phase_us'] / r['one_pipeline_us'] - 1):+.1f}% "
               f"| {r['compile_s_one']:.2f} / {r['compile_s_two']:.2f} |")
+ln = {r["peer"]: r for r in rows if r.get("probe") == "layernorm"}
+if ln:
+    print("\n## LayerNorm forward + backward, [1088, 64] (the ViT's tokens), median us per call\n")
+    print("| Kiln (a step: forward, backward, SGD pass) | PyTorch layer_norm + backward | Kiln / PyTorch time |")
+    print("|---|---|---|")
+    k, p = ln.get("kiln", {}).get("median_us"), ln.get("pytorch", {}).get("median_us")
+    print(f"| {fmt(k, 1)} | {fmt(p, 1)} | {f'{k / p:.2f}' if k and p else 'n/a'} |")
 per = [r for r in rows if r.get("probe") == "per_step"]
 if per:
     import statistics
@@ -136,7 +158,7 @@ if per:
 peers = [next(iter(d.values()))["config"] for d in (torch, libtorch) if d]
 print("\nPeers: " + "; ".join(peers) + ". Data preloaded as tensors, batches gathered through a "
       "per-epoch permutation; medians of the timed epochs after a 200-step warm-up; SGD for every "
-      "model on every side. GFLOP/s count the matmuls and convolutions on the model's own shapes "
+      "model on every side (the ResNet: Adam; the ViT: AdamW, as in their examples). GFLOP/s count the matmuls and convolutions on the model's own shapes "
       "(forward, weight gradients, input gradients except the image's). Test accuracy is after "
       "the timed epochs (SGD), not a tuned result.")
 PY

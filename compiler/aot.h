@@ -2,7 +2,9 @@
 // training binary out. A model file defines `kiln::AotModel KilnAotModel()`; the generator built
 // from it (compiler/aot_generator_main.cc) writes, for a program NAME:
 //   NAME_train.a/.h, NAME_eval.a/.h   the two steps as Halide static libraries (no runtime;
-//   NAME_update.a/.h                  with two_phase, the training step's update phase),
+//   NAME_update.a/.h                  with two_phase, the training step's update phase; a step
+//                                     over CompileOptions::max_pipeline_stages holds one
+//                                     pipeline per segment, described in the manifest),
 //   NAME_runtime.o                    one Halide runtime for the target,
 //   NAME_manifest.json                signatures, batch sizes, target, defaults
 //   (runtime/manifest.h), NAME_program.cc                   the manifest embedded and the entry
@@ -32,8 +34,9 @@ namespace kiln {
 struct AotModel {
   std::function<ModelDef(Graph&, int64_t batch)> build;
   std::string optimizer = "sgd";  // MakeOptimizer's names; the learning rate stays a runtime input
-  double weight_decay = 0;        // biases exempt
-  DriverDefaults defaults;        // name (overridden by the program name), epochs, lr, ...
+  double weight_decay = 0;        // on the parameters `decays` accepts
+  std::function<bool(const std::string&)> decays = DecayAllButBiases;
+  DriverDefaults defaults;  // name (overridden by the program name), epochs, lr, ...
 };
 
 struct AotOptions {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <set>
@@ -274,8 +275,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileOne(Graph& g, StepProgram pro
 // (110 stages) 7 s as one. A matmul or convolution counts two stages (its accumulator).
 struct SplitPrograms {
   std::vector<StepProgram> parts;
-  std::vector<std::vector<int>> intermediate_inputs, outputs;  // SegmentedStep::Segment's routes
-  std::vector<ArgSpec> intermediates;
+  SegmentPlan plan;  // empty parts: one pipeline
 };
 
 // Splits a program (after its passes) into segments in topological order. Every node that a later
@@ -301,9 +301,6 @@ SplitPrograms SplitProgram(const Graph& g, const StepProgram& p, const CompileOp
   const int64_t n = can && total > budget ? (total + half - 1) / half : 1;
   if (n <= 1) {
     s.parts = {p};
-    s.intermediate_inputs.emplace_back();
-    s.outputs.emplace_back();
-    for (size_t r = 0; r < p.outputs.size(); ++r) s.outputs[0].push_back(static_cast<int>(r));
     return s;
   }
   std::map<int, int64_t> seg;
@@ -321,34 +318,34 @@ SplitPrograms SplitProgram(const Graph& g, const StepProgram& p, const CompileOp
     for (int in : g.node(id).inputs) {
       if (!seg.count(in) || seg[in] >= seg[id]) continue;
       if (!inter.count(in)) {
-        const int m = static_cast<int>(s.intermediates.size());
+        const int m = static_cast<int>(s.plan.intermediates.size());
         inter[in] = m;
         ArgSpec a = Spec(g.node(in), ArgRole::kData, absl::StrCat("segment_", in), options.float64);
         a.init = Initializer();
-        s.intermediates.push_back(a);
+        s.plan.intermediates.push_back(a);
       }
       reads[static_cast<size_t>(seg[id])].insert(in);
     }
   }
   for (int64_t k = 0; k < n; ++k) {
     StepProgram part;
-    std::vector<int> ins, outs;
+    SegmentPlan::Part route;
     part.inputs = p.inputs;
     for (int id : reads[static_cast<size_t>(k)]) {
-      part.inputs.push_back({id, s.intermediates[inter[id]]});
-      ins.push_back(inter[id]);
+      part.inputs.push_back({id, s.plan.intermediates[inter[id]]});
+      route.reads.push_back(inter[id]);
     }
     for (size_t r = 0; r < p.outputs.size(); ++r) {
       if (segment_of(p.outputs[r].first) != k) continue;
       part.outputs.push_back(p.outputs[r]);
-      outs.push_back(static_cast<int>(r));
+      route.writes.push_back(static_cast<int>(r));
     }
     for (const auto& [id, m] : inter) {
       if (seg[id] != k) continue;
-      ArgSpec a = s.intermediates[m];
+      ArgSpec a = s.plan.intermediates[m];
       a.role = ArgRole::kOutput;
       part.outputs.push_back({id, a});
-      outs.push_back(-1 - m);
+      route.writes.push_back(-1 - m);
     }
     if (part.outputs.empty()) continue;  // a segment the weights left empty
     for (int id : p.strict) {
@@ -357,22 +354,21 @@ SplitPrograms SplitProgram(const Graph& g, const StepProgram& p, const CompileOp
     part.resident_batch = p.resident_batch;
     part.gradient_elements = p.gradient_elements;
     s.parts.push_back(std::move(part));
-    s.intermediate_inputs.push_back(std::move(ins));
-    s.outputs.push_back(std::move(outs));
+    s.plan.parts.push_back(std::move(route));
   }
   return s;
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram program,
-                                                           const CompileOptions& options) {
-  if (!g.status().ok()) return g.status();
-  RunProgramPasses(g, program, options.dump_graphs);
-  SplitPrograms split = SplitProgram(g, program, options);
-  if (split.parts.size() == 1) return CompileOne(g, std::move(program), options, true);
+namespace {
 
-  // What PrepareProgram does for one pipeline, once for the whole program.
+// A program split into segments (more than one), each to be compiled by `compile(k, part, options)`
+// with its part options: what PrepareProgram checks and writes for one pipeline, done once for the
+// whole program; the segments' loop nests go into options.stmt_path one after the other.
+absl::StatusOr<Signature> ForEachSegment(
+    Graph& g, const StepProgram& program, SplitPrograms& split, const CompileOptions& options,
+    const std::function<absl::Status(size_t, StepProgram, const CompileOptions&)>& compile) {
   std::vector<int> roots;
   for (const auto& o : program.outputs) roots.push_back(o.first);
   if (!options.dot_path.empty()) std::ofstream(options.dot_path) << g.ToDot(roots);
@@ -387,15 +383,11 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram
   CompileOptions part_options = options;
   part_options.dot_path.clear();
   part_options.memory_limit_bytes = 0;
-  std::vector<SegmentedStep::Segment> segments;
   std::string stmt;
   for (size_t k = 0; k < split.parts.size(); ++k) {
     if (!options.stmt_path.empty())
       part_options.stmt_path = absl::StrCat(options.stmt_path, ".", k);
-    KILN_ASSIGN_OR_RETURN(std::unique_ptr<Executable> step,
-                          CompileOne(g, std::move(split.parts[k]), part_options, true));
-    segments.push_back(
-        {std::move(step), std::move(split.intermediate_inputs[k]), std::move(split.outputs[k])});
+    KILN_RETURN_IF_ERROR(compile(k, std::move(split.parts[k]), part_options));
     if (!options.stmt_path.empty()) {
       std::ifstream in(part_options.stmt_path);
       absl::StrAppend(&stmt, "// segment ", k + 1, " of ", split.parts.size(), "\n",
@@ -404,24 +396,90 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram
     }
   }
   if (!options.stmt_path.empty()) std::ofstream(options.stmt_path) << stmt;
+  return sig;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram program,
+                                                           const CompileOptions& options) {
+  if (!g.status().ok()) return g.status();
+  RunProgramPasses(g, program, options.dump_graphs);
+  SplitPrograms split = SplitProgram(g, program, options);
+  if (split.parts.size() == 1) return CompileOne(g, std::move(program), options, true);
+  std::vector<std::unique_ptr<Executable>> steps;
+  KILN_ASSIGN_OR_RETURN(
+      Signature sig,
+      ForEachSegment(g, program, split, options,
+                     [&](size_t, StepProgram part, const CompileOptions& o) -> absl::Status {
+                       KILN_ASSIGN_OR_RETURN(std::unique_ptr<Executable> step,
+                                             CompileOne(g, std::move(part), o, true));
+                       steps.push_back(std::move(step));
+                       return absl::OkStatus();
+                     }));
   KILN_ASSIGN_OR_RETURN(
       std::unique_ptr<SegmentedStep> step,
-      SegmentedStep::Make(std::move(sig), std::move(segments), split.intermediates));
+      SegmentedStep::Make(std::move(sig), std::move(split.plan), std::move(steps)));
   return std::unique_ptr<Executable>(std::move(step));
 }
 
 absl::StatusOr<Signature> EmitProgram(Graph& g, StepProgram program, const CompileOptions& options,
-                                      const std::string& prefix, const std::string& function) {
-  KILN_ASSIGN_OR_RETURN(Prepared p, PrepareProgram(g, std::move(program), options));
-  std::vector<Halide::Argument> args = p.lowered.arguments();
-  try {
-    p.lowered.pipeline.compile_to_static_library(
-        prefix, args, function,
-        p.target.without_feature(Halide::Target::JIT).with_feature(Halide::Target::NoRuntime));
-  } catch (const Halide::Error& e) {
-    return absl::InternalError(absl::StrCat("Halide compilation failed: ", e.what()));
+                                      const std::string& prefix, const std::string& function,
+                                      SegmentPlan* segments) {
+  if (!g.status().ok()) return g.status();
+  RunProgramPasses(g, program, options.dump_graphs);
+  SplitPrograms split;
+  if (segments != nullptr) split = SplitProgram(g, program, options);
+  if (split.parts.size() <= 1) {
+    if (segments != nullptr) *segments = SegmentPlan();
+    KILN_ASSIGN_OR_RETURN(Prepared p, PrepareProgram(g, std::move(program), options, true));
+    std::vector<Halide::Argument> args = p.lowered.arguments();
+    try {
+      p.lowered.pipeline.compile_to_static_library(
+          prefix, args, function,
+          p.target.without_feature(Halide::Target::JIT).with_feature(Halide::Target::NoRuntime));
+    } catch (const Halide::Error& e) {
+      return absl::InternalError(absl::StrCat("Halide compilation failed: ", e.what()));
+    }
+    return p.sig;
   }
-  return p.sig;
+  // One static library holding every segment as its own object file (entry points
+  // <function>_s<k>), each compiled exactly as the compile cache compiles it.
+  std::vector<std::string> objects;
+  std::string header;
+  Halide::Target target;
+  KILN_ASSIGN_OR_RETURN(
+      Signature sig,
+      ForEachSegment(
+          g, program, split, options,
+          [&](size_t k, StepProgram part, const CompileOptions& o) -> absl::Status {
+            KILN_ASSIGN_OR_RETURN(Prepared p, PrepareProgram(g, std::move(part), o, true));
+            target = p.target.without_feature(Halide::Target::JIT)
+                         .with_feature(Halide::Target::NoRuntime);
+            const std::string part_prefix = absl::StrCat(prefix, "_s", k);
+            try {
+              p.lowered.pipeline
+                  .compile_to_module(p.lowered.arguments(), absl::StrCat(function, "_s", k), target)
+                  .compile({{Halide::OutputFileType::object, part_prefix + ".o"},
+                            {Halide::OutputFileType::c_header, part_prefix + ".h"}});
+            } catch (const Halide::Error& e) {
+              return absl::InternalError(absl::StrCat("Halide compilation failed: ", e.what()));
+            }
+            objects.push_back(part_prefix + ".o");
+            std::ifstream in(part_prefix + ".h");
+            absl::StrAppend(&header, std::string(std::istreambuf_iterator<char>(in), {}));
+            std::remove((part_prefix + ".h").c_str());
+            return absl::OkStatus();
+          }));
+  try {
+    Halide::create_static_library(objects, target, prefix + ".a");
+  } catch (const Halide::Error& e) {
+    return absl::InternalError(absl::StrCat("writing ", prefix, ".a failed: ", e.what()));
+  }
+  for (const std::string& o : objects) std::remove(o.c_str());
+  std::ofstream(prefix + ".h") << header;
+  *segments = std::move(split.plan);
+  return sig;
 }
 
 namespace {

@@ -27,6 +27,7 @@
 #include "compiler/target.h"
 #include "dsl/graph.h"
 #include "runtime/executable.h"
+#include "runtime/segmented_step.h"
 
 namespace kiln {
 
@@ -128,7 +129,12 @@ absl::StatusOr<StepProgram> BuildEvalProgram(Graph& g, const ModelDef& model,
 // Ahead of time: writes the program as a Halide static library `<prefix>.a` with header
 // `<prefix>.h`, entry points `<function>_argv` and `<function>_metadata`, without Halide's
 // runtime (link one from Halide::compile_standalone_runtime). Returns its signature.
+// With `segments`, a program over options.max_pipeline_stages is written as several pipelines
+// in the one library, entry points `<function>_s<k>_argv` and `_metadata` for k in
+// [0, segments->parts.size()) (runtime/segmented_step.h runs them); *segments is left empty when
+// the program is one pipeline. Without it, the program is always one pipeline.
 absl::StatusOr<Signature> EmitProgram(Graph& g, StepProgram program, const CompileOptions& options,
-                                      const std::string& prefix, const std::string& function);
+                                      const std::string& prefix, const std::string& function,
+                                      SegmentPlan* segments = nullptr);
 
 }  // namespace kiln

@@ -88,24 +88,16 @@ int Train(const kiln::DriverOptions& o, const kiln::AotManifest& manifest,
   halide_set_custom_free(StepFree);
   absl::StatusOr<std::unique_ptr<Executable>> train;
   if (m->two_phase) {  // the gradient and update phases, run as one step
-    if (kKilnAotProgram.update == nullptr) {
-      return DriverFail(absl::FailedPreconditionError(
-          "the manifest describes a two-phase step but the binary has no update phase"));
-    }
-    auto gradient = MakeNativeExecutable(m->train_gradient, kKilnAotProgram.train,
-                                         kKilnAotProgram.train_metadata, nullptr);
+    auto gradient = MakeAotStep(*m, "train_gradient", m->train_gradient, kKilnAotProgram.train);
     if (!gradient.ok()) return DriverFail(gradient.status());
-    auto update = MakeNativeExecutable(m->train_update, kKilnAotProgram.update,
-                                       kKilnAotProgram.update_metadata, nullptr);
+    auto update = MakeAotStep(*m, "train_update", m->train_update, kKilnAotProgram.update);
     if (!update.ok()) return DriverFail(update.status());
     train = MakeTwoPhaseStep(std::move(*gradient), std::move(*update));
   } else {
-    train = MakeNativeExecutable(m->train, kKilnAotProgram.train, kKilnAotProgram.train_metadata,
-                                 nullptr);
+    train = MakeAotStep(*m, "train", m->train, kKilnAotProgram.train);
   }
   if (!train.ok()) return DriverFail(train.status());
-  auto eval =
-      MakeNativeExecutable(m->eval, kKilnAotProgram.eval, kKilnAotProgram.eval_metadata, nullptr);
+  auto eval = MakeAotStep(*m, "eval", m->eval, kKilnAotProgram.eval);
   if (!eval.ok()) return DriverFail(eval.status());
   absl::StatusOr<DriverData> data = LoadDriverData(o);
   if (!data.ok()) return DriverFail(data.status());
@@ -119,9 +111,16 @@ int Train(const kiln::DriverOptions& o, const kiln::AotManifest& manifest,
       !s.ok()) {
     return DriverFail(s);
   }
-  std::printf("%s: compiled ahead of time for %s, training batch %lld%s, evaluation batch %lld\n",
+  auto form = [&](const char* key) {
+    auto it = m->segments.find(key);
+    return it == m->segments.end() ? std::string()
+                                   : absl::StrCat(" in ", it->second.parts.size(), " segments");
+  };
+  const std::string train_form =
+      m->two_phase ? absl::StrCat(" (two-phase step", form("train_gradient"), ")") : form("train");
+  std::printf("%s: compiled ahead of time for %s, training batch %lld%s, evaluation batch %lld%s\n",
               m->name.c_str(), m->target.c_str(), static_cast<long long>(m->batch),
-              m->two_phase ? " (two-phase step)" : "", static_cast<long long>(m->eval_batch));
+              train_form.c_str(), static_cast<long long>(m->eval_batch), form("eval").c_str());
   DriverInfo info;
   info.name = m->name;
   info.optimizer = m->optimizer;

@@ -19,8 +19,8 @@ absl::StatusOr<std::unique_ptr<InferenceSession>> InferenceSession::Create(
   KILN_ASSIGN_OR_RETURN(s->manifest_, ParseManifest(program.manifest));
   halide_set_custom_malloc(StepMalloc);
   halide_set_custom_free(StepFree);
-  KILN_ASSIGN_OR_RETURN(s->eval_, MakeNativeExecutable(s->manifest_.eval, program.eval,
-                                                       program.eval_metadata, nullptr));
+  KILN_ASSIGN_OR_RETURN(s->eval_,
+                        MakeAotStep(s->manifest_, "eval", s->manifest_.eval, program.eval));
   KILN_ASSIGN_OR_RETURN(SafetensorsFile f, LoadSafetensors(checkpoint));
   const Signature& sig = s->manifest_.eval;
   for (size_t i = 0; i < sig.inputs.size(); ++i) {

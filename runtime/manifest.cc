@@ -49,9 +49,16 @@ Json ArgsToJson(const std::vector<ArgSpec>& args) {
   return out;
 }
 
-Json SignatureToJson(const Signature& s) {
+Json SignatureToJson(const Signature& s, const SegmentPlan* plan) {
   Json j = {{"inputs", ArgsToJson(s.inputs)}, {"outputs", ArgsToJson(s.outputs)}};
   if (s.gradient_elements > 0) j["gradient_elements"] = s.gradient_elements;
+  if (plan != nullptr && !plan->parts.empty()) {
+    Json parts = Json::array();
+    for (const SegmentPlan::Part& p : plan->parts) {
+      parts.push_back({{"reads", p.reads}, {"writes", p.writes}});
+    }
+    j["segments"] = {{"intermediates", ArgsToJson(plan->intermediates)}, {"parts", parts}};
+  }
   return j;
 }
 
@@ -179,6 +186,52 @@ absl::StatusOr<std::vector<ArgSpec>> ArgsFromJson(const Json& j, const std::stri
   return out;
 }
 
+absl::StatusOr<std::vector<int>> IndicesFromJson(const Json& j, const char* key,
+                                                 const std::string& where) {
+  KILN_ASSIGN_OR_RETURN(std::vector<int64_t> v, Get<std::vector<int64_t>>(j, key, where));
+  std::vector<int> out;
+  for (int64_t x : v) {
+    if (x < -(int64_t{1} << 20) || x > (int64_t{1} << 20)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("manifest: ", where, ".", key, " holds ", x, ", out of range"));
+    }
+    out.push_back(static_cast<int>(x));
+  }
+  return out;
+}
+
+// A step's "segments": its intermediates (data arguments) and each part's routes, checked
+// against the step's signature.
+absl::StatusOr<SegmentPlan> SegmentsFromJson(const Json& j, const Signature& sig,
+                                             const std::string& where) {
+  SegmentPlan plan;
+  if (!j.is_object() || !j.contains("intermediates") || !j.contains("parts") ||
+      !j["parts"].is_array() || j["parts"].empty() || j["parts"].size() > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "manifest: ", where,
+        " must hold \"intermediates\" and 1 to 4096 \"parts\" (each with reads and writes)"));
+  }
+  KILN_ASSIGN_OR_RETURN(plan.intermediates,
+                        ArgsFromJson(j["intermediates"], where + ".intermediates"));
+  for (size_t m = 0; m < plan.intermediates.size(); ++m) {
+    if (plan.intermediates[m].role != ArgRole::kData) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("manifest: ", where, ".intermediates[", m, "] must have role data"));
+    }
+  }
+  for (size_t k = 0; k < j["parts"].size(); ++k) {
+    const std::string at = absl::StrCat(where, ".parts[", k, "]");
+    SegmentPlan::Part part;
+    KILN_ASSIGN_OR_RETURN(part.reads, IndicesFromJson(j["parts"][k], "reads", at));
+    KILN_ASSIGN_OR_RETURN(part.writes, IndicesFromJson(j["parts"][k], "writes", at));
+    plan.parts.push_back(std::move(part));
+  }
+  if (absl::Status st = ValidateSegmentPlan(sig, plan); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("manifest: ", where, ": ", st.message()));
+  }
+  return plan;
+}
+
 absl::Status CheckBatch(const std::vector<ArgSpec>& in, int64_t batch, const char* step) {
   for (const ArgSpec& a : in) {
     if (a.role == ArgRole::kData && (a.shape.empty() || a.shape[0] != batch)) {
@@ -188,6 +241,15 @@ absl::Status CheckBatch(const std::vector<ArgSpec>& in, int64_t batch, const cha
     }
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+namespace {
+
+const SegmentPlan* Plan(const AotManifest& m, const std::string& key) {
+  auto it = m.segments.find(key);
+  return it == m.segments.end() ? nullptr : &it->second;
 }
 
 }  // namespace
@@ -205,14 +267,14 @@ std::string ManifestToJson(const AotManifest& m) {
               {"lr_schedule", m.defaults.lr_schedule},
               {"random_shift", m.defaults.random_shift},
               {"log_every", m.defaults.log_every}}},
-            {"eval", SignatureToJson(m.eval)}};
+            {"eval", SignatureToJson(m.eval, Plan(m, "eval"))}};
   if (m.two_phase) {
     j["step_form"] = "two_phase";
-    j["train_gradient"] = SignatureToJson(m.train_gradient);
-    j["train_update"] = SignatureToJson(m.train_update);
+    j["train_gradient"] = SignatureToJson(m.train_gradient, Plan(m, "train_gradient"));
+    j["train_update"] = SignatureToJson(m.train_update, Plan(m, "train_update"));
   } else {
     j["step_form"] = "one_pipeline";
-    j["train"] = SignatureToJson(m.train);
+    j["train"] = SignatureToJson(m.train, Plan(m, "train"));
   }
   return j.dump(1);
 }
@@ -288,6 +350,10 @@ absl::StatusOr<AotManifest> ParseManifest(absl::string_view text) {
     }
     if (absl::Status st = sig->Validate(); !st.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("manifest: ", key, ": ", st.message()));
+    }
+    if (j[key].contains("segments")) {
+      KILN_ASSIGN_OR_RETURN(m.segments[key], SegmentsFromJson(j[key]["segments"], *sig,
+                                                              absl::StrCat(key, ".segments")));
     }
   }
   const Signature& first = m.two_phase ? m.train_gradient : m.train;

@@ -8,12 +8,14 @@
 //   absl::StatusOr<kiln::AotManifest> back = kiln::ParseManifest(json);
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "runtime/driver.h"
 #include "runtime/executable.h"
+#include "runtime/segmented_step.h"
 
 namespace kiln {
 
@@ -35,6 +37,10 @@ struct AotManifest {
   // points AotProgram::train and AotProgram::update.
   bool two_phase = false;
   Signature train_gradient, train_update;
+  // Steps compiled as several pipelines (JSON: the step's "segments"), by the step's key ("train",
+  // "eval", "train_gradient", "train_update"); a step not here is one pipeline. Its entry points
+  // are the segments' in order (AotStepEntries).
+  std::map<std::string, SegmentPlan> segments;
 };
 
 std::string ManifestToJson(const AotManifest& m);

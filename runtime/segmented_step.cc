@@ -4,50 +4,50 @@
 
 namespace kiln {
 
-namespace {
+Signature SegmentSignature(const Signature& step, const SegmentPlan& plan, size_t k) {
+  Signature s;
+  s.inputs = step.inputs;
+  s.resident_batch = step.resident_batch;
+  s.gradient_elements = step.gradient_elements;
+  const SegmentPlan::Part& part = plan.parts[k];
+  for (int m : part.reads) s.inputs.push_back(plan.intermediates[static_cast<size_t>(m)]);
+  for (int r : part.writes) {
+    if (r >= 0) {
+      s.outputs.push_back(step.outputs[static_cast<size_t>(r)]);
+    } else {
+      ArgSpec a = plan.intermediates[static_cast<size_t>(-1 - r)];
+      a.role = ArgRole::kOutput;
+      s.outputs.push_back(std::move(a));
+    }
+  }
+  return s;
+}
 
-bool SameKind(const ArgSpec& a, const ArgSpec& b) { return a.type == b.type && a.shape == b.shape; }
-
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<SegmentedStep>> SegmentedStep::Make(
-    Signature sig, std::vector<Segment> segments, const std::vector<ArgSpec>& intermediates) {
-  std::unique_ptr<SegmentedStep> s(new SegmentedStep());
-  const size_t n_in = sig.inputs.size();
-  std::vector<bool> written(intermediates.size(), false), output_written(sig.outputs.size(), false);
-  for (size_t k = 0; k < segments.size(); ++k) {
-    const Segment& seg = segments[k];
-    const Signature& ss = seg.step->signature();
+absl::Status ValidateSegmentPlan(const Signature& step, const SegmentPlan& plan) {
+  const size_t n_inter = plan.intermediates.size();
+  std::vector<bool> written(n_inter, false), output_written(step.outputs.size(), false);
+  for (size_t k = 0; k < plan.parts.size(); ++k) {
+    const SegmentPlan::Part& part = plan.parts[k];
     auto bad = [&](const std::string& why) {
       return absl::InvalidArgumentError(
-          absl::StrCat("segment ", k, " of ", segments.size(), ": ", why));
+          absl::StrCat("segment ", k + 1, " of ", plan.parts.size(), ": ", why));
     };
-    if (ss.inputs.size() != n_in + seg.intermediate_inputs.size() ||
-        ss.outputs.size() != seg.outputs.size()) {
-      return bad("its argument counts do not match its routes");
-    }
-    for (size_t i = 0; i < n_in; ++i) {
-      if (!SameKind(ss.inputs[i], sig.inputs[i])) return bad("an input differs from the step's");
-    }
-    for (size_t j = 0; j < seg.intermediate_inputs.size(); ++j) {
-      const int m = seg.intermediate_inputs[j];
-      if (m < 0 || static_cast<size_t>(m) >= intermediates.size() || !written[m]) {
+    for (int m : part.reads) {
+      if (m < 0 || static_cast<size_t>(m) >= n_inter || !written[static_cast<size_t>(m)]) {
         return bad(absl::StrCat("intermediate ", m, " is read before any segment writes it"));
       }
-      if (!SameKind(ss.inputs[n_in + j], intermediates[m])) return bad("an intermediate differs");
     }
-    for (size_t o = 0; o < seg.outputs.size(); ++o) {
-      const int r = seg.outputs[o];
+    if (part.writes.empty()) return bad("it writes nothing");
+    for (int r : part.writes) {
       if (r >= 0) {
-        if (static_cast<size_t>(r) >= sig.outputs.size() || output_written[r] ||
-            !SameKind(ss.outputs[o], sig.outputs[r])) {
-          return bad(absl::StrCat("output ", r, " is out of range, written twice or differs"));
+        if (static_cast<size_t>(r) >= step.outputs.size() || output_written[r]) {
+          return bad(absl::StrCat("step output ", r, " is out of range or written twice"));
         }
         output_written[r] = true;
       } else {
-        const size_t m = static_cast<size_t>(-1 - r);
-        if (m >= intermediates.size() || !SameKind(ss.outputs[o], intermediates[m])) {
-          return bad(absl::StrCat("intermediate ", m, " is out of range or differs"));
+        const size_t m = static_cast<size_t>(-(r + 1));
+        if (m >= n_inter || written[m]) {
+          return bad(absl::StrCat("intermediate ", m, " is out of range or written twice"));
         }
         written[m] = true;
       }
@@ -56,12 +56,47 @@ absl::StatusOr<std::unique_ptr<SegmentedStep>> SegmentedStep::Make(
   for (size_t r = 0; r < output_written.size(); ++r) {
     if (!output_written[r]) {
       return absl::InvalidArgumentError(
-          absl::StrCat("no segment writes the step's output '", sig.outputs[r].name, "'"));
+          absl::StrCat("no segment writes the step's output '", step.outputs[r].name, "'"));
     }
   }
-  for (const ArgSpec& a : intermediates) s->intermediates_.emplace_back(a.type, a.shape);
+  return absl::OkStatus();
+}
+
+namespace {
+
+bool SameKind(const ArgSpec& a, const ArgSpec& b) { return a.type == b.type && a.shape == b.shape; }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SegmentedStep>> SegmentedStep::Make(
+    Signature sig, SegmentPlan plan, std::vector<std::unique_ptr<Executable>> steps) {
+  if (absl::Status st = ValidateSegmentPlan(sig, plan); !st.ok()) return st;
+  if (steps.size() != plan.parts.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("the plan has ", plan.parts.size(),
+                                                   " segments, ", steps.size(), " were given"));
+  }
+  for (size_t k = 0; k < steps.size(); ++k) {
+    const Signature want = SegmentSignature(sig, plan, k);
+    const Signature& got = steps[k]->signature();
+    bool same =
+        want.inputs.size() == got.inputs.size() && want.outputs.size() == got.outputs.size();
+    for (size_t i = 0; same && i < want.inputs.size(); ++i) {
+      same = SameKind(want.inputs[i], got.inputs[i]);
+    }
+    for (size_t o = 0; same && o < want.outputs.size(); ++o) {
+      same = SameKind(want.outputs[o], got.outputs[o]);
+    }
+    if (!same) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("segment ", k + 1, " of ", steps.size(),
+                       ": its arguments' types and shapes differ from the ones its routes give"));
+    }
+  }
+  std::unique_ptr<SegmentedStep> s(new SegmentedStep());
+  for (const ArgSpec& a : plan.intermediates) s->intermediates_.emplace_back(a.type, a.shape);
   s->sig_ = std::move(sig);
-  s->segments_ = std::move(segments);
+  s->plan_ = std::move(plan);
+  s->steps_ = std::move(steps);
   return s;
 }
 
@@ -73,16 +108,17 @@ absl::Status SegmentedStep::Run(const std::vector<TensorRef>& inputs,
                                                    inputs.size(), " and ", outputs.size()));
   }
   std::vector<TensorRef> in, out;
-  for (size_t k = 0; k < segments_.size(); ++k) {
-    const Segment& seg = segments_[k];
+  for (size_t k = 0; k < steps_.size(); ++k) {
+    const SegmentPlan::Part& part = plan_.parts[k];
     in.assign(inputs.begin(), inputs.end());
-    for (int m : seg.intermediate_inputs) in.push_back(intermediates_[m].ref());
+    for (int m : part.reads) in.push_back(intermediates_[static_cast<size_t>(m)].ref());
     out.clear();
-    for (int r : seg.outputs) {
-      out.push_back(r >= 0 ? outputs[r] : intermediates_[static_cast<size_t>(-1 - r)].ref());
+    for (int r : part.writes) {
+      out.push_back(r >= 0 ? outputs[static_cast<size_t>(r)]
+                           : intermediates_[static_cast<size_t>(-1 - r)].ref());
     }
-    if (absl::Status st = seg.step->Run(in, out); !st.ok()) {
-      return absl::Status(st.code(), absl::StrCat("segment ", k + 1, " of ", segments_.size(),
+    if (absl::Status st = steps_[k]->Run(in, out); !st.ok()) {
+      return absl::Status(st.code(), absl::StrCat("segment ", k + 1, " of ", steps_.size(),
                                                   " of the step: ", st.message()));
     }
   }
@@ -91,7 +127,7 @@ absl::Status SegmentedStep::Run(const std::vector<TensorRef>& inputs,
 
 double SegmentedStep::compile_seconds() const {
   double s = 0;
-  for (const Segment& seg : segments_) s += seg.step->compile_seconds();
+  for (const auto& step : steps_) s += step->compile_seconds();
   return s;
 }
 

@@ -4,8 +4,10 @@
 // step's inputs and the intermediates earlier segments wrote, and writes some of the step's outputs
 // and intermediates for later ones; the intermediates are buffers this step owns.
 //
-//   std::vector<kiln::SegmentedStep::Segment> parts = ...;  // from the compiler
-//   auto step = kiln::SegmentedStep::Make(signature, std::move(parts), intermediates);
+//   kiln::SegmentPlan plan = ...;  // from the compiler, or an AOT manifest
+//   std::vector<std::unique_ptr<kiln::Executable>> parts = ...;  // one per plan.parts, compiled
+//   // with the signatures SegmentSignature(sig, plan, k)
+//   auto step = kiln::SegmentedStep::Make(sig, plan, std::move(parts));
 #pragma once
 
 #include <memory>
@@ -16,31 +18,43 @@
 
 namespace kiln {
 
+// How a step is cut into pipelines.
+struct SegmentPlan {
+  struct Part {
+    std::vector<int> reads;   // the intermediates it reads, after the step's inputs
+    std::vector<int> writes;  // each of its outputs: step output r (>= 0) or intermediate -1 - m
+  };
+  std::vector<ArgSpec> intermediates;  // role kData
+  std::vector<Part> parts;             // in run order; empty: the step is one pipeline
+};
+
+// The signature segment k of `plan` is compiled with: the step's inputs, then the intermediates it
+// reads; its writes (step outputs as the step declares them, intermediates with role kOutput).
+Signature SegmentSignature(const Signature& step, const SegmentPlan& plan, size_t k);
+
+// InvalidArgument naming the segment when the plan does not fit the step: an intermediate read
+// before a segment writes it or written twice, an index out of range, a step output written by no
+// segment or by two.
+absl::Status ValidateSegmentPlan(const Signature& step, const SegmentPlan& plan);
+
 class SegmentedStep : public Executable {
  public:
-  struct Segment {
-    std::unique_ptr<Executable> step;
-    // The segment's inputs: the whole step's inputs in order, then these intermediates.
-    std::vector<int> intermediate_inputs;
-    // Each of the segment's outputs: a step output (>= 0) or an intermediate (-1 - index).
-    std::vector<int> outputs;
-  };
-  // InvalidArgument when the pieces do not fit: a segment whose signature does not begin with the
-  // step's inputs, an intermediate read before a segment writes it, a step output written by no
-  // segment or by two, a type or shape that differs.
+  // `steps[k]` runs plan.parts[k]; its signature must have the types and shapes of
+  // SegmentSignature(sig, plan, k). InvalidArgument otherwise or when the plan does not fit.
   static absl::StatusOr<std::unique_ptr<SegmentedStep>> Make(
-      Signature sig, std::vector<Segment> segments, const std::vector<ArgSpec>& intermediates);
+      Signature sig, SegmentPlan plan, std::vector<std::unique_ptr<Executable>> steps);
 
   const Signature& signature() const override { return sig_; }
   absl::Status Run(const std::vector<TensorRef>& inputs,
                    const std::vector<TensorRef>& outputs) override;
   double compile_seconds() const override;
-  size_t segments() const { return segments_.size(); }
+  size_t segments() const { return steps_.size(); }
 
  private:
   SegmentedStep() = default;
   Signature sig_;
-  std::vector<Segment> segments_;
+  SegmentPlan plan_;
+  std::vector<std::unique_ptr<Executable>> steps_;
   std::vector<Tensor> intermediates_;
 };
 

@@ -360,10 +360,17 @@ TEST(CompileTest, ASegmentedStepComputesWhatOnePipelineComputes) {
     }
   }
   // Bad routes are refused when the step is put together, not at its first run.
-  std::vector<SegmentedStep::Segment> none;
   Signature sig;
   sig.outputs.push_back({"loss", ArgRole::kLoss, ScalarType::kF32, {}, {}});
-  auto bad = SegmentedStep::Make(sig, std::move(none), {});
+  SegmentPlan plan;
+  plan.parts.push_back({{}, {-1}});  // writes an intermediate that does not exist
+  auto bad = SegmentedStep::Make(sig, plan, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("intermediate 0 is out of range"),
+            std::string::npos)
+      << bad.status();
+  plan.parts.clear();
+  bad = SegmentedStep::Make(sig, plan, {});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(std::string(bad.status().message()).find("no segment writes the step's output 'loss'"),
             std::string::npos)

@@ -93,6 +93,10 @@ int main(int argc, char** argv) {
   m.eval.inputs = {{"image", kiln::ArgRole::kData, kiln::ScalarType::kU8, {3, 4}, {}}};
   m.eval.outputs = {{"prediction", kiln::ArgRole::kOutput, kiln::ScalarType::kI32, {3}, {}}};
   Write(out + "/manifest/small.json", kiln::ManifestToJson(m));
+  m.segments["train"].intermediates = {
+      {"segment_3", kiln::ArgRole::kData, kiln::ScalarType::kF32, {2, 2}, {}}};
+  m.segments["train"].parts = {{{}, {-1}}, {{0}, {0}}};
+  Write(out + "/manifest/segmented.json", kiln::ManifestToJson(m));
   Write(out + "/image/digit.png", Read(argv[2]));
   kiln::GrayImage tiny{3, 2, {0, 50, 100, 150, 200, 250}};
   ok = ok && kiln::WriteGrayPng(out + "/image/tiny.png", tiny).ok();

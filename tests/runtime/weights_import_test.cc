@@ -124,6 +124,44 @@ TEST(ManifestTest, RoundTripsAndRejectsBadFields) {
             std::string::npos);
   EXPECT_FALSE(ParseManifest("{").ok());
   EXPECT_FALSE(ParseManifest(std::string(2 << 20, ' ')).ok());
+
+  // A training step cut into two pipelines: the first writes an intermediate (the logits), the
+  // second reads it and writes both step outputs.
+  m.segments["train"].intermediates = {
+      {"segment_7", ArgRole::kData, ScalarType::kF32, {4, 10}, {}}};
+  m.segments["train"].parts = {{{}, {-1}}, {{0}, {0, 1}}};
+  back = ParseManifest(ManifestToJson(m));
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->segments.count("train"), 1u);
+  EXPECT_EQ(back->segments.count("eval"), 0u);
+  const SegmentPlan& plan = back->segments.at("train");
+  ASSERT_EQ(plan.parts.size(), 2u);
+  EXPECT_EQ(plan.parts[1].reads, std::vector<int>{0});
+  EXPECT_EQ(plan.parts[1].writes, (std::vector<int>{0, 1}));
+  EXPECT_EQ(ManifestToJson(*back), ManifestToJson(m));
+  // The second segment's signature: the step's inputs, then the intermediate; its two outputs.
+  Signature second = SegmentSignature(back->train, plan, 1);
+  ASSERT_EQ(second.inputs.size(), 4u);
+  EXPECT_EQ(second.inputs[3].name, "segment_7");
+  EXPECT_EQ(second.outputs.size(), 2u);
+  EXPECT_EQ(SegmentSignature(back->train, plan, 0).outputs[0].role, ArgRole::kOutput);
+  // Routes that do not fit.
+  auto routed = [&](std::vector<SegmentPlan::Part> parts) {
+    AotManifest bad = m;
+    bad.segments["train"].parts = std::move(parts);
+    return ParseManifest(ManifestToJson(bad)).status();
+  };
+  EXPECT_NE(routed({{{}, {-1}}, {{0}, {0, 0}}}).message().find("written twice"), std::string::npos);
+  EXPECT_NE(routed({{{}, {-2}}, {{0}, {0, 1}}}).message().find("intermediate 1 is out of range"),
+            std::string::npos);
+  EXPECT_NE(routed({{{0}, {-1}}, {{}, {0, 1}}})
+                .message()
+                .find("segment 1 of 2: intermediate 0 is read before any segment writes it"),
+            std::string::npos);
+  EXPECT_NE(routed({{{}, {-1}}, {{0}, {0}}}).message().find("no segment writes the step's output"),
+            std::string::npos);
+  EXPECT_NE(routed({{{}, {-1}}, {{0}, {}}, {{0}, {0, 1}}}).message().find("writes nothing"),
+            std::string::npos);
 }
 
 }  // namespace
