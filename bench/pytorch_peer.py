@@ -15,6 +15,9 @@ import time
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+import make_vit_reference  # noqa: E402  (the ViT model)
+
 
 def idx(path):
     with open(path, "rb") as f:
@@ -50,54 +53,11 @@ class BasicBlock(torch.nn.Module):
         return torch.relu(y + (x if self.down is None else self.down(x)))
 
 
-class Attention(torch.nn.Module):
-    """Separate Q, K, V and output projections, 4 heads (Kiln's MultiHeadAttention)."""
-
-    def __init__(self, width=64, heads=4):
-        super().__init__()
-        self.heads = heads
-        self.q, self.k, self.v, self.out = (torch.nn.Linear(width, width) for _ in range(4))
+class RawPixels(torch.nn.Module):
+    """The reference ViT reads raw pixel values (it divides by 255 itself)."""
 
     def forward(self, x):
-        b, t, w = x.shape
-        split = lambda y: y.reshape(b, t, self.heads, w // self.heads).transpose(1, 2)
-        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
-        a = torch.softmax(q @ k.transpose(-2, -1) * (w // self.heads) ** -0.5, dim=-1)
-        return self.out((a @ v).transpose(1, 2).reshape(b, t, w))
-
-
-class Block(torch.nn.Module):
-    def __init__(self, width=64, hidden=128):
-        super().__init__()
-        self.norm1, self.norm2 = torch.nn.LayerNorm(width), torch.nn.LayerNorm(width)
-        self.attn = Attention(width)
-        self.fc1, self.fc2 = torch.nn.Linear(width, hidden), torch.nn.Linear(hidden, width)
-
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.fc2(torch.nn.functional.gelu(self.fc1(self.norm2(x)), approximate="tanh"))
-
-
-class Vit(torch.nn.Module):
-    """examples/models.cc's MnistVit: 7x7 patches, class token, width 64, 4 pre-norm blocks."""
-
-    def __init__(self):
-        super().__init__()
-        self.patch_embed = torch.nn.Linear(49, 64)
-        self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, 64))
-        self.pos_embed = torch.nn.Parameter(torch.zeros(1, 17, 64))
-        torch.nn.init.trunc_normal_(self.cls_token, std=0.02)
-        torch.nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        self.blocks = torch.nn.Sequential(*(Block() for _ in range(4)))
-        self.norm = torch.nn.LayerNorm(64)
-        self.head = torch.nn.Linear(64, 10)
-
-    def forward(self, pixels):
-        b = pixels.shape[0]
-        x = ((pixels - 0.1307) * (1 / 0.3081)).reshape(b, 4, 7, 4, 7).transpose(2, 3)
-        x = self.patch_embed(x.reshape(b, 16, 49))
-        x = torch.cat([self.cls_token.expand(b, 1, 64), x], 1) + self.pos_embed
-        return self.head(self.norm(self.blocks(x))[:, 0])
+        return x * 255.0
 
 
 def optimizer(name, net, lr):
@@ -142,7 +102,9 @@ def model(name):
             BasicBlock(16, 16, 1), BasicBlock(16, 32, 2), BasicBlock(32, 64, 2),
             torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(64, 10)), 64, 2e-3
     if name == "vit":
-        return Vit(), 64, 1e-3
+        # The ViT of the gradient check (scripts/make_vit_reference.py), as PyTorch users write
+        # it: separate Q, K, V projections, LayerNorm(eps=1e-5), GELU(approximate='tanh').
+        return torch.nn.Sequential(RawPixels(), make_vit_reference.Vit()), 64, 1e-3
     raise ValueError(name)
 
 

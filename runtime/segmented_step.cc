@@ -93,7 +93,6 @@ absl::StatusOr<std::unique_ptr<SegmentedStep>> SegmentedStep::Make(
     }
   }
   std::unique_ptr<SegmentedStep> s(new SegmentedStep());
-  for (const ArgSpec& a : plan.intermediates) s->intermediates_.emplace_back(a.type, a.shape);
   s->sig_ = std::move(sig);
   s->plan_ = std::move(plan);
   s->steps_ = std::move(steps);
@@ -106,6 +105,12 @@ absl::Status SegmentedStep::Run(const std::vector<TensorRef>& inputs,
     return absl::InvalidArgumentError(absl::StrCat("expected ", sig_.inputs.size(), " inputs and ",
                                                    sig_.outputs.size(), " outputs, got ",
                                                    inputs.size(), " and ", outputs.size()));
+  }
+  // The intermediates are allocated by the first run, not when the step is made: they are the
+  // step's working memory, and allocating them (zero-filled) took 0.19-0.24 s of the ResNet's
+  // 0.33 s cache hit (2026-12-02), which is about loading code.
+  if (intermediates_.size() != plan_.intermediates.size()) {
+    for (const ArgSpec& a : plan_.intermediates) intermediates_.emplace_back(a.type, a.shape);
   }
   std::vector<TensorRef> in, out;
   for (size_t k = 0; k < steps_.size(); ++k) {

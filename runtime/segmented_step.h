@@ -55,7 +55,7 @@ class SegmentedStep : public Executable {
   Signature sig_;
   SegmentPlan plan_;
   std::vector<std::unique_ptr<Executable>> steps_;
-  std::vector<Tensor> intermediates_;
+  std::vector<Tensor> intermediates_;  // allocated by the first Run
 };
 
 }  // namespace kiln
