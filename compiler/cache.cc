@@ -123,6 +123,26 @@ std::string CacheKey(const std::string& material) {
   return Sha256Hex(absl::StrCat("kiln-step-v1\n", kBuildId, "\n", material));
 }
 
+std::unique_ptr<Executable> LoadCachedIfPresent(const Signature& sig, const Halide::Target& target,
+                                                const std::string& dir, const std::string& key,
+                                                bool report) {
+  const std::string path = absl::StrCat(dir, "/", key, ".so");
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return nullptr;
+  absl::StatusOr<std::string> runtime =
+      EnsureRuntime(target.without_feature(Halide::Target::JIT), dir);
+  if (!runtime.ok() || !LoadHalideRuntime(*runtime).ok()) return nullptr;
+  auto exe = LoadCachedStep(path, sig, 0);
+  if (!exe.ok()) {
+    if (report) {
+      std::fprintf(stderr, "kiln: compile cache entry unusable, recompiling: %s\n",
+                   std::string(exe.status().message()).c_str());
+    }
+    return nullptr;
+  }
+  return std::move(*exe);
+}
+
 absl::StatusOr<CacheResult> CompileCached(LoweredStep step, Signature sig,
                                           const Halide::Target& target, const std::string& dir,
                                           const std::string& key) {
@@ -139,15 +159,12 @@ absl::StatusOr<CacheResult> CompileCached(LoweredStep step, Signature sig,
   absl::StatusOr<std::string> runtime = EnsureRuntime(native, dir);
   absl::Status stored = runtime.status();
   if (runtime.ok()) stored = LoadHalideRuntime(*runtime);
-  if (stored.ok() && std::filesystem::exists(out.path, ec)) {
-    auto exe = LoadCachedStep(out.path, sig, 0);
-    if (exe.ok()) {
-      out.executable = std::move(*exe);
+  if (stored.ok()) {
+    out.executable = LoadCachedIfPresent(sig, target, dir, key);
+    if (out.executable != nullptr) {
       out.hit = true;
       return out;
     }
-    std::fprintf(stderr, "kiln: compile cache entry unusable, recompiling: %s\n",
-                 std::string(exe.status().message()).c_str());
   }
   if (stored.ok()) stored = Store(step, native, out.path);
   if (stored.ok()) {

@@ -36,6 +36,13 @@ struct CacheResult {
   std::string path;
 };
 
+// The step stored under `key` in `dir`, loaded, if there is one that verifies; null otherwise (an
+// unusable entry is reported on stderr if `report`, and left for CompileCached to replace). Needs
+// no lowered step: a caller that knows the key looks it up before lowering.
+std::unique_ptr<Executable> LoadCachedIfPresent(const Signature& sig, const Halide::Target& target,
+                                                const std::string& dir, const std::string& key,
+                                                bool report = true);
+
 // Loads the step from `dir` or compiles and stores it. Falls back to the JIT (with a warning on
 // stderr) where no shared object can be linked.
 absl::StatusOr<CacheResult> CompileCached(LoweredStep step, Signature sig,
