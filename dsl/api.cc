@@ -175,6 +175,19 @@ Value Transpose(Value x, std::vector<int64_t> perm) {
   return x.graph()->AddNode(OpKind::kTranspose, {x}, Attrs{TransposeAttrs{std::move(perm)}});
 }
 
+Value TransposeLast2(Value x) {
+  if (!x.valid()) return x;
+  if (x.rank() < 2) {
+    return x.graph()->Fail(
+        "", absl::InvalidArgumentError(absl::StrCat("TransposeLast2 needs rank >= 2, got '",
+                                                    x.name(), "' ", ShapeString(x.shape()))));
+  }
+  std::vector<int64_t> perm;
+  for (int64_t i = 0; i < x.rank(); ++i) perm.push_back(i);
+  std::swap(perm[perm.size() - 1], perm[perm.size() - 2]);
+  return Transpose(x, std::move(perm));
+}
+
 Value BroadcastTo(Value x, Shape shape) {
   if (!x.valid()) return x;
   return x.graph()->AddNode(OpKind::kBroadcastTo, {x}, Attrs{ShapeAttrs{std::move(shape)}});
@@ -315,11 +328,8 @@ Value ScaledDotProductAttention(Value q, Value k, Value v) {
                            ShapeString(q.shape()), ", ", ShapeString(k.shape()), ", ",
                            ShapeString(v.shape()))));
   }
-  std::vector<int64_t> swap;
-  for (int i = 0; i < r; ++i) swap.push_back(i);
-  std::swap(swap[r - 1], swap[r - 2]);
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.shape()[r - 1]));
-  return MatMul(Softmax(MatMul(q, Transpose(k, swap)) * scale, -1), v);
+  return MatMul(Softmax(MatMul(q, TransposeLast2(k)) * scale, -1), v);
 }
 
 Value Softmax(Value x, int64_t axis) {

@@ -69,6 +69,7 @@ Value UnitPixels(Value pixels);
 Value Reshape(Value x, Shape shape);
 Value Flatten(Value x, int start_axis = 1);                // [N, a, b, ...] -> [N, a*b*...]
 Value Transpose(Value x, std::vector<int64_t> perm = {});  // default: reverse the axes
+Value TransposeLast2(Value x);  // swaps the last two axes (rank >= 2); MatMul reads it in place
 Value BroadcastTo(Value x, Shape shape);
 Value Slice(Value x, int64_t axis, int64_t start, int64_t size);
 // pads = {before_0, after_0, before_1, after_1, ...}, one pair per axis.

@@ -42,17 +42,9 @@ absl::StatusOr<TypeAndShape> InferMatMul(const std::vector<const Node*>& in, con
   return TypeAndShape{DType::kFloat, out};
 }
 
-// The last two axes swapped: a view the consuming matmul reads in place.
-Value SwapLast(Value x) {
-  std::vector<int64_t> perm;
-  for (int64_t i = 0; i < x.rank(); ++i) perm.push_back(i);
-  std::swap(perm[perm.size() - 1], perm[perm.size() - 2]);
-  return Transpose(x, perm);
-}
-
 // C = A B  =>  dA = dC B^T,  dB = A^T dC (per batch)
 std::vector<Value> MatMulVjp(const VjpArgs& a) {
-  return {MatMul(a.dy, SwapLast(a.x[1])), MatMul(SwapLast(a.x[0]), a.dy)};
+  return {MatMul(a.dy, TransposeLast2(a.x[1])), MatMul(TransposeLast2(a.x[0]), a.dy)};
 }
 
 // acc(..., m, n) = sum_k A(..., m, k) B(..., k, n), computed per register tile of the output

@@ -205,6 +205,17 @@ TEST(GraphDeathTest, ReadingAnInvalidValueEndsTheProgramNamingTheFailedOp) {
 }
 
 // The attention building blocks refuse what they cannot compute, naming the layer and the shapes.
+TEST(GraphTest, TransposeLast2SwapsTheLastTwoAxesOnly) {
+  Graph g;
+  Value x = TransposeLast2(g.Input("x", {2, 3, 4, 5}));
+  ASSERT_TRUE(x.valid()) << g.status();
+  EXPECT_EQ(x.shape(), (Shape{2, 3, 5, 4}));
+  EXPECT_FALSE(TransposeLast2(g.Input("v", {7})).valid());
+  EXPECT_NE(g.status().ToString().find("TransposeLast2 needs rank >= 2, got 'v' [7]"),
+            std::string::npos)
+      << g.status();
+}
+
 TEST(GraphTest, AttentionRefusesBadHeadsAndShapes) {
   {
     Graph g;
