@@ -32,6 +32,8 @@ ABSL_FLAG(std::string, data_dir, "data/mnist", "MNIST directory");
 ABSL_FLAG(int32_t, epochs, 3, "timed epochs per model (the median is reported)");
 ABSL_FLAG(std::string, models, "linear,softmax,mlp,cnn,lenet5",
           "models to run (also resnet, vit; layernorm: the LayerNorm probe)");
+ABSL_FLAG(std::string, layout, "auto",
+          "the steps' intermediates: auto, row_major or batch_inner (CompileOptions::layout)");
 ABSL_FLAG(bool, two_phase, false,
           "instead: the two-phase step's cost per step against one pipeline (Adam with clipping)");
 ABSL_FLAG(std::string, first_step_cache, "",
@@ -134,8 +136,10 @@ int Run(const Bench& b, const Dataset& train, const Dataset& test, int epochs) {
   Graph tg, eg(Mode::kEval);
   ModelDef tm = b.build(tg, b.batch);
   const Flops flops = CountFlops(tg, b.batch);
-  auto step = CompileTrainStep(tg, tm, *OptimizerOf(b), {});
-  auto eval = CompileEvalStep(eg, b.build(eg, 1000), {});
+  CompileOptions o;
+  o.layout = *ParseLayoutChoice(absl::GetFlag(FLAGS_layout));  // checked in main
+  auto step = CompileTrainStep(tg, tm, *OptimizerOf(b), o);
+  auto eval = CompileEvalStep(eg, b.build(eg, 1000), o);
   if (!step.ok() || !eval.ok()) {
     std::fprintf(stderr, "%s: %s\n", b.name.c_str(),
                  std::string((step.ok() ? eval.status() : step.status()).message()).c_str());
@@ -169,11 +173,11 @@ int Run(const Bench& b, const Dataset& train, const Dataset& test, int epochs) {
       "\"eval_images_per_s\": %.0f, \"compile_s\": %.3f, \"eval_compile_s\": %.3f, "
       "\"train_gflops\": %.2f, \"eval_gflops\": %.2f, \"flops_per_image\": %.0f, "
       "\"peak_rss_mb\": %.0f, \"epochs_timed\": %d, \"test_accuracy\": %.4f, "
-      "\"optimizer\": \"%s\"}\n",
+      "\"optimizer\": \"%s\", \"layout\": \"%s\"}\n",
       b.name.c_str(), static_cast<long long>(b.batch), train_rate, eval_rate,
       (*step)->compile_seconds(), (*eval)->compile_seconds(), flops.train * train_rate / 1e9,
       flops.forward * eval_rate / 1e9, flops.train, PeakRssMb(), epochs, accuracy,
-      b.optimizer.c_str());
+      b.optimizer.c_str(), LayoutChoiceName(o.layout).c_str());
   std::fflush(stdout);
   return 0;
 }
@@ -293,6 +297,10 @@ int LayerNormProbe(int64_t rows, int reps) {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   using namespace kiln;
+  if (absl::Status st = ParseLayoutChoice(absl::GetFlag(FLAGS_layout)).status(); !st.ok()) {
+    std::fprintf(stderr, "error: --layout: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
   auto mnist = LoadMnistTrainAndTest(absl::GetFlag(FLAGS_data_dir));
   if (!mnist.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(mnist.status().message()).c_str());

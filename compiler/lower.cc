@@ -308,6 +308,7 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
         for (auto& [role, helper] : l.helpers) helper.compute_root();
         continue;
       }
+      const Layout layout = ctx.layout(n);
       switch (def.pattern) {
         case Pattern::kSource:
           break;
@@ -316,17 +317,20 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
           // Scalars (learning rate times a bias correction, a clipping scale, a mean) are
           // computed once per step, not again for every element that reads them.
           if (materialize.count(id) || (n.shape.empty() && n.op != OpKind::kConstant)) {
-            ctx.ScheduleMaterialized(l.f, n.shape, 1);
+            ctx.ScheduleMaterialized(l.f, n.shape, 1, layout);
           }
           break;
         case Pattern::kReduction:
         case Pattern::kComplex:
           if (def.schedule != nullptr) {
             def.schedule(ctx, n, l);
+            // The node's value in its planned layout, where it is stored at all (a hook that
+            // stores it otherwise, or inlines it, decides; storage of an inlined Func is moot).
+            ctx.StoreAs(l.f, static_cast<int>(n.shape.size()), layout);
           } else {
             int64_t in_elems = NumElements(ctx.input_shape(n, 0));
             ctx.ScheduleMaterialized(l.f, n.shape,
-                                     in_elems / std::max<int64_t>(1, NumElements(n.shape)));
+                                     in_elems / std::max<int64_t>(1, NumElements(n.shape)), layout);
           }
           break;
       }

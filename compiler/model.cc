@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <iterator>
 #include <map>
 #include <set>
@@ -233,7 +234,8 @@ absl::StatusOr<Prepared> PrepareProgram(Graph& g, StepProgram program,
         absl::StrCat("the step's signature is inconsistent: ", st.message()));
   }
   out.key_material = absl::StrCat("target=", out.target.to_string(), " f64=", options.float64,
-                                  " plain=", options.plain_schedule, "\n");
+                                  " plain=", options.plain_schedule,
+                                  " layout=", LayoutChoiceName(options.layout), "\n");
   for (const auto* list : {&program.inputs, &program.outputs}) {
     for (const auto& [id, spec] : *list) {
       absl::StrAppend(&out.key_material, "arg ", id, " ", spec.name, " ", ArgRoleName(spec.role),
@@ -243,6 +245,13 @@ absl::StatusOr<Prepared> PrepareProgram(Graph& g, StepProgram program,
   absl::StrAppend(&out.key_material, g.Fingerprint(roots));
   if (!lower) return out;
   LowerCtx ctx(options.float64 ? Halide::Float(64) : Halide::Float(32), out.target);
+  if (!options.plain_schedule) {
+    std::set<int> arguments;
+    for (const auto& in : program.inputs) arguments.insert(in.first);
+    LayoutPlan plan = PlanLayouts(g, ProgramNodes(g, program), arguments, options.layout, ctx);
+    if (options.dump_graphs) std::cerr << LayoutPlanString(g, plan, ctx);
+    ctx.set_layouts(std::move(plan));
+  }
   KILN_ASSIGN_OR_RETURN(out.lowered, LowerStep(g, program, ctx, options.plain_schedule));
   if (!options.stmt_path.empty()) {
     try {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "compiler/layout.h"
 #include "compiler/optimizer.h"
 #include "compiler/target.h"
 #include "dsl/graph.h"
@@ -81,6 +82,12 @@ struct CompileOptions {
   // hyperparameter "grad_scale"). Between them a caller may read or combine the gradients
   // (data-parallel training sums them across processes). Default: one pipeline.
   bool two_phase = false;
+  // The physical layout of the step's intermediates (compiler/layout.h): kAuto plans batch-inner
+  // convolution activations where the batch fills vectors (CPU); kRowMajor stores every
+  // intermediate row-major (the layout before the planner; --layout=row_major); kBatchInner
+  // plans batch-inner whatever the batch (tests). Part of the compile cache's key; arguments
+  // are row-major under every choice.
+  LayoutChoice layout = LayoutChoice::kAuto;
 };
 
 // Builds the training graph (adds gradient and update nodes to `g`), runs the passes, lowers and

@@ -140,8 +140,26 @@ void LowerCtx::GpuTileAll(Halide::Func f, const Shape& shape) const {
   for (int i = 0; i < f.num_update_definitions(); ++i) GpuTile(f.update(i), shape);
 }
 
-void LowerCtx::ScheduleMaterialized(Halide::Func f, const Shape& shape,
-                                    int64_t work_per_element) const {
+void LowerCtx::StoreAs(Halide::Func f, int rank, Layout layout) const {
+  if (layout == Layout::kRowMajor || rank < 2) return;  // Halide's default order is row-major
+  std::vector<Halide::Var> v = Vars(rank);
+  std::vector<Halide::Var> order = {v[0]};  // innermost first: the batch, then the rest
+  for (int i = rank - 1; i >= 1; --i) order.push_back(v[i]);
+  f.reorder_storage(order);
+}
+
+int LowerCtx::BatchLanes(int64_t batch) const {
+  int lanes = 1;
+  while (lanes * 2 <= vector_width_ && batch % (lanes * 2) == 0) lanes *= 2;
+  return lanes;
+}
+
+int LowerCtx::AccumulatorRegisters() const {
+  return target_.has_feature(Halide::Target::AVX512) ? 24 : 12;
+}
+
+void LowerCtx::ScheduleMaterialized(Halide::Func f, const Shape& shape, int64_t work_per_element,
+                                    Layout layout) const {
   if (gpu()) {
     GpuTileAll(f, shape);
     return;
@@ -149,6 +167,23 @@ void LowerCtx::ScheduleMaterialized(Halide::Func f, const Shape& shape,
   f.compute_root();
   int rank = static_cast<int>(shape.size());
   std::vector<Halide::Var> v = Vars(rank);  // logical order; v.back() is innermost
+  if (layout == Layout::kBatchInner && rank >= 2) {
+    // Loops in storage order (the batch innermost, as vectors), parallel over the outermost
+    // stored axis (channels) when the work is worth the threads.
+    StoreAs(f, rank, layout);
+    const int lanes = BatchLanes(shape[0]);
+    const bool parallel = shape[1] >= 2 && NumElements(shape) * work_per_element >= (1 << 16);
+    auto schedule = [&](Halide::Stage s) {
+      std::vector<Halide::VarOrRVar> order = {v[0]};
+      for (int i = rank - 1; i >= 1; --i) order.push_back(v[i]);
+      s.reorder(order);
+      if (lanes > 1) s.vectorize(v[0], lanes);
+      if (parallel) s.parallel(v[1]);
+    };
+    schedule(f);
+    for (int i = 0; i < f.num_update_definitions(); ++i) schedule(f.update(i));
+    return;
+  }
   auto schedule = [&](Halide::Stage s) {
     if (rank == 0) return;
     int64_t inner = shape.back();

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -107,6 +108,10 @@ struct OpDef {
   ScheduleFn schedule;      // nullptr: the default for the pattern
   FoldFn fold = nullptr;    // nullptr: never folded
   ReadsFn reads = nullptr;  // complex ops; nullptr: every input read many times
+  // The output is an [N, C, H, W] activation whose axis 0 is the batch: the layout planner
+  // (compiler/layout.h) may store it batch-innermost, and the op's lowering and schedule then read
+  // LowerCtx::layout() (convolutions, pooling and their backward ops).
+  bool batch_activation = false;
 };
 
 // The definition of a library op (not kCustom).
@@ -117,10 +122,15 @@ const OpDef& DefOf(const Node& n);
 // GPU thread counts: the smallest power of two covering `extent`, at most `cap`.
 int GpuExtent(int64_t extent, int cap);
 
-// Lowering context. Owns the layout decision: DSL shapes are logical, outermost first; Halide's
-// dimension 0 is innermost. The physical layout is row-major, so logical axis i of a rank-r tensor
-// is Halide dimension r-1-i. Op code only ever uses logical coordinates, through Vars(), At(),
-// Define(), Ref(), ReductionDomain() and RVars().
+// The physical layout of a materialized intermediate (compiler/layout.h plans it). Row-major:
+// logical axis r-1 innermost. Batch-inner: logical axis 0 (the batch) innermost, the other axes
+// row-major outside it ([N, C, H, W] stored as C, H, W, N).
+enum class Layout { kRowMajor, kBatchInner };
+
+// Lowering context. DSL shapes are logical, outermost first; Halide's dimension 0 is innermost:
+// logical axis i of a rank-r tensor is Halide dimension r-1-i. Op code only ever uses logical
+// coordinates, through Vars(), At(), Define(), Ref(), ReductionDomain() and RVars(), so the
+// storage order of a Func (StoreAs) can change without touching its definition.
 class LowerCtx {
  public:
   LowerCtx(Halide::Type float_type, Halide::Target target);
@@ -180,7 +190,9 @@ class LowerCtx {
   // dimension at the native width, parallelize the outermost when the work is big enough; the
   // same for its update definitions (reduction variables stay inside).
   // On a GPU target it is GpuTileAll.
-  void ScheduleMaterialized(Halide::Func f, const Shape& shape, int64_t work_per_element) const;
+  // Batch-inner (`layout`): stored so, vectorized over the batch, parallel over channels.
+  void ScheduleMaterialized(Halide::Func f, const Shape& shape, int64_t work_per_element,
+                            Layout layout = Layout::kRowMajor) const;
 
   // GPU: one kernel per stage of `f` (compute_root; pure definition and every update), its two
   // innermost logical axes tiled over threads (up to 32 x 8, powers of two no larger than the
@@ -191,6 +203,19 @@ class LowerCtx {
   void GpuTileAll(Halide::Func f, const Shape& shape) const;
   void GpuTile(Halide::Stage s, const Shape& shape) const;
 
+  // The layout planner's decisions (node id -> layout; a node not listed is row-major).
+  void set_layouts(std::map<int, Layout> layouts) { layouts_ = std::move(layouts); }
+  Layout layout(const Node& n) const { return LayoutOf(n.id); }
+  Layout input_layout(const Node& n, int i) const { return LayoutOf(n.inputs[i]); }
+  // Stores a materialized Func of logical rank `rank` in `layout` (Halide's reorder_storage).
+  void StoreAs(Halide::Func f, int rank, Layout layout) const;
+  // Vector lanes over a batch of `batch` in the batch-inner layout: the largest power of two no
+  // wider than the native vector that divides it (64 -> 16 on AVX-512, 1000 -> 8, 12 -> 4).
+  int BatchLanes(int64_t batch) const;
+  // Vector registers a schedule may give to a register tile of accumulators, leaving the rest for
+  // operands: 24 of AVX-512's 32, 12 of AVX2's 16.
+  int AccumulatorRegisters() const;
+
  private:
   Halide::Type float_type_;
   Halide::Target target_;
@@ -198,6 +223,11 @@ class LowerCtx {
   std::function<Halide::Func(const Node&)> source_fn_;
   const Graph* graph_ = nullptr;
   std::optional<Halide::Func> step_, example_offset_;
+  std::map<int, Layout> layouts_;
+  Layout LayoutOf(int id) const {
+    auto it = layouts_.find(id);
+    return it == layouts_.end() ? Layout::kRowMajor : it->second;
+  }
 };
 
 }  // namespace kiln

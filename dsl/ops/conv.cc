@@ -93,6 +93,13 @@ Func PadZero(LowerCtx& ctx, const Node& n, const Func& in, const Shape& s, int64
   return pad;
 }
 
+// Whether input `i` of a batch-inner node must be copied batch-inner (a padded copy is made even
+// without padding): the input is stored otherwise (a step argument, a reshaped image), so reading
+// it in place would load every vector lane from a different row.
+bool NeedsBatchInnerCopy(const LowerCtx& ctx, const Node& n, int i) {
+  return ctx.layout(n) == Layout::kBatchInner && ctx.input_layout(n, i) != Layout::kBatchInner;
+}
+
 // The reduction variables of conv2d and conv2d_backward_input: the summed channel (conv2d: the
 // input channel c; the input gradient: the output channel o) and the kernel taps.
 struct Taps {
@@ -151,9 +158,60 @@ void ScheduleConvLikeGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
   if (Func* pad = l.helpers.Find("pad")) ctx.GpuTileAll(*pad, ctx.input_shape(n, 0));
 }
 
+// Batch-inner layout (compiler/layout.h): the output, its accumulator and the padded input keep
+// the batch innermost, so one vector is `lanes` images at one (channel, y, x) and every load is a
+// whole aligned vector whatever the image width or the channel count. The accumulator tile, nv
+// vectors of images x kb output channels (at most AccumulatorRegisters() vectors), stays in
+// registers while the taps (ch, ky, kx) stream through, rolled: per tap, nv dense loads of the
+// padded input, kb broadcast weights and nv * kb FMAs. Parallel over (output-channel block, row).
+// Measured: see the comment of ScheduleConvBackwardWeight's batch-inner form for the step.
+void ScheduleConvLikeBatchInner(LowerCtx& ctx, const Node& n, Lowered& l) {
+  std::vector<Var> v = ctx.Vars(4);  // n, k, y, x
+  const int64_t N = n.shape[0], K = n.shape[1];
+  const int lanes = ctx.BatchLanes(N);
+  const int budget = ctx.AccumulatorRegisters();
+  const int nv = ops::Divisor(N / lanes, std::max(1, std::min(4, budget / 2)));
+  const int kb = ops::Divisor(K, std::max(1, budget / nv));
+  Var no("no"), ni("ni"), nvo("nvo"), nvi("nvi"), ko("ko"), ki("ki"), t("t");
+  Func f = l.f, acc = l.helpers.Get("acc");
+  const Taps r = TapsOf(ctx, l.rdoms.Get("r"));
+  ctx.StoreAs(f, 4, Layout::kBatchInner);
+  f.compute_root()
+      .split(v[0], no, ni, lanes)
+      .split(no, nvo, nvi, nv)
+      .split(v[1], ko, ki, kb)
+      .reorder(ni, nvi, ki, v[3], nvo, v[2], ko)
+      .vectorize(ni)
+      .unroll(nvi)
+      .unroll(ki)
+      .fuse(v[2], ko, t)
+      .parallel(t);
+  ctx.StoreAs(acc, 4, Layout::kBatchInner);
+  acc.compute_at(f, v[3]);
+  acc.split(v[0], no, ni, lanes).reorder(ni, no, v[1]).vectorize(ni).unroll(no).unroll(v[1]);
+  acc.update()
+      .split(v[0], no, ni, lanes)
+      .reorder(ni, no, v[1], v[2], v[3], r.kx, r.ky, r.ch)
+      .vectorize(ni)
+      .unroll(no)
+      .unroll(v[1]);
+  if (Func* pad = l.helpers.Find("pad")) {
+    ctx.StoreAs(*pad, 4, Layout::kBatchInner);
+    pad->compute_root()
+        .reorder(v[0], v[3], v[2], v[1])
+        .vectorize(v[0], lanes)
+        .fuse(v[2], v[1], t)
+        .parallel(t);
+  }
+}
+
 void ScheduleConvLike(LowerCtx& ctx, const Node& n, Lowered& l) {
   if (ctx.gpu()) {
     ScheduleConvLikeGpu(ctx, n, l);
+    return;
+  }
+  if (ctx.layout(n) == Layout::kBatchInner) {
+    ScheduleConvLikeBatchInner(ctx, n, l);
     return;
   }
   const int vs = ctx.vector_width();
@@ -204,7 +262,8 @@ Lowered LowerConv(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   const ConvInts a(n.attrs.Get<Conv2dAttrs>());
   const Shape& xs = ctx.input_shape(n, 0);
   const Shape& ws = ctx.input_shape(n, 1);
-  Func xpad = PadZero(ctx, n, in[0], xs, a.pad_h, a.pad_w, "pad");
+  const bool copy = NeedsBatchInnerCopy(ctx, n, 0);
+  Func xpad = PadZero(ctx, n, in[0], xs, a.pad_h, a.pad_w, "pad", copy);
   Halide::RDom r = ctx.ReductionDomain({ws[1], ws[2], ws[3]}, "r");
   const Taps t = TapsOf(ctx, r);  // ch = c
   std::vector<Var> v = ctx.Vars(4);
@@ -214,7 +273,7 @@ Lowered LowerConv(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   Expr ix = v[3] * a.stride_w + t.kx * a.dilation_w;
   ctx.Ref(acc, v) += ctx.At(xpad, {v[0], t.ch, iy, ix}) * ctx.At(in[1], {v[1], t.ch, t.ky, t.kx});
   return ConvLike(ctx, n, acc, r, in[1],
-                  a.pad_h || a.pad_w ? std::optional<Func>(xpad) : std::nullopt);
+                  a.pad_h || a.pad_w || copy ? std::optional<Func>(xpad) : std::nullopt);
 }
 
 // dx = conv2d_backward_input(dy, w), dw = conv2d_backward_weight(x, dy)
@@ -257,7 +316,8 @@ Lowered LowerConvBackwardInput(LowerCtx& ctx, const Node& n, const std::vector<F
   // dy with zeros outside its extent, materialized per image.
   const int pad_y = static_cast<int>(ws[2] - 1) * a.dilation_h;
   const int pad_x = static_cast<int>(ws[3] - 1) * a.dilation_w;
-  Func dypad = PadZero(ctx, n, in[0], dys, pad_y, pad_x, "dypad");
+  const bool copy = NeedsBatchInnerCopy(ctx, n, 0);
+  Func dypad = PadZero(ctx, n, in[0], dys, pad_y, pad_x, "dypad", copy);
   Halide::RDom r = ctx.ReductionDomain({ws[0], ws[2], ws[3]}, "r");
   const Taps t = TapsOf(ctx, r);  // ch = o
   std::vector<Var> v = ctx.Vars(4);
@@ -278,7 +338,7 @@ Lowered LowerConvBackwardInput(LowerCtx& ctx, const Node& n, const std::vector<F
   }
   ctx.Ref(acc, v) += term;
   return ConvLike(ctx, n, acc, r, in[1],
-                  pad_y || pad_x ? std::optional<Func>(dypad) : std::nullopt);
+                  pad_y || pad_x || copy ? std::optional<Func>(dypad) : std::nullopt);
 }
 
 absl::StatusOr<TypeAndShape> InferConvBackwardWeight(const std::vector<const Node*>& in,
@@ -307,7 +367,46 @@ int64_t PaddedColumns(int64_t ow, int vs) { return (ow + vs - 1) / vs * vs; }
 // as a fixed split (deterministic for any thread count): part(o, c, ky, kx, ox) sums over
 // (n, oy) with ox a vector lane (OW padded to whole vectors with zeros of dy); dw sums part
 // over ox. part_acc is part's accumulator tile (see the schedule).
+// Batch-inner layout (the output gradient dy planned batch-inner): the vector lanes are images.
+// part(o, c, ky, kx, lane) sums over (image block b, oy, ox) the products of dy and the input at
+// image b * lanes + lane; dw sums part over its lanes. A fixed split, the same for any thread
+// count. dy is read where it is stored (a planned node: a buffer of its own, batch-inner); the
+// input through a batch-inner padded copy when it is padded or stored otherwise.
+Lowered LowerConvBackwardWeightBatchInner(LowerCtx& ctx, const Node& n,
+                                          const std::vector<Func>& in) {
+  const ConvInts a(n.attrs.Get<Conv2dBackwardWeightAttrs>().conv);
+  const Shape& xs = ctx.input_shape(n, 0);
+  const Shape& dys = ctx.input_shape(n, 1);
+  const int lanes = ctx.BatchLanes(dys[0]);
+  const bool copy = ctx.input_layout(n, 0) != Layout::kBatchInner;
+  Func xpad = PadZero(ctx, n, in[0], xs, a.pad_h, a.pad_w, "pad", copy);
+  Func dypad = in[1];
+  Halide::RDom r = ctx.ReductionDomain({dys[0] / lanes, dys[2], dys[3]}, "r");
+  std::vector<RVar> rv = ctx.RVars(r);
+  RVar block = rv[0], oy = rv[1], ox = rv[2];
+  std::vector<Var> v5 = ctx.Vars(5);  // o, c, ky, kx, lane
+  Func acc = ctx.NewFunc(n, "part_acc");
+  ctx.Define(acc, v5, Halide::cast(ctx.float_type(), 0));
+  Expr image = block * lanes + v5[4];
+  Expr iy = oy * a.stride_h + v5[2] * a.dilation_h;
+  Expr ix = ox * a.stride_w + v5[3] * a.dilation_w;
+  ctx.Ref(acc, v5) += ctx.At(dypad, {image, v5[0], oy, ox}) * ctx.At(xpad, {image, v5[1], iy, ix});
+  Func part = ctx.NewFunc(n, "part");
+  ctx.Define(part, v5, ctx.At(acc, v5));
+  Halide::RDom rl(0, lanes, "rl");
+  std::vector<Var> v = ctx.Vars(4);
+  Func f = ctx.NewFunc(n);
+  ctx.Define(f, v, Halide::cast(ctx.float_type(), 0));
+  ctx.Ref(f, v) += ctx.At(part, {v[0], v[1], v[2], v[3], rl.x});
+  Lowered l{f, {{"part", part}, {"part_acc", acc}}, {{"r", r}}};
+  if (a.pad_h || a.pad_w || copy) l.helpers.Add("pad", xpad);
+  return l;
+}
+
 Lowered LowerConvBackwardWeight(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
+  if (!ctx.gpu() && ctx.input_layout(n, 1) == Layout::kBatchInner) {
+    return LowerConvBackwardWeightBatchInner(ctx, n, in);
+  }
   const ConvInts a(n.attrs.Get<Conv2dBackwardWeightAttrs>().conv);
   const Shape& xs = ctx.input_shape(n, 0);
   const Shape& dys = ctx.input_shape(n, 1);
@@ -366,9 +465,55 @@ void ScheduleConvBackwardWeightGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
   if (Func* pad = l.helpers.Find("pad")) ctx.GpuTileAll(*pad, ctx.input_shape(n, 0));
 }
 
+// Batch-inner form: part is computed in tiles of (ob output channels) x (all KW taps) x (one
+// vector of images), the tile's accumulators in registers while (image block, oy, ox) stream
+// through: per step ob dy vectors and KW input vectors, all dense, feed ob * KW FMAs. Parallel
+// over (output-channel block, input channel); the padded copy is batch-inner, vectorized over
+// images, parallel over rows.
+void ScheduleConvBackwardWeightBatchInner(LowerCtx& ctx, const Node& n, Lowered& l) {
+  std::vector<Var> v4 = ctx.Vars(4);
+  std::vector<Var> v5 = ctx.Vars(5);  // o, c, ky, kx, lane
+  const int64_t O = n.shape[0], KW = n.shape[3];
+  const int lanes = ctx.BatchLanes(ctx.input_shape(n, 1)[0]);
+  const int ob = ops::Divisor(O, std::max<int64_t>(1, ctx.AccumulatorRegisters() / KW));
+  Func f = l.f, part = l.helpers.Get("part"), acc = l.helpers.Get("part_acc");
+  std::vector<RVar> r = ctx.RVars(l.rdoms.Get("r"));
+  RVar block = r[0], oy = r[1], ox = r[2];
+  Var oo("oo"), oi("oi"), t("t");
+  if (Func* pad = l.helpers.Find("pad")) {
+    ctx.StoreAs(*pad, 4, Layout::kBatchInner);
+    pad->compute_root()
+        .reorder(v4[0], v4[3], v4[2], v4[1])
+        .vectorize(v4[0], lanes)
+        .fuse(v4[2], v4[1], t)
+        .parallel(t);
+  }
+  part.compute_root()
+      .split(v5[0], oo, oi, ob)
+      .reorder(v5[4], v5[3], oi, v5[2], v5[1], oo)
+      .vectorize(v5[4], lanes)
+      .unroll(v5[3])
+      .unroll(oi)
+      .fuse(v5[1], oo, t)
+      .parallel(t);
+  acc.compute_at(part, v5[2]);
+  acc.vectorize(v5[4], lanes).unroll(v5[3]).unroll(v5[0]);
+  acc.update()
+      .reorder(v5[4], v5[3], v5[0], ox, oy, block)
+      .vectorize(v5[4], lanes)
+      .unroll(v5[3])
+      .unroll(v5[0]);
+  f.compute_root();
+  f.update().parallel(v4[0]);
+}
+
 void ScheduleConvBackwardWeight(LowerCtx& ctx, const Node& n, Lowered& l) {
   if (ctx.gpu()) {
     ScheduleConvBackwardWeightGpu(ctx, n, l);
+    return;
+  }
+  if (ctx.input_layout(n, 1) == Layout::kBatchInner) {
+    ScheduleConvBackwardWeightBatchInner(ctx, n, l);
     return;
   }
   const int vs = ctx.vector_width();
@@ -414,11 +559,14 @@ void ScheduleConvBackwardWeight(LowerCtx& ctx, const Node& n, Lowered& l) {
 
 }  // namespace
 
-extern const OpDef kConv2DOp = {"conv2d",  Pattern::kComplex, 2, InferConv, ConvVjp,
-                                LowerConv, ScheduleConvLike};
+extern const OpDef kConv2DOp = {
+    "conv2d",  Pattern::kComplex, 2,       InferConv, ConvVjp,
+    LowerConv, ScheduleConvLike,  nullptr, nullptr,   /*batch_activation=*/true};
 extern const OpDef kConv2DBackwardInputOp = {
-    "conv2d_backward_input", Pattern::kComplex, 2, InferConvBackwardInput, nullptr,
-    LowerConvBackwardInput,  ScheduleConvLike};
+    "conv2d_backward_input",  Pattern::kComplex, 2,
+    InferConvBackwardInput,   nullptr,           LowerConvBackwardInput,
+    ScheduleConvLike,         nullptr,           nullptr,
+    /*batch_activation=*/true};
 extern const OpDef kConv2DBackwardWeightOp = {
     "conv2d_backward_weight", Pattern::kComplex,         2, InferConvBackwardWeight, nullptr,
     LowerConvBackwardWeight,  ScheduleConvBackwardWeight};

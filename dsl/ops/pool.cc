@@ -86,6 +86,19 @@ void ScheduleArgmax(LowerCtx& ctx, const Node& n, Lowered& l) {
     return;
   }
   std::vector<Var> v = ctx.Vars(4);
+  if (ctx.layout(n) == Layout::kBatchInner) {
+    // Stored batch-inner like its input: vectors of images, parallel over channels.
+    const int lanes = ctx.BatchLanes(n.shape[0]);
+    ctx.StoreAs(best, 4, Layout::kBatchInner);
+    best.compute_root().reorder(v[0], v[3], v[2], v[1]).vectorize(v[0], lanes).parallel(v[1]);
+    best.update()
+        .reorder(v[0], kx, ky, v[3], v[2], v[1])
+        .vectorize(v[0], lanes)
+        .unroll(kx)
+        .unroll(ky)
+        .parallel(v[1]);
+    return;
+  }
   int vx = ops::Divisor(n.shape[3], ctx.vector_width());
   best.compute_root().parallel(v[0]).vectorize(v[3], vx);
   best.update().parallel(v[0]).vectorize(v[3], vx).unroll(kx).unroll(ky);
@@ -107,8 +120,20 @@ Lowered LowerGather(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   const Shape& xs = ctx.input_shape(n, 0);
   std::vector<Var> v = ctx.Vars(4);
   Expr idx = ctx.At(in[1], v);
-  Expr iy = v[2] * a.s - a.p + idx / a.k, ix = v[3] * a.s - a.p + idx % a.k;
   Func f = ctx.NewFunc(n);
+  if (ctx.layout(n) == Layout::kBatchInner) {
+    // A vector holds images whose argmax taps differ: a select over the window's taps (K*K
+    // dense vector loads) instead of a gather with a different address in every lane.
+    Expr y = Halide::cast(ctx.float_type(), 0);
+    for (int tap = a.k * a.k - 1; tap >= 0; --tap) {
+      Expr iy = v[2] * a.s - a.p + tap / a.k, ix = v[3] * a.s - a.p + tap % a.k;
+      y = Halide::select(idx == tap,
+                         ctx.At(in[0], {v[0], v[1], Clamp(iy, xs[2]), Clamp(ix, xs[3])}), y);
+    }
+    ctx.Define(f, v, y);
+    return {f};
+  }
+  Expr iy = v[2] * a.s - a.p + idx / a.k, ix = v[3] * a.s - a.p + idx % a.k;
   ctx.Define(f, v, ctx.At(in[0], {v[0], v[1], Clamp(iy, xs[2]), Clamp(ix, xs[3])}));
   return {f};
 }
@@ -231,20 +256,42 @@ Lowered LowerAvgBackward(LowerCtx& ctx, const Node& n, const std::vector<Func>& 
 
 }  // namespace
 
+// Every pooling op's output is an [N, C, H, W] activation (batch_activation, the last field).
 extern const OpDef kMaxPool2DArgmaxOp = {
-    "max_pool2d_argmax", Pattern::kReduction, 1, InferArgmax, nullptr, LowerArgmax, ScheduleArgmax};
-extern const OpDef kMaxPool2DGatherOp = {
-    "max_pool2d_gather", Pattern::kElementwise, 2, InferGather, GatherVjp, LowerGather, nullptr};
-extern const OpDef kMaxPool2DScatterOp = {
-    "max_pool2d_scatter", Pattern::kElementwise, 2, InferScatter, nullptr, LowerScatter, nullptr};
+    "max_pool2d_argmax", Pattern::kReduction, 1,       InferArgmax, nullptr,
+    LowerArgmax,         ScheduleArgmax,      nullptr, nullptr,     true};
+extern const OpDef kMaxPool2DGatherOp = {"max_pool2d_gather",
+                                         Pattern::kElementwise,
+                                         2,
+                                         InferGather,
+                                         GatherVjp,
+                                         LowerGather,
+                                         nullptr,
+                                         nullptr,
+                                         nullptr,
+                                         true};
+extern const OpDef kMaxPool2DScatterOp = {"max_pool2d_scatter",
+                                          Pattern::kElementwise,
+                                          2,
+                                          InferScatter,
+                                          nullptr,
+                                          LowerScatter,
+                                          nullptr,
+                                          nullptr,
+                                          nullptr,
+                                          true};
 extern const OpDef kAvgPool2DOp = {
-    "avg_pool2d", Pattern::kElementwise, 1, InferAvg, AvgVjp, LowerAvg, nullptr};
+    "avg_pool2d", Pattern::kElementwise, 1, InferAvg, AvgVjp, LowerAvg, nullptr, nullptr, nullptr,
+    true};
 extern const OpDef kAvgPool2DBackwardOp = {"avg_pool2d_backward",
                                            Pattern::kElementwise,
                                            1,
                                            InferAvgBackward,
                                            nullptr,
                                            LowerAvgBackward,
-                                           nullptr};
+                                           nullptr,
+                                           nullptr,
+                                           nullptr,
+                                           true};
 
 }  // namespace kiln

@@ -90,8 +90,76 @@ Lowered LowerChunkedSum(LowerCtx& ctx, const Node& n, const std::vector<Func>& i
   return {f, {{"part", part}}};
 }
 
+// A sum over the batch axis (among others) of a batch-inner input (compiler/layout.h: a
+// convolution's bias gradient, [N, C, H, W] -> [C]): the vector lanes are images.
+// part(kept..., lane) sums, for image lane of every block of `lanes` images, over the blocks and
+// the other reduced axes, the blocks innermost (contiguous vector loads); the result sums part over
+// its lanes. Fixed order, the same for any thread count.
+bool BatchLaneSum(const LowerCtx& ctx, const Node& n) {
+  return !ctx.gpu() && ctx.input_layout(n, 0) == Layout::kBatchInner &&
+         n.attrs.Get<ReduceAttrs>().axes.front() == 0;
+}
+
+// Logical shape of a batch-lane sum's partial sums: (the kept axes in order, lanes).
+Shape LaneShape(const LowerCtx& ctx, const Shape& is, const ReduceAttrs& a) {
+  Shape part;
+  for (int axis = 1; axis < static_cast<int>(is.size()); ++axis) {
+    if (!Reduced(a, axis)) part.push_back(is[axis]);
+  }
+  part.push_back(ctx.BatchLanes(is[0]));
+  return part;
+}
+
+Lowered LowerBatchLaneSum(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
+  const ReduceAttrs& a = n.attrs.Get<ReduceAttrs>();
+  const Shape& is = ctx.input_shape(n, 0);
+  const int rank = static_cast<int>(is.size());
+  const Shape part_shape = LaneShape(ctx, is, a);
+  const int lanes = static_cast<int>(part_shape.back());
+  std::vector<Var> pv = ctx.Vars(static_cast<int>(part_shape.size()));
+  Shape extents;  // the reduced axes after the batch, then the image blocks (innermost)
+  for (int axis = 1; axis < rank; ++axis) {
+    if (Reduced(a, axis)) extents.push_back(is[axis]);
+  }
+  extents.push_back(is[0] / lanes);
+  std::vector<Halide::RVar> r = ctx.RVars(ctx.ReductionDomain(extents, "r"));
+  std::vector<Expr> idx = {r.back() * lanes + pv.back()};
+  for (int axis = 1, kept = 0, reduced = 0; axis < rank; ++axis) {
+    idx.push_back(Reduced(a, axis) ? Expr(r[reduced++]) : Expr(pv[kept++]));
+  }
+  Halide::Type t = ctx.TypeOf(n.dtype);
+  Func part = ctx.NewFunc(n, "part");
+  ctx.Define(part, pv, Halide::cast(t, 0));
+  ctx.Ref(part, pv) += ctx.At(in[0], idx);
+  std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+  Halide::RDom rl(0, lanes, "rl");
+  std::vector<Expr> pidx;
+  for (int axis = 0, out = 0; axis < rank; ++axis) {
+    if (!Reduced(a, axis)) pidx.push_back(v[out]);
+    if (!Reduced(a, axis) || a.keepdims) ++out;
+  }
+  pidx.push_back(rl.x);
+  Func f = ctx.NewFunc(n);
+  ctx.Define(f, v, Halide::cast(t, 0));
+  ctx.Ref(f, v) += ctx.At(part, pidx);
+  return {f, {{"lanes", part}}};
+}
+
 void ScheduleSum(LowerCtx& ctx, const Node& n, Lowered& l) {
   const Shape& is = ctx.input_shape(n, 0);
+  if (Func* lanes = l.helpers.Find("lanes")) {  // a batch-lane sum (CPU only)
+    const Shape part_shape = LaneShape(ctx, is, n.attrs.Get<ReduceAttrs>());
+    std::vector<Var> pv = ctx.Vars(static_cast<int>(part_shape.size()));
+    const int width = static_cast<int>(part_shape.back());
+    lanes->compute_root().vectorize(pv.back(), width);
+    lanes->update().vectorize(pv.back(), width);
+    if (part_shape.size() >= 2 && part_shape.front() >= 2 && NumElements(is) >= (1 << 16)) {
+      lanes->parallel(pv.front());
+      lanes->update().parallel(pv.front());
+    }
+    l.f.compute_root();
+    return;
+  }
   Func* part = l.helpers.Find("part");
   if (part == nullptr) {  // not a chunked sum: the default schedule of a reduction
     ctx.ScheduleMaterialized(l.f, n.shape,
@@ -116,6 +184,7 @@ void ScheduleSum(LowerCtx& ctx, const Node& n, Lowered& l) {
 Lowered LowerSum(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   const ReduceAttrs& a = n.attrs.Get<ReduceAttrs>();
   const Shape& is = ctx.input_shape(n, 0);
+  if (BatchLaneSum(ctx, n)) return LowerBatchLaneSum(ctx, n, in);
   if (ChunkedSum(is, a.axes)) return LowerChunkedSum(ctx, n, in);
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
   Halide::RDom r = ops::ReductionDomain(ctx, is, a.axes, "r");
