@@ -4,9 +4,13 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <set>
 #include <sstream>
 
 #include "compiler/autodiff.h"
+#include "compiler/layout.h"
+#include "compiler/lower.h"
 #include "compiler/model.h"
 #include "compiler/passes.h"
 #include "dsl/api.h"
@@ -285,18 +289,11 @@ TEST(CompileTest, TransposesFeedingBatchedMatMulsAreNotMaterialized) {
   EXPECT_GE(matmuls, 12);    // forward, and two per matmul backward
 }
 
-// Losses and parameters of Adam steps on a small MLP, compiled as one pipeline or split into
-// segments (CompileOptions::max_pipeline_stages) with intermediates between them.
-std::vector<std::vector<float>> MlpAdamSteps(int64_t max_stages, size_t* segments) {
+// Losses and parameters of 5 Adam steps on the model `build` makes, from deterministic inputs.
+std::vector<std::vector<float>> AdamSteps(const std::function<ModelDef(Graph&)>& build,
+                                          const CompileOptions& o, size_t* segments) {
   Graph g;
-  Value x = g.Input("x", {8, 12});
-  Value y = g.Input("y", {8}, DType::kInt32);
-  Linear fc1(g, "fc1", 12, 16), fc2(g, "fc2", 16, 16), fc3(g, "fc3", 16, 10);
-  ModelDef m;
-  m.inputs = {x, y};
-  m.loss = Mean(SoftmaxCrossEntropy(fc3(Relu(fc2(Relu(fc1(x))))), y));
-  CompileOptions o;
-  o.max_pipeline_stages = max_stages;
+  ModelDef m = build(g);
   auto step = CompileTrainStep(g, m, Adam(0.01), o);
   EXPECT_TRUE(step.ok()) << step.status();
   if (!step.ok()) return {};
@@ -342,6 +339,100 @@ std::vector<std::vector<float>> MlpAdamSteps(int64_t max_stages, size_t* segment
     }
   }
   return results;
+}
+
+// A small MLP compiled as one pipeline or split into segments (CompileOptions::max_pipeline_stages)
+// with intermediates between them.
+std::vector<std::vector<float>> MlpAdamSteps(int64_t max_stages, size_t* segments) {
+  CompileOptions o;
+  o.max_pipeline_stages = max_stages;
+  return AdamSteps(
+      [](Graph& g) {
+        Value x = g.Input("x", {8, 12});
+        Value y = g.Input("y", {8}, DType::kInt32);
+        Linear fc1(g, "fc1", 12, 16), fc2(g, "fc2", 16, 16), fc3(g, "fc3", 16, 10);
+        ModelDef m;
+        m.inputs = {x, y};
+        m.loss = Mean(SoftmaxCrossEntropy(fc3(Relu(fc2(Relu(fc1(x))))), y));
+        return m;
+      },
+      o, segments);
+}
+
+// A two-convolution CNN (the tutorial's, narrower and on 12x12 images) over a batch of `batch`.
+ModelDef SmallCnn(Graph& g, int64_t batch) {
+  Value x = g.Input("x", {batch, 144});
+  Value y = g.Input("y", {batch}, DType::kInt32);
+  Conv2D::Options same;
+  same.padding = 2;
+  Conv2D c1(g, "conv1", 1, 4, 5, same), c2(g, "conv2", 4, 6, 5, same);
+  Linear fc(g, "fc", 54, 10);
+  Value h = MaxPool2d(Relu(c1(Reshape(x, {batch, 1, 12, 12}))), 2);
+  h = MaxPool2d(Relu(c2(h)), 2);
+  ModelDef m;
+  m.inputs = {x, y};
+  m.loss = Mean(SoftmaxCrossEntropy(fc(Flatten(h)), y));
+  return m;
+}
+
+std::set<std::string> PlannedOps(int64_t batch, LayoutChoice choice, const TargetSpec& target) {
+  Graph g;
+  ModelDef m = SmallCnn(g, batch);
+  std::vector<int> nodes = g.Reachable({m.loss.id()});
+  std::sort(nodes.begin(), nodes.end());
+  auto t = ToHalideTarget(target);
+  EXPECT_TRUE(t.ok()) << t.status();
+  LowerCtx ctx(Halide::Float(32), *t);
+  std::set<std::string> ops;
+  for (const auto& [id, layout] :
+       PlanLayouts(g, nodes, {m.inputs[0].id(), m.inputs[1].id()}, choice, ctx)) {
+    EXPECT_EQ(layout, Layout::kBatchInner);
+    EXPECT_EQ(g.node(id).shape.size(), 4u) << g.node(id).name;
+    ops.insert(DefOf(g.node(id)).name);
+  }
+  return ops;
+}
+
+TEST(LayoutTest, ConvolutionActivationsAreBatchInnerWhereTheBatchFillsVectors) {
+  const std::set<std::string> cnn = {"conv2d", "add", "relu", "max_pool2d_argmax",
+                                     "max_pool2d_gather"};
+  std::set<std::string> at64 = PlannedOps(64, LayoutChoice::kAuto, {});
+  for (const std::string& op : cnn) EXPECT_TRUE(at64.count(op)) << op;
+  EXPECT_FALSE(at64.count("reshape"));  // the image and the flattened features stay row-major
+  EXPECT_FALSE(at64.count("matmul"));
+  EXPECT_EQ(PlannedOps(1000, LayoutChoice::kAuto, {}), at64);     // 8 lanes: half a vector or more
+  EXPECT_TRUE(PlannedOps(1, LayoutChoice::kAuto, {}).empty());    // inference: row-major
+  EXPECT_TRUE(PlannedOps(6, LayoutChoice::kAuto, {}).empty());    // 2 lanes: row-major
+  EXPECT_EQ(PlannedOps(6, LayoutChoice::kBatchInner, {}), at64);  // forced, whatever the batch
+  EXPECT_TRUE(PlannedOps(64, LayoutChoice::kRowMajor, {}).empty());
+  TargetSpec cuda;
+  cuda.device = Device::kCuda;
+  EXPECT_TRUE(PlannedOps(64, LayoutChoice::kAuto, cuda).empty());  // GPU steps stay row-major
+  EXPECT_FALSE(ParseLayoutChoice("nchw").ok());
+  EXPECT_EQ(*ParseLayoutChoice("row_major"), LayoutChoice::kRowMajor);
+}
+
+TEST(LayoutTest, BatchInnerAndRowMajorStepsTrainAlike) {
+  CompileOptions auto_layout, row_major;
+  auto_layout.dump_graphs = true;  // prints the plan
+  row_major.layout = LayoutChoice::kRowMajor;
+  size_t segments = 0;
+  auto build = [](Graph& g) { return SmallCnn(g, 32); };
+  ::testing::internal::CaptureStderr();
+  std::vector<std::vector<float>> a = AdamSteps(build, auto_layout, &segments);
+  const std::string dump = ::testing::internal::GetCapturedStderr();
+  std::vector<std::vector<float>> b = AdamSteps(build, row_major, &segments);
+  EXPECT_NE(dump.find("conv2d: batch-inner, "), std::string::npos) << dump.substr(0, 2000);
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_EQ(a.size(), 5u + 6u);  // 5 losses, 6 parameters
+  // Different summation orders (image lanes against row vectors): float32 rounding apart.
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].size(), b[i].size());
+    for (size_t e = 0; e < a[i].size(); ++e) {
+      EXPECT_NEAR(a[i][e], b[i][e], 1e-4 * (1 + std::fabs(a[i][e])))
+          << "result " << i << "[" << e << "]";
+    }
+  }
 }
 
 TEST(CompileTest, ASegmentedStepComputesWhatOnePipelineComputes) {

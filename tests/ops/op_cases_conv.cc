@@ -273,6 +273,28 @@ std::vector<OpCase> MakeConvCases() {
          p.shape = {2, 48};
          return MatMulRef(p, v[3]);
        }});
+  // Two convolutions with bias, ReLU and max pooling over a batch of 32: planned batch-inner by
+  // default (16 float lanes on AVX-512, 8 on AVX2 and for float64), with more than one vector of
+  // images per tile and the bias gradient summed over image lanes. Its gradient runs both backward
+  // convolutions; the first one's weight gradient reads a planned dy (the ReLU's mask), which no
+  // case of a lone backward primitive can (its dy is an argument, and arguments are row-major).
+  c.push_back(
+      {"cnn_block_batch32",
+       {OpKind::kConv2D, OpKind::kMaxPool2DGather, OpKind::kConv2DBackwardInput,
+        OpKind::kConv2DBackwardWeight},
+       {F({32, 2, 6, 6}), F({4, 2, 3, 3}), F({4}), F({3, 4, 3, 3}), F({27, 2})},
+       [](const V& v) {
+         Value h = Relu(Conv2d(v[0], v[1], ConvParams::Same(1, 1)) + Reshape(v[2], {4, 1, 1}));
+         Value p = MaxPool2d(h, 2);
+         return MatMul(Flatten(Conv2d(p, v[3], ConvParams::Same(1, 1))), v[4]);
+       },
+       [](const N& v) {
+         Nd h = Zip(ConvRef(v[0], v[1], {1, 1, 1, 1, 1, 1}), Nd{{4, 1, 1}, v[2].v},
+                    [](double a, double b) { return std::max(a + b, 0.0); });
+         Nd q = ConvRef(MaxPoolRef(h, {2, 2, 0}), v[3], {1, 1, 1, 1, 1, 1});
+         q.shape = {32, 27};
+         return MatMulRef(q, v[4]);
+       }});
   return c;
 }
 

@@ -238,10 +238,12 @@ StepProgram MakeProgram(Built& b, const std::vector<Value>& extra,
 
 absl::StatusOr<std::unique_ptr<Executable>> Compile(Built& b, const std::vector<Value>& extra,
                                                     const std::vector<Value>& outputs, bool f64,
-                                                    bool plain) {
+                                                    bool plain,
+                                                    LayoutChoice layout = LayoutChoice::kAuto) {
   CompileOptions o;
   o.float64 = f64;
   o.plain_schedule = plain;
+  o.layout = layout;
   o.target.halide_asan = b.halide_asan;
   return CompileProgram(*b.g, MakeProgram(b, extra, outputs, f64), o);
 }
@@ -318,12 +320,21 @@ absl::StatusOr<std::vector<Nd>> Run(Executable& exe, const std::vector<Nd>& xs) 
   return ::testing::AssertionSuccess();
 }
 
-::testing::AssertionResult CheckForward(const OpCase& c) {
+bool ReadsLayout(const OpCase& c) {
+  Built b = Build(c);
+  if (!b.g->status().ok()) return false;
+  for (int id : b.g->Reachable({b.out.id()})) {
+    if (DefOf(b.g->node(id)).batch_activation) return true;
+  }
+  return false;
+}
+
+::testing::AssertionResult CheckForward(const OpCase& c, LayoutChoice layout) {
   std::vector<Nd> xs = MakeInputs(c);
   Nd want = c.reference(xs);
   for (bool f64 : {true, false}) {
     Built b = Build(c);
-    auto exe = Compile(b, {}, {b.out}, f64, /*plain=*/false);
+    auto exe = Compile(b, {}, {b.out}, f64, /*plain=*/false, layout);
     if (!exe.ok()) return ::testing::AssertionFailure() << exe.status();
     auto ys = Run(**exe, xs);
     if (!ys.ok()) return ::testing::AssertionFailure() << ys.status();
@@ -349,7 +360,8 @@ absl::StatusOr<std::vector<Nd>> Run(Executable& exe, const std::vector<Nd>& xs) 
   return Near(results[0], results[1], 1e-5, 1e-5, "scheduled vs plain (float32)");
 }
 
-::testing::AssertionResult CheckGradient(const OpCase& c, const VjpOverrides* overrides) {
+::testing::AssertionResult CheckGradient(const OpCase& c, const VjpOverrides* overrides,
+                                         LayoutChoice layout) {
   Built b = Build(c);
   if (b.out.dtype() != DType::kFloat) {
     return ::testing::AssertionFailure() << "output is not float: no gradient to check";
@@ -369,7 +381,7 @@ absl::StatusOr<std::vector<Nd>> Run(Executable& exe, const std::vector<Nd>& xs) 
   if (!grads.ok()) return ::testing::AssertionFailure() << grads.status();
   std::vector<Value> outputs = {loss};
   outputs.insert(outputs.end(), grads->begin(), grads->end());
-  auto exe = Compile(b, {probe}, outputs, /*f64=*/true, /*plain=*/false);
+  auto exe = Compile(b, {probe}, outputs, /*f64=*/true, /*plain=*/false, layout);
   if (!exe.ok()) return ::testing::AssertionFailure() << exe.status();
 
   std::vector<Nd> xs = MakeInputs(c);

@@ -73,7 +73,11 @@ const std::vector<OpCase>& AllOpCases();
 inline void PrintTo(const OpCase& c, std::ostream* os) { *os << c.name; }
 
 ::testing::AssertionResult CheckShapeRule(const OpCase& c);
-::testing::AssertionResult CheckForward(const OpCase& c);
+// `layout`: the layouts the planner may choose (compiler/layout.h); kBatchInner forces the
+// batch-inner lowering of every op that has one, whatever the batch.
+::testing::AssertionResult CheckForward(const OpCase& c, LayoutChoice layout = LayoutChoice::kAuto);
+// Whether the case's graph holds an op whose lowering reads the layout (OpDef::batch_activation).
+bool ReadsLayout(const OpCase& c);
 ::testing::AssertionResult CheckScheduleMatchesPlain(const OpCase& c);
 // The forward pass and (for differentiable cases) every input gradient, compiled for the CUDA
 // target into `dir`: the lowering's GPU placement check passes and PTX kernels come out.
@@ -91,6 +95,7 @@ PtxKernels ReadPtxKernels(const std::string& archive, const std::string& sm);
 absl::StatusOr<Signature> EmitOpCase(const OpCase& c, const TargetSpec& target,
                                      const std::string& prefix, const std::string& function);
 // With `overrides`, the gradient graph is built with replaced VJPs (mutation testing).
-::testing::AssertionResult CheckGradient(const OpCase& c, const VjpOverrides* overrides = nullptr);
+::testing::AssertionResult CheckGradient(const OpCase& c, const VjpOverrides* overrides = nullptr,
+                                         LayoutChoice layout = LayoutChoice::kAuto);
 
 }  // namespace kiln::testing

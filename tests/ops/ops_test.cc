@@ -43,6 +43,43 @@ INSTANTIATE_TEST_SUITE_P(All, OpTest, ::testing::ValuesIn(AllOpCases()),
                            return info.param.name;
                          });
 
+// The cases whose graph holds an op whose lowering reads the layout (convolutions, pooling and
+// their backward ops), run again with the batch-inner layout forced (compiler/layout.h): the
+// forward pass against the naive reference and the gradient by finite differences. Whatever the
+// batch (the cases' batches of 1-3 give 1-2 lanes; cnn_block_batch32 is planned so by default).
+std::vector<OpCase> LayoutCases() {
+  std::vector<OpCase> out;
+  for (const OpCase& c : AllOpCases()) {
+    if (ReadsLayout(c)) out.push_back(c);
+  }
+  return out;
+}
+
+class BatchInnerLayoutTest : public ::testing::TestWithParam<OpCase> {};
+
+TEST_P(BatchInnerLayoutTest, ForwardAndGradientMatch) {
+  const OpCase& c = GetParam();
+  EXPECT_TRUE(CheckForward(c, LayoutChoice::kBatchInner));
+  if (c.no_gradient.empty()) {
+    EXPECT_TRUE(CheckGradient(c, nullptr, LayoutChoice::kBatchInner));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, BatchInnerLayoutTest, ::testing::ValuesIn(LayoutCases()),
+                         [](const ::testing::TestParamInfo<OpCase>& info) {
+                           return info.param.name;
+                         });
+
+TEST(BatchInnerLayoutTest, CoversEveryOpThatReadsTheLayout) {
+  std::set<OpKind> covered;
+  for (const OpCase& c : LayoutCases()) covered.insert(c.covers.begin(), c.covers.end());
+  for (OpKind op : {OpKind::kConv2D, OpKind::kConv2DBackwardInput, OpKind::kConv2DBackwardWeight,
+                    OpKind::kMaxPool2DArgmax, OpKind::kMaxPool2DGather, OpKind::kMaxPool2DScatter,
+                    OpKind::kAvgPool2D, OpKind::kAvgPool2DBackward}) {
+    EXPECT_TRUE(covered.count(op)) << GetOpDef(op).name;
+  }
+}
+
 // Source ops are arguments, not computations: what a case could check for them is what every
 // case already does (feeding inputs). Listed here, with the reason, instead of a silent skip.
 const std::map<OpKind, std::string>& SourceOps() {
