@@ -1,5 +1,7 @@
 #include "compiler/target.h"
 
+#include <cpuid.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -90,8 +92,22 @@ absl::StatusOr<TargetSpec> ResolveTarget(const std::string& name, std::string* n
   return t;
 }
 
+bool CpuHasAvxVnni() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  return (a & (1u << 4)) != 0;  // CPUID.(EAX=7, ECX=1):EAX bit 4
+}
+
 absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
   Halide::Target host = Halide::get_jit_target_from_environment();
+  // Halide 14 calls a CPU with AVX512-VNNI and AVX512-BF16 avx512_sapphirerapids, and code for that
+  // feature may use the VEX-encoded AVX-VNNI dot product (vpdpwssd on ymm registers) that Sapphire
+  // Rapids has and AMD Zen 4 does not: an illegal instruction in the int16 index arithmetic of
+  // two op tests on a Zen 4 (2026-12-03). Where CPUID denies AVX-VNNI the feature is dropped; the
+  // other AVX-512 features stay.
+  if (host.has_feature(Halide::Target::AVX512_SapphireRapids) && !CpuHasAvxVnni()) {
+    host = host.without_feature(Halide::Target::AVX512_SapphireRapids);
+  }
   bool asan = false;
 #ifdef KILN_SANITIZE
   // Generated code checks its own loads and stores against the sanitizer's shadow memory

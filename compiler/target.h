@@ -40,7 +40,13 @@ absl::StatusOr<TargetSpec> ParseTarget(const std::string& name);
 // The name ParseTarget reads back ("host-cuda"), with the capability when set ("host-cuda:86").
 std::string TargetName(const TargetSpec& spec);
 
+// The host's features (HL_JIT_TARGET may add some, e.g. host-profile), restricted per `spec`;
+// avx512_sapphirerapids only where the CPU has AVX-VNNI (CpuHasAvxVnni).
 absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec);
+
+// Whether this CPU has the VEX-encoded AVX-VNNI instructions (Intel since Alder Lake and Sapphire
+// Rapids; not AMD Zen 4, which has only their AVX-512 form).
+bool CpuHasAvxVnni();
 
 // A target name for a program about to run here: as ParseTarget, plus "auto" (host-cuda when a
 // CUDA device answers, else host). CUDA targets ask the device (runtime/cuda_device.h) and take

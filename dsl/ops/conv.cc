@@ -397,7 +397,9 @@ Lowered LowerConvBackwardWeightBatchInner(LowerCtx& ctx, const Node& n,
   std::vector<Var> v = ctx.Vars(4);
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, Halide::cast(ctx.float_type(), 0));
-  ctx.Ref(f, v) += ctx.At(part, {v[0], v[1], v[2], v[3], rl.x});
+  // Strict, like the bias gradient's lane sum (reduce.cc): fast math may reassociate it.
+  ctx.Ref(f, v) =
+      Halide::strict_float(Expr(ctx.Ref(f, v)) + ctx.At(part, {v[0], v[1], v[2], v[3], rl.x}));
   Lowered l{f, {{"part", part}, {"part_acc", acc}}, {{"r", r}}};
   if (a.pad_h || a.pad_w || copy) l.helpers.Add("pad", xpad);
   return l;
@@ -488,15 +490,17 @@ void ScheduleConvBackwardWeightBatchInner(LowerCtx& ctx, const Node& n, Lowered&
         .fuse(v4[2], v4[1], t)
         .parallel(t);
   }
+  // Tasks over (ky, c, output-channel block): the first convolution has one input channel.
   part.compute_root()
       .split(v5[0], oo, oi, ob)
       .reorder(v5[4], v5[3], oi, v5[2], v5[1], oo)
       .vectorize(v5[4], lanes)
       .unroll(v5[3])
       .unroll(oi)
-      .fuse(v5[1], oo, t)
+      .fuse(v5[2], v5[1], t)
+      .fuse(t, oo, t)
       .parallel(t);
-  acc.compute_at(part, v5[2]);
+  acc.compute_at(part, t);
   acc.vectorize(v5[4], lanes).unroll(v5[3]).unroll(v5[0]);
   acc.update()
       .reorder(v5[4], v5[3], v5[0], ox, oy, block)

@@ -94,7 +94,10 @@ Lowered LowerChunkedSum(LowerCtx& ctx, const Node& n, const std::vector<Func>& i
 // convolution's bias gradient, [N, C, H, W] -> [C]): the vector lanes are images.
 // part(kept..., lane) sums, for image lane of every block of `lanes` images, over the blocks and
 // the other reduced axes, the blocks innermost (contiguous vector loads); the result sums part over
-// its lanes. Fixed order, the same for any thread count.
+// its lanes. Fixed order, the same for any thread count. The lane sum is strict: with fast math
+// LLVM reassociated that 16-term scalar loop differently in two pipelines holding the same stmt
+// (the tutorial CNN with AdamW, one pipeline against a two-phase step: the second convolution's
+// bias gradient 1 ulp apart, 2026-12-03).
 bool BatchLaneSum(const LowerCtx& ctx, const Node& n) {
   return !ctx.gpu() && ctx.input_layout(n, 0) == Layout::kBatchInner &&
          n.attrs.Get<ReduceAttrs>().axes.front() == 0;
@@ -141,7 +144,7 @@ Lowered LowerBatchLaneSum(LowerCtx& ctx, const Node& n, const std::vector<Func>&
   pidx.push_back(rl.x);
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, Halide::cast(t, 0));
-  ctx.Ref(f, v) += ctx.At(part, pidx);
+  ctx.Ref(f, v) = Halide::strict_float(Expr(ctx.Ref(f, v)) + ctx.At(part, pidx));
   return {f, {{"lanes", part}}};
 }
 
