@@ -8,6 +8,8 @@
 //
 //   kiln_bench --data_dir=data/mnist --epochs=3 --models=cnn
 //   kiln_bench --data_dir=data/mnist --models=cnn --first_step_cache=/tmp/kiln_cache
+//   kiln_bench --models=cnn-b128-w32 --steps=50   the tutorial CNN at batch 128 with 32-channel
+//                                                 convolutions, rounds of 50 steps, no evaluation
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -16,11 +18,15 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "compiler/model.h"
 #include "dsl/api.h"
@@ -34,6 +40,11 @@ ABSL_FLAG(std::string, models, "linear,softmax,mlp,cnn,lenet5",
           "models to run (also resnet, vit; layernorm: the LayerNorm probe)");
 ABSL_FLAG(std::string, layout, "auto",
           "the steps' intermediates: auto, row_major or batch_inner (CompileOptions::layout)");
+ABSL_FLAG(std::string, target, "host",
+          "host or portable (x86-64 AVX2 + FMA), as kiln::ParseTarget");
+ABSL_FLAG(int32_t, steps, 0,
+          "steps per timed round (and at most 200 of warm-up), training only; 0: whole epochs, "
+          "then the evaluation");
 ABSL_FLAG(bool, two_phase, false,
           "instead: the two-phase step's cost per step against one pipeline (Adam with clipping)");
 ABSL_FLAG(std::string, first_step_cache, "",
@@ -58,9 +69,22 @@ ModelDef BenchMlp(Graph& g, int64_t batch) {
   return examples::Classifier(image, label, Linear(g, "fc2", 128, 10)(h));
 }
 
+// The tutorial CNN (examples::MnistCnn at width 20) with `width` channels in both convolutions:
+// the scaling table's models.
+ModelDef BenchCnn(Graph& g, int64_t batch, int64_t width) {
+  Value image = g.Input("image", {batch, 784}, DType::kUInt8);
+  Value label = g.Input("label", {batch}, DType::kInt32);
+  Conv2D::Options same;
+  same.padding = 2;
+  Value x = Reshape(UnitPixels(image), {batch, 1, 28, 28});
+  x = MaxPool2d(Relu(Conv2D(g, "conv1", 1, width, 5, same)(x)), 2);
+  x = MaxPool2d(Relu(Conv2D(g, "conv2", width, width, 5, same)(x)), 2);
+  return examples::Classifier(image, label, Linear(g, "fc", width * 49, 10)(Flatten(x)));
+}
+
 struct Bench {
   std::string name;
-  ModelDef (*build)(Graph&, int64_t);
+  std::function<ModelDef(Graph&, int64_t)> build;
   int64_t batch;
   double lr;
   std::string optimizer = "sgd";  // MakeOptimizer's names
@@ -132,14 +156,33 @@ double PeakRssMb() {
   return u.ru_maxrss / 1024.0;
 }
 
+// "cnn-b<batch>-w<width>" (either part may be left out: batch 64, width 20) -> {batch, width}.
+absl::StatusOr<std::pair<int64_t, int64_t>> ParseScaledCnn(absl::string_view name) {
+  std::pair<int64_t, int64_t> bw = {64, 20};
+  for (absl::string_view part : absl::StrSplit(name.substr(4), '-')) {
+    int64_t v = 0;
+    if (part.size() < 2 || !absl::SimpleAtoi(part.substr(1), &v) || v < 1 ||
+        (part[0] != 'b' && part[0] != 'w')) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", name, "': expected cnn-b<batch>-w<width> (e.g. cnn-b128-w32), got part '", part,
+          "'"));
+    }
+    (part[0] == 'b' ? bw.first : bw.second) = v;
+  }
+  return bw;
+}
+
 int Run(const Bench& b, const Dataset& train, const Dataset& test, int epochs) {
   Graph tg, eg(Mode::kEval);
   ModelDef tm = b.build(tg, b.batch);
   const Flops flops = CountFlops(tg, b.batch);
   CompileOptions o;
   o.layout = *ParseLayoutChoice(absl::GetFlag(FLAGS_layout));  // checked in main
+  o.target = *ParseTarget(absl::GetFlag(FLAGS_target));        // checked in main
+  const int steps = absl::GetFlag(FLAGS_steps);
   auto step = CompileTrainStep(tg, tm, *OptimizerOf(b), o);
-  auto eval = CompileEvalStep(eg, b.build(eg, 1000), o);
+  absl::StatusOr<std::unique_ptr<Executable>> eval = std::unique_ptr<Executable>();
+  if (steps == 0) eval = CompileEvalStep(eg, b.build(eg, 1000), o);
   if (!step.ok() || !eval.ok()) {
     std::fprintf(stderr, "%s: %s\n", b.name.c_str(),
                  std::string((step.ok() ? eval.status() : step.status()).message()).c_str());
@@ -148,18 +191,18 @@ int Run(const Bench& b, const Dataset& train, const Dataset& test, int epochs) {
   Trainer t(step->get(), eval->get());
   if (!t.Initialize(1).ok()) return 1;
   TrainConfig warm = TrainConfig::Silent(1);
-  warm.max_steps = 200;
+  warm.max_steps = steps > 0 ? std::min(steps, 200) : 200;
   if (!t.Train(train, warm).ok()) return 1;
   std::vector<double> rates, eval_rates;
   for (int e = 0; e < epochs; ++e) {
     TrainConfig c = warm;
-    c.max_steps = -1;
+    c.max_steps = steps > 0 ? steps : -1;
     auto s = t.Train(train, c);
     if (!s.ok()) return 1;
     rates.push_back(s->images_per_second());
   }
   double accuracy = 0;
-  for (int e = 0; e < 3; ++e) {
+  for (int e = 0; e < 3 && steps == 0; ++e) {
     auto r = t.Evaluate(test);
     if (!r.ok()) return 1;
     eval_rates.push_back(r->count / r->seconds);
@@ -167,17 +210,19 @@ int Run(const Bench& b, const Dataset& train, const Dataset& test, int epochs) {
   }
   std::sort(rates.begin(), rates.end());
   std::sort(eval_rates.begin(), eval_rates.end());
-  const double train_rate = rates[rates.size() / 2], eval_rate = eval_rates[1];
+  const double train_rate = rates[rates.size() / 2];
+  const double eval_rate = eval_rates.empty() ? 0 : eval_rates[1];
   std::printf(
       "{\"peer\": \"kiln\", \"model\": \"%s\", \"batch\": %lld, \"train_images_per_s\": %.0f, "
       "\"eval_images_per_s\": %.0f, \"compile_s\": %.3f, \"eval_compile_s\": %.3f, "
       "\"train_gflops\": %.2f, \"eval_gflops\": %.2f, \"flops_per_image\": %.0f, "
       "\"peak_rss_mb\": %.0f, \"epochs_timed\": %d, \"test_accuracy\": %.4f, "
-      "\"optimizer\": \"%s\", \"layout\": \"%s\"}\n",
+      "\"optimizer\": \"%s\", \"layout\": \"%s\", \"target\": \"%s\", \"steps\": %d}\n",
       b.name.c_str(), static_cast<long long>(b.batch), train_rate, eval_rate,
-      (*step)->compile_seconds(), (*eval)->compile_seconds(), flops.train * train_rate / 1e9,
-      flops.forward * eval_rate / 1e9, flops.train, PeakRssMb(), epochs, accuracy,
-      b.optimizer.c_str(), LayoutChoiceName(o.layout).c_str());
+      (*step)->compile_seconds(), *eval ? (*eval)->compile_seconds() : 0.0,
+      flops.train * train_rate / 1e9, flops.forward * eval_rate / 1e9, flops.train, PeakRssMb(),
+      epochs, accuracy, b.optimizer.c_str(), LayoutChoiceName(o.layout).c_str(),
+      TargetName(o.target).c_str(), steps);
   std::fflush(stdout);
   return 0;
 }
@@ -301,6 +346,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: --layout: %s\n", std::string(st.message()).c_str());
     return 1;
   }
+  if (absl::StatusOr<TargetSpec> t = ParseTarget(absl::GetFlag(FLAGS_target));
+      !t.ok() || t->device != Device::kCpu) {
+    std::fprintf(stderr, "error: --target=%s: a CPU target is expected (host or portable)\n",
+                 absl::GetFlag(FLAGS_target).c_str());
+    return 1;
+  }
+  if (absl::GetFlag(FLAGS_steps) < 0) {
+    std::fprintf(stderr, "error: --steps=%d: expected 0 (whole epochs) or more\n",
+                 absl::GetFlag(FLAGS_steps));
+    return 1;
+  }
   auto mnist = LoadMnistTrainAndTest(absl::GetFlag(FLAGS_data_dir));
   if (!mnist.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(mnist.status().message()).c_str());
@@ -321,7 +377,19 @@ int main(int argc, char** argv) {
   int rc = 0;
   for (absl::string_view want : absl::StrSplit(absl::GetFlag(FLAGS_models), ',')) {
     if (want == "layernorm") rc |= LayerNormProbe(1088, 2000);
-    for (const Bench& b : all) {
+    std::vector<Bench> scaled;
+    if (absl::StartsWith(want, "cnn-")) {
+      absl::StatusOr<std::pair<int64_t, int64_t>> bw = ParseScaledCnn(want);
+      if (!bw.ok()) {
+        std::fprintf(stderr, "error: --models: %s\n", std::string(bw.status().message()).c_str());
+        return 1;
+      }
+      const int64_t width = bw->second;
+      scaled.push_back({std::string(want),
+                        [width](Graph& g, int64_t batch) { return BenchCnn(g, batch, width); },
+                        bw->first, 0.01});
+    }
+    for (const Bench& b : scaled.empty() ? all : scaled) {
       if (b.name != want) continue;
       if (absl::GetFlag(FLAGS_two_phase)) {
         rc |= TwoPhaseCost(b, mnist->train, absl::GetFlag(FLAGS_epochs));

@@ -3,12 +3,15 @@
 // warm-up (200 steps) and timing (median of timed epochs) as bench/kiln_bench.cc. It is the fair
 // peer where per-step overhead matters, since Python's overhead dominates tiny steps.
 //   libtorch_peer DATA_DIR EPOCHS [model ...]
+// Models as kiln_bench's, including the scaling table's cnn-b<batch>-w<width>. BENCH_STEPS=N:
+// rounds of N steps (at most 200 of warm-up), training only.
 #include <sys/resource.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -134,6 +137,24 @@ nn::Sequential Model(const std::string& name, int64_t* batch, double* lr) {
   namespace nn = torch::nn;
   *batch = 64;
   *lr = 0.01;
+  if (name.rfind("cnn-", 0) == 0) {  // cnn-b<batch>-w<width>, checked by kiln_bench's rule
+    int64_t width = 20;
+    for (size_t p = 3; p < name.size();) {
+      const size_t q = std::min(name.find('-', p + 1), name.size());
+      const int64_t v = std::atoll(name.substr(p + 2, q - p - 2).c_str());
+      if (q - p < 3 || v < 1 || (name[p + 1] != 'b' && name[p + 1] != 'w')) {
+        std::fprintf(stderr, "error: %s: expected cnn-b<batch>-w<width>\n", name.c_str());
+        return nullptr;
+      }
+      (name[p + 1] == 'b' ? *batch : width) = v;
+      p = q;
+    }
+    return nn::Sequential(nn::Unflatten(nn::UnflattenOptions(1, {1, 28, 28})),
+                          nn::Conv2d(nn::Conv2dOptions(1, width, 5).padding(2)), nn::ReLU(),
+                          nn::MaxPool2d(2),
+                          nn::Conv2d(nn::Conv2dOptions(width, width, 5).padding(2)), nn::ReLU(),
+                          nn::MaxPool2d(2), nn::Flatten(), nn::Linear(width * 49, 10));
+  }
   if (name == "linear") {
     *batch = 16;
     *lr = 0.001;
@@ -201,6 +222,8 @@ int main(int argc, char** argv) {
       torch::from_blob(data->pixels.data(), {n, 784}, torch::kUInt8).to(torch::kFloat32).div(255.0);
   torch::Tensor y = torch::from_blob(data->labels.data(), {n}, torch::kInt32).to(torch::kInt64);
   torch::Tensor yf = y.to(torch::kFloat32).unsqueeze(1);
+  const char* steps_env = std::getenv("BENCH_STEPS");
+  const int64_t round_steps = steps_env ? std::atoll(steps_env) : 0;
   std::vector<std::string> models;
   for (int i = 3; i < argc; ++i) models.push_back(argv[i]);
   if (models.empty()) models = {"linear", "softmax", "mlp", "cnn", "lenet5"};
@@ -226,19 +249,20 @@ int main(int argc, char** argv) {
       }
       return limit * batch;
     };
-    epoch(200);
+    epoch(round_steps > 0 ? std::min<int64_t>(round_steps, 200) : 200);
     std::vector<double> rates;
     for (int e = 0; e < epochs; ++e) {
       auto t0 = std::chrono::steady_clock::now();
-      int64_t images = epoch(steps);
+      int64_t images = epoch(round_steps > 0 ? round_steps : steps);
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       rates.push_back(images / s);
     }
     std::sort(rates.begin(), rates.end());
     // Evaluation: forward over the test set in batches of 1000 without autograd, median of 3.
-    std::vector<double> eval_rates;
+    std::vector<double> eval_rates = {0, 0, 0};
     double accuracy = 0;
-    {
+    if (round_steps == 0) {
+      eval_rates.clear();
       torch::NoGradGuard no_grad;
       net->eval();  // batch norm from its running statistics
       for (int rep = 0; rep < 3; ++rep) {
@@ -262,10 +286,11 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"peer\": \"libtorch\", \"model\": \"%s\", \"batch\": %lld, \"train_images_per_s\": "
         "%.0f, \"eval_images_per_s\": %.0f, \"test_accuracy\": %.4f, \"peak_rss_mb\": %.0f, "
-        "\"epochs_timed\": %d, \"config\": \"LibTorch %s, %d threads, OPENBLAS_CORETYPE=%s\"}\n",
+        "\"epochs_timed\": %d, \"steps\": %lld, \"config\": \"LibTorch %s, %d threads, "
+        "OPENBLAS_CORETYPE=%s\"}\n",
         name.c_str(), static_cast<long long>(batch), rates[rates.size() / 2], eval_rates[1],
-        accuracy, usage.ru_maxrss / 1024.0, epochs, TORCH_VERSION, torch::get_num_threads(),
-        coretype ? coretype : "auto");
+        accuracy, usage.ru_maxrss / 1024.0, epochs, static_cast<long long>(round_steps),
+        TORCH_VERSION, torch::get_num_threads(), coretype ? coretype : "auto");
     std::fflush(stdout);
   }
   return 0;

@@ -3,7 +3,11 @@
 bench/kiln_bench.cc. Data is preloaded as float tensors (no DataLoader); each step gathers its
 batch through a per-epoch permutation, as Kiln's feeder does. Prints one JSON line per model.
 
-usage: /usr/bin/python3 bench/pytorch_peer.py DATA_DIR EPOCHS
+usage: /usr/bin/python3 bench/pytorch_peer.py DATA_DIR EPOCHS [model ...]
+Models as kiln_bench's, including the scaling table's cnn-b<batch>-w<width>. The convolutional
+models run twice, in PyTorch's default (NCHW) and channels-last memory formats; the faster counts
+and both rates are in the line. BENCH_STEPS=N: rounds of N steps (at most 200 of warm-up),
+training only.
 """
 import json
 import os
@@ -75,7 +79,34 @@ def optimizer(name, net, lr):
     return torch.optim.SGD(net.parameters(), lr=lr)
 
 
+def scaled_cnn(name):
+    """'cnn-b<batch>-w<width>' (either part optional: batch 64, width 20) -> (batch, width)."""
+    batch, width = 64, 20
+    for part in name[4:].split("-"):
+        if len(part) < 2 or part[0] not in "bw" or not part[1:].isdigit() or int(part[1:]) < 1:
+            raise ValueError(f"{name}: expected cnn-b<batch>-w<width>, got part '{part}'")
+        if part[0] == "b":
+            batch = int(part[1:])
+        else:
+            width = int(part[1:])
+    return batch, width
+
+
+class ChannelsLast(torch.nn.Module):
+    """The image batch in channels-last order, so every convolution after it runs NHWC."""
+
+    def forward(self, x):
+        return x.contiguous(memory_format=torch.channels_last)
+
+
 def model(name):
+    if name.startswith("cnn-"):
+        batch, w = scaled_cnn(name)
+        return torch.nn.Sequential(
+            torch.nn.Unflatten(1, (1, 28, 28)),
+            torch.nn.Conv2d(1, w, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(w, w, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(), torch.nn.Linear(w * 49, 10)), batch, 0.01
     if name == "linear":
         return torch.nn.Linear(784, 1), 16, 0.001
     if name == "softmax":
@@ -139,9 +170,12 @@ def evaluate(net, xt, yt):
     return statistics.median(rates), correct / xt.shape[0]
 
 
-def run(name, x, y, xt, yt, epochs):
+def run(name, x, y, xt, yt, epochs, round_steps=0, channels_last=False):
     torch.manual_seed(1)
     net, batch, lr = model(name)
+    if channels_last:  # after the Unflatten to [B, 1, 28, 28]
+        net = torch.nn.Sequential(net[0], ChannelsLast(), *net[1:]).to(
+            memory_format=torch.channels_last)
     opt = optimizer(name, net, lr)
     yf = y.float().unsqueeze(1)
     steps = x.shape[0] // batch
@@ -161,14 +195,17 @@ def run(name, x, y, xt, yt, epochs):
             opt.step()
         return n * batch
 
-    epoch(limit=200)  # warm-up
+    epoch(limit=min(round_steps, 200) if round_steps else 200)  # warm-up
     rates = []
     for _ in range(epochs):
         t0 = time.perf_counter()
-        images = epoch()
+        images = epoch(limit=round_steps or None)
         rates.append(images / (time.perf_counter() - t0))
-    eval_rate, accuracy = evaluate(net, xt, yt) if name != "linear" else (None, None)
-    if name == "linear":  # the regression's prediction is its rounded output
+    if round_steps:
+        eval_rate, accuracy = None, None
+    elif name != "linear":
+        eval_rate, accuracy = evaluate(net, xt, yt)
+    else:  # the regression's prediction is its rounded output
         with torch.no_grad():
             t0 = time.perf_counter()
             pred = torch.round(net(xt)).squeeze(1)
@@ -176,6 +213,7 @@ def run(name, x, y, xt, yt, epochs):
             accuracy = float((pred == yt.float()).float().mean())
     return {"peer": "pytorch", "model": name, "batch": batch,
             "train_images_per_s": statistics.median(rates), "epochs_timed": epochs,
+            "steps": round_steps, "memory_format": "channels_last" if channels_last else "contiguous",
             "eval_images_per_s": eval_rate, "test_accuracy": accuracy,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "config": f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, "
@@ -196,7 +234,14 @@ def main():
         if name == "layernorm":
             print(json.dumps(layernorm_probe()), flush=True)
             continue
-        print(json.dumps(run(name, x, y, xt, yt, epochs)), flush=True)
+        steps = int(os.environ.get("BENCH_STEPS", "0"))
+        r = run(name, x, y, xt, yt, epochs, steps)
+        if name == "cnn" or name.startswith("cnn-") or name == "lenet5":
+            c = run(name, x, y, xt, yt, epochs, steps, channels_last=True)
+            rates = {f["memory_format"]: round(f["train_images_per_s"]) for f in (r, c)}
+            r = max(r, c, key=lambda f: f["train_images_per_s"])
+            r["train_images_per_s_by_format"] = rates
+        print(json.dumps(r), flush=True)
 
 
 if __name__ == "__main__":

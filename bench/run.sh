@@ -9,6 +9,9 @@
 #   bench/run.sh 1 "resnet vit layernorm"   the residual network and the vision transformer
 #                                           (their examples' optimizers) and the LayerNorm probe
 # BENCH_RESULTS=FILE writes the tables there instead of bench/results.md.
+# With the cnn among the models it also runs the scaling table (the CNN step at batch 16 to 256 and
+# with 32- and 64-channel convolutions, rounds of 50 steps; BENCH_SCALING=0 leaves it out) and the
+# CNN step for the portable AVX2 target against that target's own FMA ceiling.
 # The probes below the model rows (per-step time, compile cache, two-phase step) run for the
 # models asked for.
 set -euo pipefail
@@ -29,12 +32,12 @@ cmake -S . -B build >/dev/null
 libtorch_ok=0
 cmake --build build -j"$(nproc)" --target libtorch_peer >/dev/null 2>&1 && libtorch_ok=1
 # OpenBLAS 0.3.21 does not recognize this generation of Xeon and falls back to its SSE3
-# ("Prescott") kernels: sgemm 60 instead of 300 GFLOP/s here. The peers get the kernels the CPU
-# can run.
-if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-  if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
-  elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
-fi
+# ("Prescott") kernels: sgemm 60 instead of 300 GFLOP/s here; and a preset Haswell core type
+# halved sgemm on an AVX-512 machine (176 vs 357 GFLOP/s). The peers get the best kernels the CPU
+# can run, whatever the environment presets.
+unset OPENBLAS_CORETYPE
+if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
 out=$(mktemp)
 export HL_NUM_THREADS=2 OMP_NUM_THREADS=2
 ./build/bench/ceiling 2 >>"$out"
@@ -57,6 +60,26 @@ for m in $models; do
       echo "bench: the LibTorch peer failed on $m"
   fi
 done
+# The CNN step for the portable target (x86-64 AVX2 + FMA), against the AVX2 FMA ceiling.
+if has cnn; then
+  ./build/bench/kiln_bench --data_dir=data/mnist --epochs="$epochs" --models=cnn \
+    --target=portable >>"$out" || echo "bench: Kiln failed on the portable cnn"
+fi
+# Scaling: does the ratio hold as the work grows?
+if has cnn && [ "${BENCH_SCALING:-1}" != 0 ]; then
+  for m in cnn-b16 cnn-b32 cnn-b64 cnn-b128 cnn-b256 cnn-w32 cnn-w64; do
+    ./build/bench/kiln_bench --data_dir=data/mnist --epochs=3 --steps=50 --models="$m" >>"$out" ||
+      echo "bench: Kiln failed on $m"
+    if [ "$peer_ok" = 1 ]; then
+      BENCH_STEPS=50 /usr/bin/python3 bench/pytorch_peer.py data/mnist 3 "$m" >>"$out" ||
+        echo "bench: the PyTorch peer failed on $m"
+    fi
+    if [ "$libtorch_ok" = 1 ]; then
+      BENCH_STEPS=50 ./build/bench/libtorch_peer data/mnist 3 "$m" >>"$out" ||
+        echo "bench: the LibTorch peer failed on $m"
+    fi
+  done
+fi
 [ "$peer_ok" = 1 ] || echo "bench: the PyTorch peer could not be installed"
 [ "$libtorch_ok" = 1 ] || echo "bench: the LibTorch peer could not be built"
 # Per-step time of the tutorial's linear model (batch 16) through the same driver: the AOT binary
@@ -84,18 +107,22 @@ for m in mlp cnn; do
 done
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (uncommitted changes)" || true)
-/usr/bin/python3 - "$out" "$commit$dirty" <<'PY' | tee "${BENCH_RESULTS:-bench/results.md}"
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+/usr/bin/python3 - "$out" "$commit$dirty" "$cpu" <<'PY' | tee "${BENCH_RESULTS:-bench/results.md}"
 import json, sys, platform, datetime
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-by = lambda peer: {r["model"]: r for r in rows if r["peer"] == peer and "probe" not in r}
+main_row = lambda r: ("probe" not in r and not r["model"].startswith("cnn-")
+                      and r.get("target", "host") == "host")
+by = lambda peer: {r["model"]: r for r in rows if r["peer"] == peer and main_row(r)}
 kiln, torch, libtorch = by("kiln"), by("pytorch"), by("libtorch")
 ceil = {r["kernel"]: r for r in rows if r["peer"] == "ceiling"}
-peak = max([c.get("gflops", 0) for c in ceil.values()] or [0])
+peak = ceil.get("halide_fma", {}).get("gflops", 0)
 fmt = lambda v, d=0: f"{v:,.{d}f}" if v else "n/a"
 def ratio(k, key):
     best = max([v for v in (torch.get(k["model"], {}).get(key), libtorch.get(k["model"], {}).get(key)) if v] or [0])
     return f"{k[key] / best:.2f}x" if best else "n/a"
 print(f"# Kiln benchmark, {datetime.date.today()}, commit {sys.argv[2]}, {platform.machine()}, 2 threads\n")
+print(f"CPU: {sys.argv[3]}\n")
 print("Machine ceiling (same run): " + "; ".join(
     f"{n} {c['gflops']:.0f} GFLOP/s" if "gflops" in c else f"{n}: {c['error']}" for n, c in ceil.items()) + "\n")
 print("## Training (images/s, median of the timed epochs)\n")
@@ -115,6 +142,33 @@ for m, k in kiln.items():
     print(f"| {m} | {fmt(k['eval_images_per_s'])} | {fmt(p.get('eval_images_per_s'))} | {fmt(l.get('eval_images_per_s'))} "
           f"| {ratio(k, 'eval_images_per_s')} | {k['eval_gflops']:.1f} "
           f"| {fmt(k['peak_rss_mb'])} / {fmt(p.get('peak_rss_mb'))} / {fmt(l.get('peak_rss_mb'))} | {acc(k)} / {acc(p)} / {acc(l)} |")
+port = [r for r in rows if r["peer"] == "kiln" and r.get("target") == "portable"]
+avx2 = ceil.get("halide_fma_avx2", {}).get("gflops", 0)
+if port and "cnn" in kiln and avx2 and peak:
+    p, h = port[0], kiln["cnn"]
+    share_p, share_h = p["train_gflops"] / avx2, h["train_gflops"] / peak
+    print("\n## Portable target (x86-64 AVX2 + FMA): the CNN step against its own ceiling\n")
+    print("| target | train images/s | GFLOP/s | FMA ceiling GFLOP/s | share of ceiling |")
+    print("|---|---|---|---|---|")
+    print(f"| host | {fmt(h['train_images_per_s'])} | {h['train_gflops']:.1f} | {peak:.0f} | {100 * share_h:.0f}% |")
+    print(f"| portable | {fmt(p['train_images_per_s'])} | {p['train_gflops']:.1f} | {avx2:.0f} | {100 * share_p:.0f}% |")
+    print(f"\nPortable share / host share: {share_p / share_h:.2f}")
+scale = [r for r in rows if r["model"].startswith("cnn-") and "probe" not in r]
+if scale:
+    print("\n## Scaling: the CNN training step as the work grows (ms per step, median of 3 rounds of 50 steps)\n")
+    print("| model | batch | Kiln | PyTorch | LibTorch | Kiln / faster peer | Kiln GFLOP/s | % of ceiling |")
+    print("|---|---|---|---|---|---|---|---|")
+    ms = lambda r: 1e3 * r["batch"] / r["train_images_per_s"] if r and r.get("train_images_per_s") else 0
+    for k in [r for r in scale if r["peer"] == "kiln"]:
+        m = k["model"]
+        p = next((r for r in scale if r["peer"] == "pytorch" and r["model"] == m), None)
+        l = next((r for r in scale if r["peer"] == "libtorch" and r["model"] == m), None)
+        best = max([r["train_images_per_s"] for r in (p, l) if r] or [0])
+        g = k["train_gflops"]
+        r = f"{k['train_images_per_s'] / best:.2f}x" if best else "n/a"
+        print(f"| {m} | {k['batch']} | {ms(k):.2f} | {fmt(ms(p), 2)} | {fmt(ms(l), 2)} | {r} | {g:.1f} "
+              f"| {f'{100 * g / peak:.0f}%' if peak else 'n/a'} |")
+    print("\nPyTorch's row is the faster of its NCHW and channels-last formats.")
 probes = [r for r in rows if r.get("probe") == "first_step"]
 if probes:
     print("\n## Compile cache: process start to the first finished training step\n")
@@ -161,5 +215,9 @@ print("\nPeers: " + "; ".join(peers) + ". Data preloaded as tensors, batches gat
       "model on every side (the ResNet: Adam; the ViT: AdamW, as in their examples). GFLOP/s count the matmuls and convolutions on the model's own shapes "
       "(forward, weight gradients, input gradients except the image's). Test accuracy is after "
       "the timed epochs (SGD), not a tuned result.")
+formats = [f"{m}: {r['memory_format']} ({', '.join(f'{k} {v:,}' for k, v in r['train_images_per_s_by_format'].items())} images/s)"
+           for m, r in torch.items() if "train_images_per_s_by_format" in r]
+if formats:
+    print("\nPyTorch's convolutional models run in both memory formats; the faster counts. " + "; ".join(formats) + ".")
 PY
 rm -f "$out"

@@ -1,6 +1,8 @@
 // Helpers shared by the op definition files (shape rules and lowering snippets).
 #pragma once
 
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status.h"
@@ -44,6 +46,24 @@ inline int Divisor(int64_t extent, int64_t limit) {
     if (extent % d == 0) return static_cast<int>(d);
   }
   return 1;
+}
+
+// The sum of term(0) .. term(lanes - 1) as a fixed pairwise tree, in strict float: the batch
+// lanes' partial sums of a batch-inner reduction (compiler/layout.h). The tree keeps a 16-term
+// sum 4 additions deep instead of a 16-long dependent chain; strict, because with fast math LLVM
+// reassociated the chain differently in two pipelines holding the same stmt (the tutorial CNN with
+// AdamW, one pipeline against a two-phase step: a bias gradient 1 ulp apart, 2026-12-03).
+template <typename Term>
+Halide::Expr LaneTreeSum(int lanes, const Term& term) {
+  std::vector<Halide::Expr> level;
+  for (int k = 0; k < lanes; ++k) level.push_back(term(k));
+  while (level.size() > 1) {
+    std::vector<Halide::Expr> next;
+    for (size_t k = 0; k + 1 < level.size(); k += 2) next.push_back(level[k] + level[k + 1]);
+    if (level.size() % 2) next.push_back(level.back());
+    level = std::move(next);
+  }
+  return Halide::strict_float(level.front());
 }
 
 }  // namespace kiln::ops

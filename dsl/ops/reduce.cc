@@ -94,10 +94,7 @@ Lowered LowerChunkedSum(LowerCtx& ctx, const Node& n, const std::vector<Func>& i
 // convolution's bias gradient, [N, C, H, W] -> [C]): the vector lanes are images.
 // part(kept..., lane) sums, for image lane of every block of `lanes` images, over the blocks and
 // the other reduced axes, the blocks innermost (contiguous vector loads); the result sums part over
-// its lanes. Fixed order, the same for any thread count. The lane sum is strict: with fast math
-// LLVM reassociated that 16-term scalar loop differently in two pipelines holding the same stmt
-// (the tutorial CNN with AdamW, one pipeline against a two-phase step: the second convolution's
-// bias gradient 1 ulp apart, 2026-12-03).
+// its lanes in a fixed tree (ops::LaneTreeSum). Fixed order, the same for any thread count.
 bool BatchLaneSum(const LowerCtx& ctx, const Node& n) {
   return !ctx.gpu() && ctx.input_layout(n, 0) == Layout::kBatchInner &&
          n.attrs.Get<ReduceAttrs>().axes.front() == 0;
@@ -135,16 +132,17 @@ Lowered LowerBatchLaneSum(LowerCtx& ctx, const Node& n, const std::vector<Func>&
   ctx.Define(part, pv, Halide::cast(t, 0));
   ctx.Ref(part, pv) += ctx.At(in[0], idx);
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
-  Halide::RDom rl(0, lanes, "rl");
   std::vector<Expr> pidx;
   for (int axis = 0, out = 0; axis < rank; ++axis) {
     if (!Reduced(a, axis)) pidx.push_back(v[out]);
     if (!Reduced(a, axis) || a.keepdims) ++out;
   }
-  pidx.push_back(rl.x);
   Func f = ctx.NewFunc(n);
-  ctx.Define(f, v, Halide::cast(t, 0));
-  ctx.Ref(f, v) = Halide::strict_float(Expr(ctx.Ref(f, v)) + ctx.At(part, pidx));
+  ctx.Define(f, v, ops::LaneTreeSum(lanes, [&](int k) {
+               std::vector<Expr> at = pidx;
+               at.push_back(k);
+               return ctx.At(part, at);
+             }));
   return {f, {{"lanes", part}}};
 }
 
