@@ -153,7 +153,7 @@ if port and "cnn" in kiln and avx2 and peak:
     print(f"| host | {fmt(h['train_images_per_s'])} | {h['train_gflops']:.1f} | {peak:.0f} | {100 * share_h:.0f}% |")
     print(f"| portable | {fmt(p['train_images_per_s'])} | {p['train_gflops']:.1f} | {avx2:.0f} | {100 * share_p:.0f}% |")
     print(f"\nPortable share / host share: {share_p / share_h:.2f}")
-scale = [r for r in rows if r["model"].startswith("cnn-") and "probe" not in r]
+scale = [r for r in rows if r.get("model", "").startswith("cnn-") and "probe" not in r]
 if scale:
     print("\n## Scaling: the CNN training step as the work grows (ms per step, median of 3 rounds of 50 steps)\n")
     print("| model | batch | Kiln | PyTorch | LibTorch | Kiln / faster peer | Kiln GFLOP/s | % of ceiling |")
