@@ -164,8 +164,10 @@ void ScheduleConvLikeGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
 // vectors of images x kb output channels (at most AccumulatorRegisters() vectors), stays in
 // registers while the taps (ch, ky, kx) stream through, rolled: per tap, nv dense loads of the
 // padded input, kb broadcast weights and nv * kb FMAs. Parallel over (image-vector block,
-// output-channel block, row), the image blocks outermost: at batch 128 a row task of all the
-// images read 0.9 MB of padded input and lost its reuse across tasks in the 1 MB L2.
+// output-channel block, row), the image blocks outermost, so that a row task reads the padded
+// input of nv vectors of images, not of the whole batch (0.9 MB at batch 128, near the 1 MB L2);
+// no gain was measured from it at batch 128 (19.9 vs 20.3 ms per step, 2026-12-03), where the
+// step is about 2x slower per image than at 64 in every stage, memory-bound ones included.
 // Measured (tutorial CNN, SGD, batch 64, 2-core Zen 4 with AVX-512, Halide's profiler, 2026-12-03;
 // the machine's FMA ceiling 225 GFLOP/s in the same hour): conv2's forward 1.07 ms per step (235
 // GFLOP/s) and input gradient 1.17 ms (215), against 1.52 and 1.57 ms row-major; its weight
@@ -505,12 +507,14 @@ void ScheduleConvBackwardWeightBatchInner(LowerCtx& ctx, const Node& n, Lowered&
         .parallel(t);
   }
   const int64_t C = n.shape[1], KH = n.shape[2];
-  if (C == 1 && KH * KW <= ctx.AccumulatorRegisters() + 4) {
-    // One input channel (the first convolution): a tile of the whole filter (KH x KW
-    // accumulators, 25 of AVX-512's 32 registers for 5x5) per output channel, so each dy vector
-    // is loaded once per step of the reduction and each task reads its channel's dy plane once.
-    // The (ky, output-channel block) tiles below read the whole of dy KH times: 4 MB each time
-    // for the tutorial CNN's conv1, from memory.
+  // One input channel (the first convolution): a tile of the whole filter (KH x KW
+  // accumulators, 25 of AVX-512's 32 registers for 5x5) per output channel, so each dy vector is
+  // loaded once per step of the reduction and each task reads its channel's dy plane once; the
+  // (ky, output-channel block) tiles read the whole of dy KH times (4 MB each time for the
+  // tutorial CNN's conv1, from memory). Otherwise tasks over (ky, c, output-channel block).
+  const bool whole_filter = C == 1 && KH * KW <= ctx.AccumulatorRegisters() + 4;
+  const Var tile = whole_filter ? v5[2] : v5[0];  // the tile's axis besides kx: ky or o
+  if (whole_filter) {
     part.compute_root()
         .reorder(v5[4], v5[3], v5[2], v5[1], v5[0])
         .vectorize(v5[4], lanes)
@@ -518,33 +522,24 @@ void ScheduleConvBackwardWeightBatchInner(LowerCtx& ctx, const Node& n, Lowered&
         .unroll(v5[2])
         .fuse(v5[1], v5[0], t)
         .parallel(t);
-    acc.compute_at(part, t);
-    acc.vectorize(v5[4], lanes).unroll(v5[3]).unroll(v5[2]);
-    acc.update()
-        .reorder(v5[4], v5[3], v5[2], ox, oy, block)
+  } else {
+    part.compute_root()
+        .split(v5[0], oo, oi, ob)
+        .reorder(v5[4], v5[3], oi, v5[2], v5[1], oo)
         .vectorize(v5[4], lanes)
         .unroll(v5[3])
-        .unroll(v5[2]);
-    f.compute_root().parallel(v4[0]);
-    return;
+        .unroll(oi)
+        .fuse(v5[2], v5[1], t)
+        .fuse(t, oo, t)
+        .parallel(t);
   }
-  // Tasks over (ky, c, output-channel block).
-  part.compute_root()
-      .split(v5[0], oo, oi, ob)
-      .reorder(v5[4], v5[3], oi, v5[2], v5[1], oo)
-      .vectorize(v5[4], lanes)
-      .unroll(v5[3])
-      .unroll(oi)
-      .fuse(v5[2], v5[1], t)
-      .fuse(t, oo, t)
-      .parallel(t);
   acc.compute_at(part, t);
-  acc.vectorize(v5[4], lanes).unroll(v5[3]).unroll(v5[0]);
+  acc.vectorize(v5[4], lanes).unroll(v5[3]).unroll(tile);
   acc.update()
-      .reorder(v5[4], v5[3], v5[0], ox, oy, block)
+      .reorder(v5[4], v5[3], tile, ox, oy, block)
       .vectorize(v5[4], lanes)
       .unroll(v5[3])
-      .unroll(v5[0]);
+      .unroll(tile);
   f.compute_root().parallel(v4[0]);
 }
 
