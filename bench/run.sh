@@ -105,6 +105,8 @@ for m in mlp cnn; do
   has $m || continue
   ./build/bench/kiln_bench --data_dir=data/mnist --models=$m --two_phase --epochs="$epochs" >>"$out"
 done
+# The ceiling again at the end: a machine whose speed drifted during the run (a shared VM) shows.
+./build/bench/ceiling 2 | sed 's/"peer": "ceiling"/"peer": "ceiling_end"/' >>"$out"
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (uncommitted changes)" || true)
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -125,6 +127,14 @@ print(f"# Kiln benchmark, {datetime.date.today()}, commit {sys.argv[2]}, {platfo
 print(f"CPU: {sys.argv[3]}\n")
 print("Machine ceiling (same run): " + "; ".join(
     f"{n} {c['gflops']:.0f} GFLOP/s" if "gflops" in c else f"{n}: {c['error']}" for n, c in ceil.items()) + "\n")
+end = {r["kernel"]: r.get("gflops") for r in rows if r["peer"] == "ceiling_end"}
+drift = {n: (c["gflops"], end[n]) for n, c in ceil.items() if c.get("gflops") and end.get(n)}
+if drift:
+    print("Ceiling at the end of the run: " + "; ".join(f"{n} {e:.0f} GFLOP/s" for n, (b, e) in drift.items()) + "\n")
+    moved = [n for n, (b, e) in drift.items() if abs(e - b) > 0.15 * max(b, e)]
+    if moved:
+        print(f"**Warning: the machine's speed changed during the run ({', '.join(moved)} moved by more "
+              "than 15%): the ratios and the shares of the ceiling carry that drift; run it again.**\n")
 print("## Training (images/s, median of the timed epochs)\n")
 print("| model | batch | Kiln | PyTorch | LibTorch | Kiln / faster peer | Kiln GFLOP/s | % of ceiling | Kiln compile s |")
 print("|---|---|---|---|---|---|---|---|---|")
