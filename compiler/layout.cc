@@ -50,6 +50,12 @@ LayoutPlan PlanLayouts(const Graph& g, const std::vector<int>& nodes,
   return plan;
 }
 
+Shape BatchLastShape(const Shape& logical) {
+  Shape s(logical.begin() + 1, logical.end());
+  s.push_back(logical.front());
+  return s;
+}
+
 std::string LayoutPlanString(const Graph& g, const LayoutPlan& plan, const LowerCtx& ctx) {
   std::string s = absl::StrCat("layout plan: ", plan.size(),
                                " intermediates batch-inner, the rest row-major\n");

@@ -43,6 +43,11 @@ using LayoutPlan = std::map<int, Layout>;
 LayoutPlan PlanLayouts(const Graph& g, const std::vector<int>& nodes,
                        const std::set<int>& arguments, LayoutChoice choice, const LowerCtx& ctx);
 
+// The shape of a batch-inner [N, C, H, W] value passed between pipelines (a segment's
+// intermediate) as a row-major buffer: the batch moved last, [C, H, W, N]. Its element
+// (n, c, y, x) sits where the batch-inner layout stores it inside a pipeline.
+Shape BatchLastShape(const Shape& logical);
+
 // One line per batch-inner node ("  conv1 [64, 20, 28, 28] conv2d: batch-inner, 16 lanes"), after
 // a header line; for --dump_graph.
 std::string LayoutPlanString(const Graph& g, const LayoutPlan& plan, const LowerCtx& ctx);

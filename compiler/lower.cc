@@ -21,6 +21,12 @@ void ConstrainDense(B buffer, const Shape& shape) {
   }
 }
 
+// The index of a batch-inner intermediate's buffer ([C, H, W, N], BatchLastShape) for the
+// logical (n, c, y, x).
+std::vector<Halide::Expr> BatchLast(const std::vector<Halide::Var>& v) {
+  return {v[1], v[2], v[3], v[0]};
+}
+
 std::string Sanitize(const std::string& s) {
   std::string out = s;
   for (char& c : out) {
@@ -139,11 +145,15 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
         f() = Halide::Expr(p);
         in.scalar = p;
       } else {
-        Halide::ImageParam p(ctx.TypeOf(n.dtype), static_cast<int>(n.shape.size()),
+        Halide::ImageParam p(ctx.TypeOf(n.dtype), static_cast<int>(spec.shape.size()),
                              "in_" + Sanitize(spec.name));
-        ConstrainDense(p, n.shape);
+        ConstrainDense(p, spec.shape);
         std::vector<Halide::Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
-        ctx.Define(f, v, ctx.At(p, v));
+        if (program.batch_inner_args.count(id)) {
+          ctx.Define(f, v, ctx.At(p, BatchLast(v)));
+        } else {
+          ctx.Define(f, v, ctx.At(p, v));
+        }
         in.buffer = p;
       }
       source_funcs[id] = f;
@@ -337,12 +347,17 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
     }
 
     for (const auto& [id, spec] : program.outputs) {
-      const Node& n = g.node(id);
       Halide::Func f("out_" + Sanitize(spec.name) + "_" + ArgRoleName(spec.role));
-      std::vector<Halide::Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
-      ctx.Define(f, v, ctx.At(lowered.at(id).f, v));
-      if (!plain) ctx.ScheduleMaterialized(f, n.shape, 1);
-      ConstrainDense(f.output_buffer(), n.shape);
+      std::vector<Halide::Var> v = ctx.Vars(static_cast<int>(spec.shape.size()));
+      if (program.batch_inner_args.count(id)) {
+        // [C, H, W, N] <- (n, c, y, x): a copy along the batch, as the value is stored.
+        ctx.Define(f, v,
+                   ctx.At(lowered.at(id).f, std::vector<Halide::Expr>{v[3], v[0], v[1], v[2]}));
+      } else {
+        ctx.Define(f, v, ctx.At(lowered.at(id).f, v));
+      }
+      if (!plain) ctx.ScheduleMaterialized(f, spec.shape, 1);
+      ConstrainDense(f.output_buffer(), spec.shape);
       out.outputs.push_back(f);
     }
     // A parameter's update and its optimizer state (Adam's m and v) read the same gradient,

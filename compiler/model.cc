@@ -197,6 +197,13 @@ void RunProgramPasses(Graph& g, StepProgram& program, bool dump) {
   for (size_t i = 0; i < roots.size(); ++i) program.outputs[i].first = roots[i];
 }
 
+LayoutPlan PlanProgramLayouts(const Graph& g, const StepProgram& program, LayoutChoice choice,
+                              const LowerCtx& ctx) {
+  std::set<int> arguments;
+  for (const auto& in : program.inputs) arguments.insert(in.first);
+  return PlanLayouts(g, ProgramNodes(g, program), arguments, choice, ctx);
+}
+
 // `passes_done`: the caller ran RunProgramPasses (a segment of a program split after them).
 // `lower` false: everything but the lowering (the signature, the target, the cache key).
 absl::StatusOr<Prepared> PrepareProgram(Graph& g, StepProgram program,
@@ -243,12 +250,21 @@ absl::StatusOr<Prepared> PrepareProgram(Graph& g, StepProgram program,
     }
   }
   absl::StrAppend(&out.key_material, g.Fingerprint(roots));
+  LayoutPlan plan;  // a segment's: the whole program's plan, restricted to the segment's nodes
+  if (program.layouts) {
+    absl::StrAppend(&out.key_material, "planned batch-inner:");
+    for (int id : ProgramNodes(g, program)) {
+      auto it = program.layouts->find(id);
+      if (it == program.layouts->end()) continue;
+      plan.insert(*it);
+      absl::StrAppend(&out.key_material, " ", id, program.batch_inner_args.count(id) ? "*" : "");
+    }
+    absl::StrAppend(&out.key_material, "\n");
+  }
   if (!lower) return out;
   LowerCtx ctx(options.float64 ? Halide::Float(64) : Halide::Float(32), out.target);
   if (!options.plain_schedule) {
-    std::set<int> arguments;
-    for (const auto& in : program.inputs) arguments.insert(in.first);
-    LayoutPlan plan = PlanLayouts(g, ProgramNodes(g, program), arguments, options.layout, ctx);
+    if (!program.layouts) plan = PlanProgramLayouts(g, program, options.layout, ctx);
     if (options.dump_graphs) std::cerr << LayoutPlanString(g, plan, ctx);
     ctx.set_layouts(std::move(plan));
   }
@@ -333,6 +349,17 @@ SplitPrograms SplitProgram(const Graph& g, const StepProgram& p, const CompileOp
     done += weight[id];
   }
   auto segment_of = [&](int id) { return seg.count(id) ? seg[id] : n - 1; };
+  // The whole program's layout plan, which every segment lowers by: a batch-inner intermediate
+  // crosses between segments batch-inner (BatchLastShape), not transposed to row-major by its
+  // writer and back by its readers (the small ResNet's forward segment spent 13 of its 25 ms in
+  // those transposing copies, 2026-12-03).
+  LayoutPlan plan;
+  if (absl::StatusOr<Halide::Target> t = ToHalideTarget(options.target); t.ok()) {
+    plan =
+        PlanProgramLayouts(g, p, options.layout,
+                           LowerCtx(options.float64 ? Halide::Float(64) : Halide::Float(32), *t));
+  }
+  std::set<int> carried;
   std::map<int, int> inter;  // node -> intermediate index
   std::vector<std::set<int>> reads(static_cast<size_t>(n));
   for (int id : order) {
@@ -344,6 +371,12 @@ SplitPrograms SplitProgram(const Graph& g, const StepProgram& p, const CompileOp
         inter[in] = m;
         ArgSpec a = Spec(g.node(in), ArgRole::kData, absl::StrCat("segment_", in), options.float64);
         a.init = Initializer();
+        auto planned = plan.find(in);
+        if (planned != plan.end() && planned->second == Layout::kBatchInner &&
+            a.shape.size() == 4) {
+          a.shape = BatchLastShape(a.shape);
+          carried.insert(in);
+        }
         s.plan.intermediates.push_back(a);
       }
       reads[static_cast<size_t>(seg[id])].insert(in);
@@ -353,9 +386,11 @@ SplitPrograms SplitProgram(const Graph& g, const StepProgram& p, const CompileOp
     StepProgram part;
     SegmentPlan::Part route;
     part.inputs = p.inputs;
+    part.layouts = plan;
     for (int id : reads[static_cast<size_t>(k)]) {
       part.inputs.push_back({id, s.plan.intermediates[inter[id]]});
       route.reads.push_back(inter[id]);
+      if (carried.count(id)) part.batch_inner_args.insert(id);
     }
     for (size_t r = 0; r < p.outputs.size(); ++r) {
       if (segment_of(p.outputs[r].first) != k) continue;
@@ -368,6 +403,7 @@ SplitPrograms SplitProgram(const Graph& g, const StepProgram& p, const CompileOp
       a.role = ArgRole::kOutput;
       part.outputs.push_back({id, a});
       route.writes.push_back(-1 - m);
+      if (carried.count(id)) part.batch_inner_args.insert(id);
     }
     if (part.outputs.empty()) continue;  // a segment the weights left empty
     for (int id : p.strict) {

@@ -18,6 +18,8 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -112,6 +114,13 @@ struct StepProgram {
   // reassociation): the optimizer's part of a training step, so that one pipeline and a
   // two-phase update, whose surroundings differ, round it alike.
   std::vector<int> strict;
+  // A segment of a split program: the layout plan made for the whole program before the split
+  // (each segment lowers its nodes as the whole program would), and the intermediates passed
+  // between segments in the batch-inner layout (node ids, inputs or outputs of this part). Their
+  // buffers hold the batch innermost, [N, C, H, W] as a row-major [C, H, W, N], so neither the
+  // writer nor the reader transposes them. Unset: the program is planned as it is.
+  std::optional<LayoutPlan> layouts;
+  std::set<int> batch_inner_args;
 };
 absl::StatusOr<std::unique_ptr<Executable>> CompileProgram(Graph& g, StepProgram program,
                                                            const CompileOptions& options);

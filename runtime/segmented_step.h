@@ -49,6 +49,7 @@ class SegmentedStep : public Executable {
                    const std::vector<TensorRef>& outputs) override;
   double compile_seconds() const override;
   size_t segments() const { return steps_.size(); }
+  const SegmentPlan& plan() const { return plan_; }
 
  private:
   SegmentedStep() = default;

@@ -435,6 +435,60 @@ TEST(LayoutTest, BatchInnerAndRowMajorStepsTrainAlike) {
   }
 }
 
+// A split step's batch-inner activations cross between its segments as they are stored (the batch
+// innermost, buffers of shape [C, H, W, N]): the same results as one pipeline.
+TEST(LayoutTest, SegmentsPassBatchInnerActivationsAsStored) {
+  auto build = [](Graph& g) { return SmallCnn(g, 32); };
+  CompileOptions one, split;
+  split.max_pipeline_stages = 8;
+  size_t segments = 0;
+  std::vector<std::vector<float>> a = AdamSteps(build, one, &segments);
+  EXPECT_EQ(segments, 1u);
+  std::vector<std::vector<float>> b = AdamSteps(build, split, &segments);
+  EXPECT_GE(segments, 3u);
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_EQ(a.size(), 5u + 6u);  // 5 losses, 6 parameters
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].size(), b[i].size());
+    for (size_t e = 0; e < a[i].size(); ++e) {
+      EXPECT_NEAR(a[i][e], b[i][e], 1e-5 * (1 + std::fabs(a[i][e])))
+          << "result " << i << "[" << e << "]";
+    }
+  }
+  // Which intermediates cross batch-last: every activation (and activation gradient) but the
+  // reshaped image, a view of a step input (row-major), which conv1's weight gradient reads; none
+  // under the row-major layout. (A weight gradient, [6, 4, 5, 5], is no activation.)
+  auto shapes = [&](LayoutChoice layout) {
+    Graph g;
+    CompileOptions o = split;
+    o.layout = layout;
+    auto step = CompileTrainStep(g, build(g), Adam(0.01), o);
+    EXPECT_TRUE(step.ok()) << step.status();
+    std::vector<Shape> rank4;
+    auto* s = step.ok() ? dynamic_cast<SegmentedStep*>(step->get()) : nullptr;
+    if (s == nullptr) return rank4;
+    for (const ArgSpec& m : s->plan().intermediates) {
+      if (m.shape.size() == 4 && (m.shape.front() == 32 || m.shape.back() == 32)) {
+        rank4.push_back(m.shape);
+      }
+    }
+    return rank4;
+  };
+  std::vector<Shape> carried = shapes(LayoutChoice::kAuto);
+  int batch_last = 0;
+  for (const Shape& s : carried) {
+    if (s.back() == 32) {
+      ++batch_last;
+    } else {
+      EXPECT_EQ(s, (Shape{32, 1, 12, 12})) << ShapeString(s);
+    }
+  }
+  EXPECT_GE(batch_last, 2);
+  std::vector<Shape> row_major = shapes(LayoutChoice::kRowMajor);
+  ASSERT_FALSE(row_major.empty());
+  for (const Shape& s : row_major) EXPECT_EQ(s.front(), 32) << ShapeString(s);
+}
+
 TEST(CompileTest, ASegmentedStepComputesWhatOnePipelineComputes) {
   size_t one = 0, many = 0;
   std::vector<std::vector<float>> a = MlpAdamSteps(0, &one);
