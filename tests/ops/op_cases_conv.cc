@@ -158,6 +158,9 @@ std::vector<OpCase> MakeConvCases() {
   c.push_back(basic);
   c.push_back(
       ConvCase("conv2d_stride2_nonsquare_kernel", {2, 2, 9, 8}, {3, 2, 3, 2}, {2, 2, 2, 1, 1, 1}));
+  // A residual block's strided 1x1 shortcut: the input gradient's phase form reads zero weights
+  // for three of every four input pixels.
+  c.push_back(ConvCase("conv2d_1x1_stride2", {2, 3, 6, 8}, {4, 3, 1, 1}, {2, 2, 0, 0, 1, 1}));
   c.push_back(ConvCase("conv2d_dilation2", {1, 2, 10, 9}, {2, 2, 3, 3}, {1, 1, 0, 0, 2, 2}));
   c.push_back(
       ConvCase("conv2d_stride3_dilation2_pad3", {1, 1, 11, 13}, {2, 1, 2, 3}, {3, 2, 3, 1, 2, 2}));
