@@ -174,7 +174,8 @@ def run(name, x, y, xt, yt, epochs, round_steps=0, channels_last=False):
     torch.manual_seed(1)
     net, batch, lr = model(name)
     if channels_last:  # after the Unflatten to [B, 1, 28, 28]
-        net = torch.nn.Sequential(net[0], ChannelsLast(), *net[1:]).to(
+        i = next(k for k, m in enumerate(net) if isinstance(m, torch.nn.Unflatten)) + 1
+        net = torch.nn.Sequential(*net[:i], ChannelsLast(), *net[i:]).to(
             memory_format=torch.channels_last)
     opt = optimizer(name, net, lr)
     yf = y.float().unsqueeze(1)
@@ -236,7 +237,7 @@ def main():
             continue
         steps = int(os.environ.get("BENCH_STEPS", "0"))
         r = run(name, x, y, xt, yt, epochs, steps)
-        if name == "cnn" or name.startswith("cnn-") or name == "lenet5":
+        if name in ("cnn", "lenet5", "resnet") or name.startswith("cnn-"):
             c = run(name, x, y, xt, yt, epochs, steps, channels_last=True)
             rates = {f["memory_format"]: round(f["train_images_per_s"]) for f in (r, c)}
             r = max(r, c, key=lambda f: f["train_images_per_s"])

@@ -339,7 +339,7 @@ bool ReadsLayout(const OpCase& c) {
     auto ys = Run(**exe, xs);
     if (!ys.ok()) return ::testing::AssertionFailure() << ys.status();
     auto r = f64 ? Near((*ys)[0], want, 1e-12, 1e-12, "float64 forward")
-                 : Near((*ys)[0], want, 1e-5, 1e-5, "float32 forward");
+                 : Near((*ys)[0], want, c.float32_rtol, c.float32_atol, "float32 forward");
     if (!r) return r;
   }
   return ::testing::AssertionSuccess();

@@ -67,6 +67,8 @@ struct OpCase {
   // (TargetSpec::halide_asan; Kiln's C++ stays under ASan and UBSan). Empty: with it, like every
   // other case. Only for a fault of Halide's own, shown by a standalone program in tests/halide/.
   std::string without_halide_asan;
+  // The float32 forward check's tolerance (relative, absolute) against the float64 reference.
+  double float32_rtol = 1e-5, float32_atol = 1e-5;
 };
 
 const std::vector<OpCase>& AllOpCases();
