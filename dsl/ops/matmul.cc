@@ -59,10 +59,23 @@ Lowered LowerMatMul(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   std::vector<Halide::Expr> ia(v.begin(), v.end()), ib(v.begin(), v.end());
   ia[r - 1] = k.x;
   ib[r - 2] = k.x;
-  ctx.Ref(acc, v) += ctx.At(in[0], ia) * ctx.At(in[1], ib);
+  // A layer's input gradient dy W^T (rank 2, B a transposed weight): B's rows, which the schedule
+  // loads as vectors, are columns of W, a gather of one element per lane. On CPUs B is copied
+  // into a row-major buffer first (a weight: a few KiB): the ViT's MLP input gradients, [1088, 64]
+  // x [64, 128] read in place, ran at 25 GFLOP/s (2026-12-03).
+  Func b = in[1];
+  const bool copy_b = r == 2 && !ctx.gpu() && ctx.input_op(n, 1) == OpKind::kTranspose;
+  if (copy_b) {
+    std::vector<Var> w = ctx.Vars(2);
+    b = ctx.NewFunc(n, "b");
+    ctx.Define(b, w, ctx.At(in[1], w));
+  }
+  ctx.Ref(acc, v) += ctx.At(in[0], ia) * ctx.At(b, ib);
   Func f = ctx.NewFunc(n);
   ctx.Define(f, v, ctx.At(acc, v));
-  return {f, {{"acc", acc}}, {{"k", k}}};
+  Lowered l{f, {{"acc", acc}}, {{"k", k}}};
+  if (copy_b) l.helpers.Add("b", b);
+  return l;
 }
 
 // Register-blocked schedule: the output is split into tiles of tv lanes along the vectorized axis
@@ -174,6 +187,7 @@ void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
       break;
     }
   }
+  if (Func* b = l.helpers.Find("b")) b->compute_root();  // the transposed weight's copy
   Var vo("vo"), vi("vi"), oo("oo"), oi("oi");
   Func f = l.f, acc = l.helpers.Get("acc");
   const Halide::RVar k = l.rdoms.Get("k").x;
