@@ -1,8 +1,10 @@
 // The layout planner: the physical layout of each intermediate of a step.
 //
-// Every step argument (inputs, parameters, optimizer state, outputs, a segment's intermediates)
-// stays row-major: Halide's storage directives do not reach a pipeline's inputs and outputs, and
-// checkpoints, weight import, the inference library and AOT metadata read them as they are. Inside
+// Every step argument (inputs, parameters, optimizer state, outputs) stays row-major: Halide's
+// storage directives do not reach a pipeline's inputs and outputs, and checkpoints, weight import,
+// the inference library and AOT metadata read them as they are. A split step's intermediates are
+// the exception: planned with the whole program, a batch-inner one crosses between segments as a
+// row-major [C, H, W, N] buffer (BatchLastShape), as it is stored inside them. Inside
 // the step, [N, C, H, W] activations (the outputs of ops whose OpDef says batch_activation:
 // convolutions, pooling and their backward ops) and the elementwise nodes computed from them are
 // stored with the batch innermost when the batch fills vectors: one vector is `lanes` images at
