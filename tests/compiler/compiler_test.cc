@@ -341,6 +341,21 @@ std::vector<std::vector<float>> AdamSteps(const std::function<ModelDef(Graph&)>&
   return results;
 }
 
+// The 5 losses and 6 parameters of two AdamSteps runs agree to `rtol` (relative, plus as much
+// absolute).
+void ExpectSameSteps(const std::vector<std::vector<float>>& a,
+                     const std::vector<std::vector<float>>& b, double rtol) {
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_EQ(a.size(), 5u + 6u);  // 5 losses, 6 parameters
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].size(), b[i].size());
+    for (size_t e = 0; e < a[i].size(); ++e) {
+      EXPECT_NEAR(a[i][e], b[i][e], rtol * (1 + std::fabs(a[i][e])))
+          << "result " << i << "[" << e << "]";
+    }
+  }
+}
+
 // A small MLP compiled as one pipeline or split into segments (CompileOptions::max_pipeline_stages)
 // with intermediates between them.
 std::vector<std::vector<float>> MlpAdamSteps(int64_t max_stages, size_t* segments) {
@@ -423,16 +438,8 @@ TEST(LayoutTest, BatchInnerAndRowMajorStepsTrainAlike) {
   const std::string dump = ::testing::internal::GetCapturedStderr();
   std::vector<std::vector<float>> b = AdamSteps(build, row_major, &segments);
   EXPECT_NE(dump.find("conv2d: batch-inner, "), std::string::npos) << dump.substr(0, 2000);
-  ASSERT_EQ(a.size(), b.size());
-  ASSERT_EQ(a.size(), 5u + 6u);  // 5 losses, 6 parameters
   // Different summation orders (image lanes against row vectors): float32 rounding apart.
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].size(), b[i].size());
-    for (size_t e = 0; e < a[i].size(); ++e) {
-      EXPECT_NEAR(a[i][e], b[i][e], 1e-4 * (1 + std::fabs(a[i][e])))
-          << "result " << i << "[" << e << "]";
-    }
-  }
+  ExpectSameSteps(a, b, 1e-4);
 }
 
 // A split step's batch-inner activations cross between its segments as they are stored (the batch
@@ -446,15 +453,7 @@ TEST(LayoutTest, SegmentsPassBatchInnerActivationsAsStored) {
   EXPECT_EQ(segments, 1u);
   std::vector<std::vector<float>> b = AdamSteps(build, split, &segments);
   EXPECT_GE(segments, 3u);
-  ASSERT_EQ(a.size(), b.size());
-  ASSERT_EQ(a.size(), 5u + 6u);  // 5 losses, 6 parameters
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].size(), b[i].size());
-    for (size_t e = 0; e < a[i].size(); ++e) {
-      EXPECT_NEAR(a[i][e], b[i][e], 1e-5 * (1 + std::fabs(a[i][e])))
-          << "result " << i << "[" << e << "]";
-    }
-  }
+  ExpectSameSteps(a, b, 1e-5);
   // Which intermediates cross batch-last: every activation (and activation gradient) but the
   // reshaped image, a view of a step input (row-major), which conv1's weight gradient reads; none
   // under the row-major layout. (A weight gradient, [6, 4, 5, 5], is no activation.)
@@ -495,15 +494,7 @@ TEST(CompileTest, ASegmentedStepComputesWhatOnePipelineComputes) {
   std::vector<std::vector<float>> b = MlpAdamSteps(6, &many);
   EXPECT_EQ(one, 1u);
   EXPECT_GE(many, 4u);  // segments of about 3 stages each
-  ASSERT_EQ(a.size(), b.size());
-  ASSERT_EQ(a.size(), 5u + 6u);  // 5 losses, 6 parameters
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].size(), b[i].size());
-    for (size_t e = 0; e < a[i].size(); ++e) {
-      EXPECT_NEAR(a[i][e], b[i][e], 1e-5 * (1 + std::fabs(a[i][e])))
-          << "result " << i << "[" << e << "]";
-    }
-  }
+  ExpectSameSteps(a, b, 1e-5);
   // Bad routes are refused when the step is put together, not at its first run.
   Signature sig;
   sig.outputs.push_back({"loss", ArgRole::kLoss, ScalarType::kF32, {}, {}});
