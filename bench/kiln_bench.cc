@@ -40,6 +40,8 @@ ABSL_FLAG(std::string, models, "linear,softmax,mlp,cnn,lenet5",
           "models to run (also resnet, vit; layernorm: the LayerNorm probe)");
 ABSL_FLAG(std::string, layout, "auto",
           "the steps' intermediates: auto, row_major or batch_inner (CompileOptions::layout)");
+ABSL_FLAG(bool, fuse_relu_pool, true,
+          "max_pool2d(relu(x)) as relu(max_pool2d(x)) (CompileOptions::fuse_relu_pool)");
 ABSL_FLAG(std::string, target, "host",
           "host or portable (x86-64 AVX2 + FMA), as kiln::ParseTarget");
 ABSL_FLAG(int32_t, steps, 0,
@@ -178,7 +180,8 @@ int Run(const Bench& b, const Dataset& train, const Dataset& test, int epochs) {
   const Flops flops = CountFlops(tg, b.batch);
   CompileOptions o;
   o.layout = *ParseLayoutChoice(absl::GetFlag(FLAGS_layout));  // checked in main
-  o.target = *ParseTarget(absl::GetFlag(FLAGS_target));        // checked in main
+  o.fuse_relu_pool = absl::GetFlag(FLAGS_fuse_relu_pool);
+  o.target = *ParseTarget(absl::GetFlag(FLAGS_target));  // checked in main
   const int steps = absl::GetFlag(FLAGS_steps);
   auto step = CompileTrainStep(tg, tm, *OptimizerOf(b), o);
   absl::StatusOr<std::unique_ptr<Executable>> eval = std::unique_ptr<Executable>();

@@ -48,6 +48,20 @@ ArgSpec Spec(const Node& n, ArgRole role, const std::string& name, bool float64)
 
 // Every Value of the model is a node of `g` (an invalid one passes on the error of the op that
 // made it); inputs come from Graph::Input.
+// The rewrites made in the model's graph before it is differentiated (compiler/passes.h); each
+// keeps every value the model names.
+void RewriteModel(Graph& g, const ModelDef& m, const CompileOptions& options) {
+  if (!options.fuse_relu_pool) return;
+  std::vector<int> external;
+  for (const Value& v : m.inputs) external.push_back(v.id());
+  for (const Value& v : {m.example, m.target, m.loss}) external.push_back(v.id());
+  for (const auto& named : m.metrics) external.push_back(named.second.id());
+  for (const auto& named : m.eval_outputs) external.push_back(named.second.id());
+  for (const auto& [buffer, update] : g.buffer_updates()) external.push_back(update);
+  const int fused = FuseReluIntoMaxPool(g, external);
+  if (options.dump_graphs) std::fprintf(stderr, "== fuse_relu_pool: %d pools ==\n", fused);
+}
+
 absl::Status CheckModel(const Graph& g, const ModelDef& m) {
   if (!g.status().ok()) return g.status();
   auto check = [&g](const Value& v, const std::string& what) -> absl::Status {
@@ -558,6 +572,7 @@ absl::StatusOr<TrainParts> BuildTrainParts(Graph& g, const ModelDef& model,
                                            const CompileOptions& options) {
   KILN_RETURN_IF_ERROR(CheckModel(g, model));
   if (!model.loss.valid()) return absl::InvalidArgumentError("the model has no loss");
+  RewriteModel(g, model, options);
   TrainParts t;
   t.params = UsedParameters(g, {model.loss.id()});
   if (t.params.empty()) return absl::InvalidArgumentError("the loss depends on no parameter");
@@ -859,6 +874,7 @@ absl::StatusOr<StepProgram> BuildEvalProgram(Graph& g, const ModelDef& model,
         "the evaluation step needs a graph built for evaluation (Graph(Mode::kEval)): this model "
         "has layers (dropout, batch norm) that behave differently in training");
   }
+  RewriteModel(g, model, options);
   const bool f64 = options.float64;
   StepProgram p;
   std::vector<int> roots;

@@ -90,6 +90,10 @@ struct CompileOptions {
   // plans batch-inner whatever the batch (tests). Part of the compile cache's key; arguments
   // are row-major under every choice.
   LayoutChoice layout = LayoutChoice::kAuto;
+  // Compute max_pool2d(relu(x)) as relu(max_pool2d(x)) in one gather, so the ReLU and its
+  // gradient work on the pooled values (compiler/passes.h FuseReluIntoMaxPool; bitwise the same
+  // results). Rewrites the model's graph in place before it is differentiated. false: leave it.
+  bool fuse_relu_pool = true;
 };
 
 // Builds the training graph (adds gradient and update nodes to `g`), runs the passes, lowers and

@@ -59,6 +59,37 @@ int CountDeadNodes(const Graph& g, const std::vector<int>& roots) {
   return g.size() - static_cast<int>(g.Reachable(roots).size());
 }
 
+int FuseReluIntoMaxPool(Graph& g, const std::vector<int>& external) {
+  std::vector<Node>& nodes = g.mutable_nodes();
+  std::vector<int> uses(nodes.size(), 0);
+  for (const Node& n : nodes) {
+    for (int in : n.inputs) ++uses[in];
+  }
+  for (int id : external) {
+    if (id >= 0 && id < static_cast<int>(uses.size())) ++uses[id];
+  }
+  int fused = 0;
+  for (Node& gather : nodes) {
+    if (gather.op != OpKind::kMaxPool2DGather || gather.inputs.size() != 2) continue;
+    Pool2dAttrs pool = gather.attrs.Get<Pool2dAttrs>();
+    Node& relu = nodes[gather.inputs[0]];
+    Node& argmax = nodes[gather.inputs[1]];
+    if (pool.relu || relu.op != OpKind::kRelu || argmax.op != OpKind::kMaxPool2DArgmax ||
+        argmax.inputs != std::vector<int>{relu.id} || uses[argmax.id] != 1) {
+      continue;
+    }
+    const int x = relu.inputs[0];
+    argmax.inputs[0] = x;
+    gather.inputs[0] = x;
+    uses[relu.id] -= 2;
+    uses[x] += 2;
+    pool.relu = true;
+    gather.attrs.op = pool;
+    ++fused;
+  }
+  return fused;
+}
+
 void RunPasses(Graph& g, std::vector<int>& roots, bool dump) {
   auto log = [&](const char* pass, int count) {
     if (!dump) return;

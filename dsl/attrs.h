@@ -116,14 +116,18 @@ struct Conv2dBackwardWeightAttrs {
 };
 
 // max_pool2d_argmax, max_pool2d_gather, avg_pool2d: a square window, its stride and padding.
+// `relu` (max_pool2d_gather only): the output is max(gathered, 0), max_pool2d(relu(x)) computed
+// as relu(max_pool2d(x)) with the argmax taken over x (compiler/passes.h FuseReluIntoMaxPool).
 struct Pool2dAttrs {
   static constexpr const char* kName = "Pool2dAttrs";
   int64_t kernel = 1, stride = 1, padding = 0;
+  bool relu = false;
   template <typename Visit>
   void Fields(Visit&& visit) const {
     visit("kernel", kernel);
     visit("stride", stride);
     visit("padding", padding);
+    visit("relu", relu);
   }
 };
 

@@ -1,7 +1,9 @@
 // 2-D pooling, NCHW. Max pooling is split so its backward pass never repeats the window search:
 // max_pool2d_argmax finds each window's argmax once (int32, offset ky*K + kx in the window),
 // max_pool2d_gather reads the values through it, and the gather's gradient max_pool2d_scatter
-// routes dy back through the same indices. avg_pool2d counts padding as zeros (PyTorch's default
+// routes dy back through the same indices. A gather may end in a ReLU (Pool2dAttrs::relu): the
+// compiler rewrites max_pool2d(relu(x)) so, and its gradient then never needs relu's
+// full-resolution mask (compiler/passes.h). avg_pool2d counts padding as zeros (PyTorch's default
 // count_include_pad) and has its own backward primitive.
 // Attributes: Pool2dAttrs; the backward ops Pool2dBackwardAttrs (adding the input's size).
 #include "dsl/ops/common.h"
@@ -39,9 +41,12 @@ absl::StatusOr<Shape> PoolShape(const Shape& x, const Pool2dAttrs& a) {
   return Shape{x[0], x[1], (x[2] + 2 * p - k) / s + 1, (x[3] + 2 * p - k) / s + 1};
 }
 
-// The output shape of a forward pooling node.
-absl::StatusOr<Shape> PoolShape(const Node& x, const Attrs& at) {
+// The output shape of a forward pooling node; only a gather may carry the fused ReLU.
+absl::StatusOr<Shape> PoolShape(const Node& x, const Attrs& at, bool relu_allowed = false) {
   KILN_ASSIGN_OR_RETURN(const Pool2dAttrs* a, ops::AttrsAs<Pool2dAttrs>(at));
+  if (a->relu && !relu_allowed) {
+    return absl::InvalidArgumentError("relu is an attribute of max_pool2d_gather only");
+  }
   return PoolShape(x.shape, *a);
 }
 
@@ -105,7 +110,7 @@ void ScheduleArgmax(LowerCtx& ctx, const Node& n, Lowered& l) {
 }
 
 absl::StatusOr<TypeAndShape> InferGather(const std::vector<const Node*>& in, const Attrs& at) {
-  KILN_ASSIGN_OR_RETURN(Shape s, PoolShape(*in[0], at));
+  KILN_ASSIGN_OR_RETURN(Shape s, PoolShape(*in[0], at, /*relu_allowed=*/true));
   if (in[1]->dtype != DType::kInt32 || in[1]->shape != s) {
     return absl::InvalidArgumentError(
         absl::StrCat("expected int32 indices of shape ", ShapeString(s), ", got ",
@@ -114,38 +119,46 @@ absl::StatusOr<TypeAndShape> InferGather(const std::vector<const Node*>& in, con
   return TypeAndShape{in[0]->dtype, s};
 }
 
-// y(n, c, oy, ox) = x(n, c, oy*S - P + idx / K, ox*S - P + idx % K)
+// y(n, c, oy, ox) = x(n, c, oy*S - P + idx / K, ox*S - P + idx % K), then max(y, 0) with `relu`
 Lowered LowerGather(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
-  Window a(n.attrs.Get<Pool2dAttrs>());
+  const Pool2dAttrs& attrs = n.attrs.Get<Pool2dAttrs>();
+  Window a(attrs);
   const Shape& xs = ctx.input_shape(n, 0);
   std::vector<Var> v = ctx.Vars(4);
   Expr idx = ctx.At(in[1], v);
-  Func f = ctx.NewFunc(n);
+  Expr y;
   if (ctx.layout(n) == Layout::kBatchInner) {
     // A vector holds images whose argmax taps differ: a select over the window's taps (K*K
     // dense vector loads) instead of a gather with a different address in every lane.
-    Expr y = Halide::cast(ctx.float_type(), 0);
+    y = Halide::cast(ctx.float_type(), 0);
     for (int tap = a.k * a.k - 1; tap >= 0; --tap) {
       Expr iy = v[2] * a.s - a.p + tap / a.k, ix = v[3] * a.s - a.p + tap % a.k;
       y = Halide::select(idx == tap,
                          ctx.At(in[0], {v[0], v[1], Clamp(iy, xs[2]), Clamp(ix, xs[3])}), y);
     }
-    ctx.Define(f, v, y);
-    return {f};
+  } else {
+    Expr iy = v[2] * a.s - a.p + idx / a.k, ix = v[3] * a.s - a.p + idx % a.k;
+    y = ctx.At(in[0], {v[0], v[1], Clamp(iy, xs[2]), Clamp(ix, xs[3])});
   }
-  Expr iy = v[2] * a.s - a.p + idx / a.k, ix = v[3] * a.s - a.p + idx % a.k;
-  ctx.Define(f, v, ctx.At(in[0], {v[0], v[1], Clamp(iy, xs[2]), Clamp(ix, xs[3])}));
+  if (attrs.relu) y = Halide::max(y, Halide::cast(ctx.float_type(), 0));
+  Func f = ctx.NewFunc(n);
+  ctx.Define(f, v, y);
   return {f};
 }
 
-// The attributes of the backward op of a pooling node with input x.
+// The attributes of the backward op of a pooling node with input x (the window only).
 Attrs BackwardAttrs(const VjpArgs& a) {
   const Shape& x = a.x[0].shape();
-  return Attrs{Pool2dBackwardAttrs{a.attrs.Get<Pool2dAttrs>(), x[2], x[3]}};
+  Pool2dAttrs window = a.attrs.Get<Pool2dAttrs>();
+  window.relu = false;
+  return Attrs{Pool2dBackwardAttrs{window, x[2], x[3]}};
 }
 
+// dx = scatter(dy) through the argmax; with the fused ReLU, scatter(dy step(y)): the ReLU's
+// gradient is taken on the pooled values, a quarter of the input's for 2x2 windows.
 std::vector<Value> GatherVjp(const VjpArgs& a) {
-  return {a.dy.graph()->AddNode(OpKind::kMaxPool2DScatter, {a.dy, a.x[1]}, BackwardAttrs(a)),
+  Value dy = a.attrs.Get<Pool2dAttrs>().relu ? a.dy * Step(a.y) : a.dy;
+  return {a.dy.graph()->AddNode(OpKind::kMaxPool2DScatter, {dy, a.x[1]}, BackwardAttrs(a)),
           Value()};
 }
 

@@ -375,19 +375,62 @@ std::vector<std::vector<float>> MlpAdamSteps(int64_t max_stages, size_t* segment
 }
 
 // A two-convolution CNN (the tutorial's, narrower and on 12x12 images) over a batch of `batch`.
-ModelDef SmallCnn(Graph& g, int64_t batch) {
+// `relu1_penalty`: the loss also reads conv1's full-resolution ReLU output (its mean, scaled).
+ModelDef SmallCnn(Graph& g, int64_t batch, double relu1_penalty = 0) {
   Value x = g.Input("x", {batch, 144});
   Value y = g.Input("y", {batch}, DType::kInt32);
   Conv2D::Options same;
   same.padding = 2;
   Conv2D c1(g, "conv1", 1, 4, 5, same), c2(g, "conv2", 4, 6, 5, same);
   Linear fc(g, "fc", 54, 10);
-  Value h = MaxPool2d(Relu(c1(Reshape(x, {batch, 1, 12, 12}))), 2);
-  h = MaxPool2d(Relu(c2(h)), 2);
+  Value r1 = Relu(c1(Reshape(x, {batch, 1, 12, 12})));
+  Value h = MaxPool2d(Relu(c2(MaxPool2d(r1, 2))), 2);
   ModelDef m;
   m.inputs = {x, y};
   m.loss = Mean(SoftmaxCrossEntropy(fc(Flatten(h)), y));
+  if (relu1_penalty != 0) m.loss = m.loss + relu1_penalty * Mean(r1);
   return m;
+}
+
+// The ReLUs the step's graph computes, by shape.
+std::vector<Shape> ReluShapes(const Graph& g, int root) {
+  std::vector<Shape> shapes;
+  for (int id : g.Reachable({root})) {
+    if (g.node(id).op == OpKind::kRelu) shapes.push_back(g.node(id).shape);
+  }
+  return shapes;
+}
+
+// compiler/passes.h FuseReluIntoMaxPool: max_pool2d(relu(x)) as relu(max_pool2d(x)) changes no
+// bit of the losses or parameters, also where the ReLU's output has another reader.
+TEST(CompileTest, ReluFusedIntoMaxPoolChangesNoBit) {
+  for (double penalty : {0.0, 0.5}) {
+    SCOPED_TRACE(penalty);
+    auto build = [penalty](Graph& g) { return SmallCnn(g, 32, penalty); };
+    CompileOptions fused, separate;
+    separate.fuse_relu_pool = false;
+    size_t segments = 0;
+    std::vector<std::vector<float>> a = AdamSteps(build, fused, &segments);
+    std::vector<std::vector<float>> b = AdamSteps(build, separate, &segments);
+    ExpectSameSteps(a, b, 0);
+  }
+  // Compiling rewrote the model's graph: no ReLU is left for the loss.
+  const Shape r1{32, 4, 12, 12}, r2{32, 6, 6, 6};
+  Graph compiled;
+  ModelDef mc = SmallCnn(compiled, 32);
+  EXPECT_EQ(ReluShapes(compiled, mc.loss.id()), (std::vector<Shape>{r1, r2}));
+  ASSERT_TRUE(CompileTrainStep(compiled, mc, Sgd(0.1), CompileOptions()).ok());
+  EXPECT_TRUE(ReluShapes(compiled, mc.loss.id()).empty());
+  Graph g;
+  ModelDef m = SmallCnn(g, 32);
+  EXPECT_EQ(FuseReluIntoMaxPool(g, {m.loss.id()}), 2);
+  EXPECT_EQ(FuseReluIntoMaxPool(g, {m.loss.id()}), 0);
+  EXPECT_TRUE(ReluShapes(g, m.loss.id()).empty());
+  // A ReLU read elsewhere stays for that reader.
+  Graph g2;
+  ModelDef m2 = SmallCnn(g2, 32, 0.5);
+  EXPECT_EQ(FuseReluIntoMaxPool(g2, {m2.loss.id()}), 2);
+  EXPECT_EQ(ReluShapes(g2, m2.loss.id()), (std::vector<Shape>{r1}));
 }
 
 std::set<std::string> PlannedOps(int64_t batch, LayoutChoice choice, const TargetSpec& target) {

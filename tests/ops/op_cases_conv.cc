@@ -216,6 +216,26 @@ std::vector<OpCase> MakeConvCases() {
   c.push_back(max_case("max_pool2d_k3_s2_p1_overlapping", {1, 2, 7, 7}, {3, 2, 1}));
   c.push_back(max_case("max_pool2d_odd_size_floor", {2, 1, 7, 5}, {2, 2, 0}));
   const Pool q3{3, 2, 1};
+  // The gather with the ReLU fused (compiler/passes.h FuseReluIntoMaxPool): relu(max_pool2d(x)),
+  // the argmax over x; overlapping windows, so the scatter sums gradients the ReLU masked.
+  OpCase fused{
+      "max_pool2d_gather_relu",
+      {OpKind::kMaxPool2DArgmax, OpKind::kMaxPool2DGather},
+      {F({2, 3, 7, 8})},
+      [](const V& v) {
+        Value idx = AddRaw(v[0], {}, OpKind::kMaxPool2DArgmax, Attrs{Pool2dAttrs{3, 2, 1}});
+        return AddRaw(v[0], {idx}, OpKind::kMaxPool2DGather,
+                      Attrs{Pool2dAttrs{3, 2, 1, /*relu=*/true}});
+      },
+      [q3](const N& v) {
+        return Map(MaxPoolRef(v[0], q3), [](double a) { return a > 0 ? a : 0; });
+      }};
+  fused.bad = [](Graph& g) {
+    return g.AddNode(OpKind::kMaxPool2DArgmax, {g.Input("x", {1, 1, 4, 4})},
+                     Attrs{Pool2dAttrs{2, 2, 0, /*relu=*/true}});
+  };
+  fused.error = "relu is an attribute of max_pool2d_gather only";
+  c.push_back(fused);
   c.push_back({"max_pool2d_argmax",
                {OpKind::kMaxPool2DArgmax},
                {F({2, 2, 7, 6})},
