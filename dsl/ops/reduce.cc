@@ -146,8 +146,68 @@ Lowered LowerBatchLaneSum(LowerCtx& ctx, const Node& n, const std::vector<Func>&
   return {f, {{"lanes", part}}};
 }
 
+// A float sum over the innermost axis only, of a row-major input whose rows fill vectors (a
+// layer norm's statistics and their gradients: [rows, 64] -> [rows, 1]). part(kept..., lane) sums
+// the row's blocks of `lanes` with the lanes as a vector (contiguous loads, one accumulator); the
+// result sums part's lanes in a fixed tree (ops::LaneTreeSum). The default schedule ran each row
+// as one dependent chain of scalar additions: the layer-norm probe spent most of its step in
+// four such sums.
+bool RowSum(const LowerCtx& ctx, const Node& n) {
+  const Shape& is = ctx.input_shape(n, 0);
+  const std::vector<int64_t>& axes = n.attrs.Get<ReduceAttrs>().axes;
+  const int64_t lanes = ctx.vector_width();
+  return !ctx.gpu() && n.dtype == DType::kFloat && is.size() >= 2 &&
+         ctx.input_layout(n, 0) == Layout::kRowMajor && axes.size() == 1 &&
+         axes.front() == static_cast<int64_t>(is.size()) - 1 && lanes > 1 && is.back() % lanes == 0;
+}
+
+Lowered LowerRowSum(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
+  const Shape& is = ctx.input_shape(n, 0);
+  const int rank = static_cast<int>(is.size());
+  const int lanes = ctx.vector_width();
+  std::vector<Var> pv = ctx.Vars(rank);  // the kept axes, then the lane
+  Halide::RDom r = ctx.ReductionDomain({is.back() / lanes}, "r");
+  std::vector<Expr> idx(pv.begin(), pv.end() - 1);
+  idx.push_back(ctx.RVars(r)[0] * lanes + pv.back());
+  Halide::Type t = ctx.TypeOf(n.dtype);
+  Func part = ctx.NewFunc(n, "part");
+  ctx.Define(part, pv, Halide::cast(t, 0));
+  ctx.Ref(part, pv) += ctx.At(in[0], idx);
+  std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+  std::vector<Expr> pidx(v.begin(), v.begin() + (rank - 1));  // keepdims: v.back() reads nothing
+  Func f = ctx.NewFunc(n);
+  ctx.Define(f, v, ops::LaneTreeSum(lanes, [&](int k) {
+               std::vector<Expr> at = pidx;
+               at.push_back(k);
+               return ctx.At(part, at);
+             }));
+  return {f, {{"row_part", part}}};
+}
+
 void ScheduleSum(LowerCtx& ctx, const Node& n, Lowered& l) {
   const Shape& is = ctx.input_shape(n, 0);
+  if (Func* part = l.helpers.Find("row_part")) {
+    // Rows in tasks of at least 2^15 elements when there is that much work, each row's partial
+    // sums (one vector) computed where the row is summed.
+    const int rank = static_cast<int>(is.size());
+    std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
+    std::vector<Var> pv = ctx.Vars(rank);
+    l.f.compute_root();
+    Var at = v[rank - 2];
+    const int64_t per_outer = NumElements(is) / is[0];
+    if (is[0] >= 2 && NumElements(is) >= (1 << 16)) {
+      const int64_t group = std::min<int64_t>(is[0] / 2, (int64_t{1} << 15) / per_outer);
+      if (group > 1) {
+        Var inner;
+        l.f.split(v[0], v[0], inner, static_cast<int>(group), Halide::TailStrategy::GuardWithIf);
+        if (rank == 2) at = inner;
+      }
+      l.f.parallel(v[0]);
+    }
+    part->compute_at(l.f, at).vectorize(pv.back());
+    part->update().vectorize(pv.back());
+    return;
+  }
   if (Func* lanes = l.helpers.Find("lanes")) {  // a batch-lane sum (CPU only)
     const Shape part_shape = LaneShape(ctx, is, n.attrs.Get<ReduceAttrs>());
     std::vector<Var> pv = ctx.Vars(static_cast<int>(part_shape.size()));
@@ -187,6 +247,7 @@ Lowered LowerSum(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   const Shape& is = ctx.input_shape(n, 0);
   if (BatchLaneSum(ctx, n)) return LowerBatchLaneSum(ctx, n, in);
   if (ChunkedSum(is, a.axes)) return LowerChunkedSum(ctx, n, in);
+  if (RowSum(ctx, n)) return LowerRowSum(ctx, n, in);
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
   Halide::RDom r = ops::ReductionDomain(ctx, is, a.axes, "r");
   Func f = ctx.NewFunc(n);

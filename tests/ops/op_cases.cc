@@ -329,6 +329,18 @@ std::vector<OpCase> MakeCases() {
                [](const N& x) {
                  return ReduceRef(x[0], {0, 1, 3}, true, 0, Sum2);
                }});
+  // Sums over the innermost axis whose rows fill vectors (a layer norm's statistics): lanes summed
+  // in a tree; the second large enough for tasks of rows.
+  c.push_back({"sum_rows_of_vectors_keepdims",
+               {OpKind::kSum},
+               {F({3, 5, 64})},
+               [](const V& x) { return Sum(x[0], {2}, true); },
+               [](const N& x) { return ReduceRef(x[0], {2}, true, 0, Sum2); }});
+  c.push_back({"sum_rows_of_vectors_parallel",
+               {OpKind::kSum},
+               {F({1100, 64})},
+               [](const V& x) { return Sum(x[0], {1}); },
+               [](const N& x) { return ReduceRef(x[0], {1}, false, 0, Sum2); }});
   c.push_back({"mean",
                {OpKind::kSum, OpKind::kMul},
                {F({5, 3})},
