@@ -128,6 +128,11 @@ absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
     }
     if (asan) t = t.with_feature(Halide::Target::ASAN);
   }
+  bool asserts = spec.halide_asserts || spec.device != Device::kCpu;
+#ifdef KILN_SANITIZE
+  asserts = true;
+#endif
+  if (!asserts) t = t.with_feature(Halide::Target::NoAsserts);
   if (spec.device == Device::kCuda) {
     if (host.os != Halide::Target::Linux || host.arch != Halide::Target::X86 || host.bits != 64) {
       return absl::UnimplementedError(

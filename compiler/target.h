@@ -33,6 +33,15 @@ struct TargetSpec {
   // step: Halide 14 miscompiles some strided loads under that feature (docs/RELIABILITY.md).
   // No effect in other builds.
   bool halide_asan = true;
+  // Keep Halide's run-time checks in CPU code: each buffer argument's type, dimensions, shape
+  // and strides against the pipeline's constraints, the region it reads against its bounds, and
+  // allocation results. Off by default: Kiln checks every argument before the call
+  // (CheckArguments: count, type, shape, non-null) and passes dense buffers built from the
+  // signature, and the checks were about 40% of the tutorial CNN's Adam step compile (one assert
+  // block per argument; 4.99-5.88 s with them, 2.95-3.59 s without, 2026-12-03). The op tests
+  // keep them, so a lowering that reads outside an input fails there. Always on for CUDA (device
+  // errors come back through them) and in sanitizer builds.
+  bool halide_asserts = false;
 };
 
 // "host", "portable", "host-cuda" (or "cuda"), "portable-cuda"; InvalidArgument otherwise.
@@ -41,7 +50,8 @@ absl::StatusOr<TargetSpec> ParseTarget(const std::string& name);
 std::string TargetName(const TargetSpec& spec);
 
 // The host's features (HL_JIT_TARGET may add some, e.g. host-profile), restricted per `spec`;
-// avx512_sapphirerapids only where the CPU has AVX-VNNI (CpuHasAvxVnni).
+// avx512_sapphirerapids only where the CPU has AVX-VNNI (CpuHasAvxVnni); no_asserts on CPUs unless
+// spec.halide_asserts.
 absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec);
 
 // Whether this CPU has the VEX-encoded AVX-VNNI instructions (Intel since Alder Lake and Sapphire

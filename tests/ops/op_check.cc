@@ -245,6 +245,7 @@ absl::StatusOr<std::unique_ptr<Executable>> Compile(Built& b, const std::vector<
   o.plain_schedule = plain;
   o.layout = layout;
   o.target.halide_asan = b.halide_asan;
+  o.target.halide_asserts = true;  // a read outside an input's bounds fails the case
   return CompileProgram(*b.g, MakeProgram(b, extra, outputs, f64), o);
 }
 
@@ -443,6 +444,7 @@ absl::StatusOr<Signature> EmitOpCase(const OpCase& c, const TargetSpec& target,
   CompileOptions o;
   o.target = target;
   o.target.halide_asan = b.halide_asan;
+  o.target.halide_asserts = true;  // a read outside an input's bounds fails the case
   return EmitProgram(*b.g, MakeProgram(b, extra, outputs, /*f64=*/false), o, prefix, function);
 }
 
