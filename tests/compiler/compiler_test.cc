@@ -600,6 +600,23 @@ TEST(TargetTest, SapphireRapidsCodeOnlyWhereTheCpuHasAvxVnni) {
   }
 }
 
+// CPU code leaves out Halide's run-time asserts unless asked (the arguments are checked before the
+// call: RunRejectsAnInputThatAliasesAnOutput); CUDA code and sanitizer builds keep them.
+TEST(TargetTest, CpuCodeLeavesOutHalideAssertsUnlessAsked) {
+  TargetSpec cpu, asked, cuda;
+  asked.halide_asserts = true;
+  cuda.device = Device::kCuda;
+  auto t = ToHalideTarget(cpu), a = ToHalideTarget(asked), c = ToHalideTarget(cuda);
+  ASSERT_TRUE(t.ok() && a.ok() && c.ok());
+#ifndef KILN_SANITIZE
+  EXPECT_TRUE(t->has_feature(Halide::Target::NoAsserts)) << t->to_string();
+#else
+  EXPECT_FALSE(t->has_feature(Halide::Target::NoAsserts)) << t->to_string();
+#endif
+  EXPECT_FALSE(a->has_feature(Halide::Target::NoAsserts)) << a->to_string();
+  EXPECT_FALSE(c->has_feature(Halide::Target::NoAsserts)) << c->to_string();
+}
+
 TEST(CompileTest, PortableTargetCompilesAndRuns) {
   Graph g;
   CompileOptions o;
