@@ -46,8 +46,6 @@ ArgSpec Spec(const Node& n, ArgRole role, const std::string& name, bool float64)
   return s;
 }
 
-// Every Value of the model is a node of `g` (an invalid one passes on the error of the op that
-// made it); inputs come from Graph::Input.
 // The rewrites made in the model's graph before it is differentiated (compiler/passes.h); each
 // keeps every value the model names.
 void RewriteModel(Graph& g, const ModelDef& m, const CompileOptions& options) {
@@ -62,6 +60,8 @@ void RewriteModel(Graph& g, const ModelDef& m, const CompileOptions& options) {
   if (options.dump_graphs) std::fprintf(stderr, "== fuse_relu_pool: %d pools ==\n", fused);
 }
 
+// Every Value of the model is a node of `g` (an invalid one passes on the error of the op that
+// made it); inputs come from Graph::Input.
 absl::Status CheckModel(const Graph& g, const ModelDef& m) {
   if (!g.status().ok()) return g.status();
   auto check = [&g](const Value& v, const std::string& what) -> absl::Status {
