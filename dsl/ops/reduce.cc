@@ -90,6 +90,18 @@ Lowered LowerChunkedSum(LowerCtx& ctx, const Node& n, const std::vector<Func>& i
   return {f, {{"part", part}}};
 }
 
+// The sum's result from partial sums kept as vector lanes: f(v) adds part(pidx..., lane) over the
+// lanes in a fixed tree (ops::LaneTreeSum).
+Func SumOfLanes(LowerCtx& ctx, const Node& n, Func part, const std::vector<Expr>& pidx, int lanes) {
+  Func f = ctx.NewFunc(n);
+  ctx.Define(f, ctx.Vars(static_cast<int>(n.shape.size())), ops::LaneTreeSum(lanes, [&](int k) {
+               std::vector<Expr> at = pidx;
+               at.push_back(k);
+               return ctx.At(part, at);
+             }));
+  return f;
+}
+
 // A sum over the batch axis (among others) of a batch-inner input (compiler/layout.h: a
 // convolution's bias gradient, [N, C, H, W] -> [C]): the vector lanes are images.
 // part(kept..., lane) sums, for image lane of every block of `lanes` images, over the blocks and
@@ -137,13 +149,7 @@ Lowered LowerBatchLaneSum(LowerCtx& ctx, const Node& n, const std::vector<Func>&
     if (!Reduced(a, axis)) pidx.push_back(v[out]);
     if (!Reduced(a, axis) || a.keepdims) ++out;
   }
-  Func f = ctx.NewFunc(n);
-  ctx.Define(f, v, ops::LaneTreeSum(lanes, [&](int k) {
-               std::vector<Expr> at = pidx;
-               at.push_back(k);
-               return ctx.At(part, at);
-             }));
-  return {f, {{"lanes", part}}};
+  return {SumOfLanes(ctx, n, part, pidx, lanes), {{"lanes", part}}};
 }
 
 // A float sum over the innermost axis only, of a row-major input whose rows fill vectors (a
@@ -175,13 +181,7 @@ Lowered LowerRowSum(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   ctx.Ref(part, pv) += ctx.At(in[0], idx);
   std::vector<Var> v = ctx.Vars(static_cast<int>(n.shape.size()));
   std::vector<Expr> pidx(v.begin(), v.begin() + (rank - 1));  // keepdims: v.back() reads nothing
-  Func f = ctx.NewFunc(n);
-  ctx.Define(f, v, ops::LaneTreeSum(lanes, [&](int k) {
-               std::vector<Expr> at = pidx;
-               at.push_back(k);
-               return ctx.At(part, at);
-             }));
-  return {f, {{"row_part", part}}};
+  return {SumOfLanes(ctx, n, part, pidx, lanes), {{"row_part", part}}};
 }
 
 void ScheduleSum(LowerCtx& ctx, const Node& n, Lowered& l) {
