@@ -485,6 +485,31 @@ TEST(LayoutTest, BatchInnerAndRowMajorStepsTrainAlike) {
   ExpectSameSteps(a, b, 1e-4);
 }
 
+// 3x3 convolutions (the second strided), whose weight gradients take the batch-inner filter
+// tiles (2 output channels x 3 x 3 taps), over two image blocks at batch 32 on AVX-512.
+TEST(LayoutTest, ThreeByThreeConvolutionsTrainAlikeInBothLayouts) {
+  auto build = [](Graph& g) {
+    const int64_t batch = 32;
+    Value x = g.Input("x", {batch, 144});
+    Value y = g.Input("y", {batch}, DType::kInt32);
+    Conv2D::Options same, down;
+    same.padding = down.padding = 1;
+    down.stride = 2;
+    Conv2D c1(g, "conv1", 1, 4, 3, same), c2(g, "conv2", 4, 8, 3, down);
+    Linear fc(g, "fc", 8 * 6 * 6, 10);
+    Value h = Relu(c2(Relu(c1(Reshape(x, {batch, 1, 12, 12})))));
+    ModelDef m;
+    m.inputs = {x, y};
+    m.loss = Mean(SoftmaxCrossEntropy(fc(Flatten(h)), y));
+    return m;
+  };
+  CompileOptions auto_layout, row_major;
+  row_major.layout = LayoutChoice::kRowMajor;
+  size_t segments = 0;
+  ExpectSameSteps(AdamSteps(build, auto_layout, &segments), AdamSteps(build, row_major, &segments),
+                  1e-4);
+}
+
 // A split step's batch-inner activations cross between its segments as they are stored (the batch
 // innermost, buffers of shape [C, H, W, N]): the same results as one pipeline.
 TEST(LayoutTest, SegmentsPassBatchInnerActivationsAsStored) {
