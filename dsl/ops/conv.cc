@@ -392,6 +392,15 @@ Lowered LowerConvBackwardInput(LowerCtx& ctx, const Node& n, const std::vector<F
   Halide::RDom r = ctx.ReductionDomain({ws[0], ay.taps, ax.taps}, "r");
   const Taps t = TapsOf(ctx, r);  // ch = o; ky, kx: the axes' reduction steps
   std::vector<Var> v = ctx.Vars(4);
+  // Batch-inner, an output position is one realization of the accumulator tile, so a predicate
+  // on the taps that position reads within the kernel lets Halide trim the tap loops (TrimNoOps)
+  // instead of multiplying by wpad's zeros: a 3x3 stride-2 input gradient sums 9 of the 16 taps
+  // its phases cover, a 1x1 stride-2 one 1 of 4. Measured (small ResNet, Adam, batch 64, Halide's
+  // profiler, two interleaved pairs, 2026-12-03): its input gradients took 1.27-1.29x the time
+  // of its forward convolutions with the zero taps, 1.13x without.
+  if (wpad && ctx.layout(n) == Layout::kBatchInner) {
+    r.where(ay.Tap(v[2], t.ky) < KH && ax.Tap(v[3], t.kx) < KW);
+  }
   Func acc = ctx.NewFunc(n, "acc");
   ctx.Define(acc, v, Halide::cast(ctx.float_type(), 0));
   // dypad is shifted by (dy_pad, dy_pad) so every coordinate read is a defined zero or dy.
