@@ -71,19 +71,6 @@ ModelDef BenchMlp(Graph& g, int64_t batch) {
   return examples::Classifier(image, label, Linear(g, "fc2", 128, 10)(h));
 }
 
-// The tutorial CNN (examples::MnistCnn at width 20) with `width` channels in both convolutions:
-// the scaling table's models.
-ModelDef BenchCnn(Graph& g, int64_t batch, int64_t width) {
-  Value image = g.Input("image", {batch, 784}, DType::kUInt8);
-  Value label = g.Input("label", {batch}, DType::kInt32);
-  Conv2D::Options same;
-  same.padding = 2;
-  Value x = Reshape(UnitPixels(image), {batch, 1, 28, 28});
-  x = MaxPool2d(Relu(Conv2D(g, "conv1", 1, width, 5, same)(x)), 2);
-  x = MaxPool2d(Relu(Conv2D(g, "conv2", width, width, 5, same)(x)), 2);
-  return examples::Classifier(image, label, Linear(g, "fc", width * 49, 10)(Flatten(x)));
-}
-
 struct Bench {
   std::string name;
   std::function<ModelDef(Graph&, int64_t)> build;
@@ -388,9 +375,10 @@ int main(int argc, char** argv) {
         return 1;
       }
       const int64_t width = bw->second;
-      scaled.push_back({std::string(want),
-                        [width](Graph& g, int64_t batch) { return BenchCnn(g, batch, width); },
-                        bw->first, 0.01});
+      scaled.push_back(
+          {std::string(want),
+           [width](Graph& g, int64_t batch) { return examples::MnistCnnOfWidth(g, batch, width); },
+           bw->first, 0.01});
     }
     for (const Bench& b : scaled.empty() ? all : scaled) {
       if (b.name != want) continue;

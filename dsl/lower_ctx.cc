@@ -158,6 +158,11 @@ int LowerCtx::AccumulatorRegisters() const {
   return target_.has_feature(Halide::Target::AVX512) ? 24 : 12;
 }
 
+int64_t LowerCtx::RowsPerTask(int64_t rows, int64_t work) {
+  if (rows < 2 || work < (1 << 16)) return 0;
+  return std::max<int64_t>(1, std::min<int64_t>(rows / 2, (int64_t{1} << 15) / (work / rows)));
+}
+
 void LowerCtx::ScheduleMaterialized(Halide::Func f, const Shape& shape, int64_t work_per_element,
                                     Layout layout) const {
   if (gpu()) {
@@ -195,10 +200,8 @@ void LowerCtx::ScheduleMaterialized(Halide::Func f, const Shape& shape, int64_t 
     // the evaluation step's pixel normalization ([1000, 784]) 1000 tasks of ~0.1 us each: 1.1 ms
     // instead of 0.1 ms (2026-11-28, 2 threads).
     const int64_t per = std::max<int64_t>(1, work_per_element);
-    const int64_t work = NumElements(shape) * per;
-    if (rank >= 2 && shape.front() >= 2 && work >= (1 << 16)) {
-      const int64_t row = work / shape.front();
-      const int64_t rows = std::min<int64_t>(shape.front() / 2, (int64_t{1} << 15) / row);
+    const int64_t rows = rank >= 2 ? RowsPerTask(shape.front(), NumElements(shape) * per) : 0;
+    if (rows > 0) {
       if (rows > 1) {
         // The outer loop keeps the axis' name: compute_with (fused optimizer outputs) refers to it.
         Halide::Var i;

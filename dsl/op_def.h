@@ -193,6 +193,10 @@ class LowerCtx {
   // Batch-inner (`layout`): stored so, vectorized over the batch, parallel over channels.
   void ScheduleMaterialized(Halide::Func f, const Shape& shape, int64_t work_per_element,
                             Layout layout = Layout::kRowMajor) const;
+  // Rows of an outermost axis of `rows` rows per parallel task, for `work` units in all: 0 when
+  // the work is not worth the threads (under 2^16 units, or one row), else enough rows for at
+  // least 2^15 units a task, at most half of them (so both threads get one).
+  static int64_t RowsPerTask(int64_t rows, int64_t work);
 
   // GPU: one kernel per stage of `f` (compute_root; pure definition and every update), its two
   // innermost logical axes tiled over threads (up to 32 x 8, powers of two no larger than the

@@ -44,7 +44,9 @@ ModelDef MnistSoftmax(Graph& g, int64_t batch) {
   return Classifier(image, label, Linear(g, "fc", 784, 10)(pixels));
 }
 
-ModelDef MnistCnn(Graph& g, int64_t batch) {
+ModelDef MnistCnn(Graph& g, int64_t batch) { return MnistCnnOfWidth(g, batch, 20); }
+
+ModelDef MnistCnnOfWidth(Graph& g, int64_t batch, int64_t width) {
   Value image = g.Input("image", {batch, 784}, DType::kUInt8);  // raw pixels
   Value pixels = UnitPixels(image);
   Value label = g.Input("label", {batch}, DType::kInt32);
@@ -53,9 +55,9 @@ ModelDef MnistCnn(Graph& g, int64_t batch) {
   auto pool = [](Value v) { return MaxPool2d(v, 2); };
   auto flatten = [](Value v) { return Flatten(v); };
   Sequential net;
-  net.Add(Conv2D(g, "conv1", 1, 20, 5, same)).Add(Relu).Add(pool);
-  net.Add(Conv2D(g, "conv2", 20, 20, 5, same)).Add(Relu).Add(pool);
-  net.Add(flatten).Add(Linear(g, "fc", 980, 10));
+  net.Add(Conv2D(g, "conv1", 1, width, 5, same)).Add(Relu).Add(pool);
+  net.Add(Conv2D(g, "conv2", width, width, 5, same)).Add(Relu).Add(pool);
+  net.Add(flatten).Add(Linear(g, "fc", width * 49, 10));
   return Classifier(image, label, net(Reshape(pixels, {batch, 1, 28, 28})));
 }
 

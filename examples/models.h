@@ -25,6 +25,9 @@ ModelDef MnistSoftmax(Graph& g, int64_t batch);
 // The tutorial's CNN: conv(1->20, k5, pad 2) + ReLU + max-pool 2 -> conv(20->20, k5, pad 2) +
 // ReLU + max-pool 2 -> fc(980 -> 10), softmax cross-entropy.
 ModelDef MnistCnn(Graph& g, int64_t batch);
+// The same network with `width` channels in both convolutions (fc(width * 49 -> 10)): the
+// benchmark's scaling table.
+ModelDef MnistCnnOfWidth(Graph& g, int64_t batch, int64_t width);
 
 // LeNet-5 on 28x28 input padded to 32x32: conv(1->6, k5) + ReLU + max-pool 2 -> conv(6->16, k5) +
 // ReLU + max-pool 2 -> fc(400->120) + ReLU -> fc(120->84) + ReLU -> fc(84->10).

@@ -194,9 +194,8 @@ void ScheduleSum(LowerCtx& ctx, const Node& n, Lowered& l) {
     std::vector<Var> pv = ctx.Vars(rank);
     l.f.compute_root();
     Var at = v[rank - 2];
-    const int64_t per_outer = NumElements(is) / is[0];
-    if (is[0] >= 2 && NumElements(is) >= (1 << 16)) {
-      const int64_t group = std::min<int64_t>(is[0] / 2, (int64_t{1} << 15) / per_outer);
+    const int64_t group = LowerCtx::RowsPerTask(is[0], NumElements(is));
+    if (group > 0) {
       if (group > 1) {
         Var inner;
         l.f.split(v[0], v[0], inner, static_cast<int>(group), Halide::TailStrategy::GuardWithIf);
