@@ -1,5 +1,6 @@
 #include "compiler/jit.h"
 
+#include <atomic>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -176,6 +177,25 @@ absl::StatusOr<std::unique_ptr<Executable>> JitCompile(LoweredStep step, Signatu
     Halide::Internal::JITSharedRuntime::reuse_device_allocations(true);
   }
   return std::unique_ptr<Executable>(std::move(exe));
+}
+
+JitRuntimeWarmup::JitRuntimeWarmup(const Halide::Target& target) {
+  static std::atomic<bool> started{false};
+  if (target.has_gpu_feature() || started.exchange(true)) return;
+  thread_ = std::thread([target] {
+    try {
+      Halide::Func f("kiln_jit_runtime_warmup");
+      Halide::Var x("x");
+      f(x) = x;
+      f.compile_jit(target);
+    } catch (const Halide::Error&) {
+      // The step's own compilation builds the runtime, and reports what fails.
+    }
+  });
+}
+
+JitRuntimeWarmup::~JitRuntimeWarmup() {
+  if (thread_.joinable()) thread_.join();
 }
 
 }  // namespace kiln
