@@ -561,8 +561,8 @@ void ScheduleConvBackwardWeightGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
 // The first convolution (one input channel) takes the filter tile up to budget + 4 (5x5: 25
 // accumulators), so it reads its 4 MB output gradient once instead of KH times.
 // Measured (Halide's profiler, batch 64, 2-core Zen 4, 2026-12-03), ms per step:
-// - Small ResNet (Adam), its 3x3 weight gradients 16 -> 16 at 28x28, 32 -> 32 at 14x14 and
-//   16 -> 32 stride 2: 2.67, 2.17, 1.45, 0.97 as (8 o x 3 kx) tiles with the image block the
+// - Small ResNet (Adam), its 3x3 weight gradients 16 -> 16 at 28x28 (two), 32 -> 32 at 14x14
+//   and 16 -> 32 stride 2: 2.67, 2.17, 1.45, 0.97 as (8 o x 3 kx) tiles with the image block the
 //   outermost step (perf put 40% of the loop's samples on the first FMA after its 8 dy loads);
 //   1.98, 1.88, 1.60, 1.13 as (2 o x 3 x 3) tiles; 1.45, 1.43, 1.28, 0.86 (160, 162, 180, 134
 //   GFLOP/s) with the block innermost as well.
@@ -610,12 +610,12 @@ void ScheduleConvBackwardWeightBatchInner(LowerCtx& ctx, const Node& n, Lowered&
   acc.compute_at(part, t).vectorize(v5[4], lanes).unroll(v5[3]).unroll(v5[0]);
   Halide::Stage update = acc.update();
   if (tile.filter) {
+    acc.unroll(v5[2]);
     update.reorder(v5[4], v5[3], v5[2], v5[0], block, ox, oy).unroll(v5[2]);
   } else {
     update.reorder(v5[4], v5[3], v5[0], block, ox, oy);
   }
   update.vectorize(v5[4], lanes).unroll(v5[3]).unroll(v5[0]);
-  if (tile.filter) acc.unroll(v5[2]);
   f.compute_root().parallel(v4[0]);
 }
 
