@@ -109,7 +109,24 @@ int64_t BatchFeeder::FillT(int64_t b, T* examples, int32_t* labels) const {
     if (labels != nullptr) labels[row] = data_.labels[static_cast<size_t>(idx)];
     ++real;
   }
+  Prefetch(b + 1);
   return real;
+}
+
+void BatchFeeder::Prefetch(int64_t b) const {
+  if (b < 0 || b >= num_batches()) return;
+  const bool floats = data_.float_examples();
+  const char* base = floats ? reinterpret_cast<const char*>(data_.values.data())
+                            : reinterpret_cast<const char*>(data_.pixels.data());
+  const size_t bytes = static_cast<size_t>(data_.example_size()) * (floats ? 4 : 1);
+  for (int64_t row = 0; row < batch_; ++row) {
+    const int64_t idx = IndexOf(b, row);
+    if (idx < 0) break;  // padding rows come last
+    const char* p = base + static_cast<size_t>(idx) * bytes;
+    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 2);
+    __builtin_prefetch(p + bytes - 1, 0, 2);  // the last line, when p is not line-aligned
+    if (!data_.labels.empty()) __builtin_prefetch(&data_.labels[static_cast<size_t>(idx)], 0, 2);
+  }
 }
 
 int64_t BatchFeeder::Fill(int64_t b, float* examples, int32_t* labels) const {

@@ -52,6 +52,10 @@ class BatchFeeder {
   // The same batch as raw pixels (0..255), for steps that normalize inside the compiled pipeline
   // (uint8 examples only).
   int64_t Fill(int64_t b, uint8_t* examples, int32_t* labels) const;
+  // Starts moving batch `b`'s examples and labels into the cache (software prefetch), so that
+  // Fill(b) copies from cache instead of waiting on memory for each randomly placed example.
+  // Fill(b) calls it for batch b + 1, which then loads while the step runs. Out-of-range b: no-op.
+  void Prefetch(int64_t b) const;
   // Batch `b`'s regression targets [batch, target_size] (padding rows zero).
   void FillTargets(int64_t b, float* targets) const;
   // This epoch's order of the examples (the batches are consecutive runs of it).

@@ -69,6 +69,28 @@ TEST(BatchFeederTest, NormalizesPixelsTo01) {
   EXPECT_EQ(labels[3], 3);
 }
 
+// Prefetch is a cache hint: for any batch, in range or not, with float examples, no labels,
+// padding rows and a data-parallel slice, Fill's results stay those of a feeder never asked.
+TEST(BatchFeederTest, PrefetchChangesNoBatch) {
+  Dataset d;
+  d.count = 23;
+  d.example_shape = {3};
+  for (int64_t i = 0; i < 3 * d.count; ++i) d.values.push_back(static_cast<float>(i));
+  d.targets.assign(static_cast<size_t>(d.count), 0.5f);
+  d.target_shape = {1};
+  BatchFeeder asked(d, 4, 3, true, /*drop_last=*/false), plain(d, 4, 3, true, false);
+  asked.set_slice(1, 2);
+  plain.set_slice(1, 2);
+  asked.StartEpoch(2);
+  plain.StartEpoch(2);
+  for (int64_t b = -1; b <= asked.num_batches() + 1; ++b) asked.Prefetch(b);
+  for (int64_t b = 0; b < asked.num_batches(); ++b) {
+    std::vector<float> x(12, -1), y(12, -2);
+    EXPECT_EQ(asked.Fill(b, x.data(), nullptr), plain.Fill(b, y.data(), nullptr)) << b;
+    EXPECT_EQ(x, y) << b;
+  }
+}
+
 TEST(RngTest, IsDeterministicAndRoughlyUniform) {
   Rng a(5), b(5);
   double sum = 0;
