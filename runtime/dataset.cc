@@ -114,7 +114,7 @@ int64_t BatchFeeder::FillT(int64_t b, T* examples, int32_t* labels) const {
 }
 
 void BatchFeeder::Prefetch(int64_t b) const {
-  if (b < 0 || b >= num_batches()) return;
+  if (b < 0 || b >= num_batches() || data_.example_size() <= 0) return;
   const bool floats = data_.float_examples();
   const char* base = floats ? reinterpret_cast<const char*>(data_.values.data())
                             : reinterpret_cast<const char*>(data_.pixels.data());
