@@ -42,6 +42,8 @@ ABSL_FLAG(std::string, layout, "auto",
           "the steps' intermediates: auto, row_major or batch_inner (CompileOptions::layout)");
 ABSL_FLAG(bool, fuse_relu_pool, true,
           "max_pool2d(relu(x)) as relu(max_pool2d(x)) (CompileOptions::fuse_relu_pool)");
+ABSL_FLAG(bool, example_blocks, true,
+          "evaluation in cache-sized blocks of examples (CompileOptions::example_blocks)");
 ABSL_FLAG(std::string, target, "host",
           "host or portable (x86-64 AVX2 + FMA), as kiln::ParseTarget");
 ABSL_FLAG(int32_t, steps, 0,
@@ -168,6 +170,7 @@ int Run(const Bench& b, const Dataset& train, const Dataset& test, int epochs) {
   CompileOptions o;
   o.layout = *ParseLayoutChoice(absl::GetFlag(FLAGS_layout));  // checked in main
   o.fuse_relu_pool = absl::GetFlag(FLAGS_fuse_relu_pool);
+  o.example_blocks = absl::GetFlag(FLAGS_example_blocks);
   o.target = *ParseTarget(absl::GetFlag(FLAGS_target));  // checked in main
   const int steps = absl::GetFlag(FLAGS_steps);
   auto step = CompileTrainStep(tg, tm, *OptimizerOf(b), o);

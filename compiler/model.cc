@@ -255,9 +255,10 @@ absl::StatusOr<Prepared> PrepareProgram(Graph& g, StepProgram program,
     return absl::InternalError(
         absl::StrCat("the step's signature is inconsistent: ", st.message()));
   }
-  out.key_material = absl::StrCat("target=", out.target.to_string(), " f64=", options.float64,
-                                  " plain=", options.plain_schedule,
-                                  " layout=", LayoutChoiceName(options.layout), "\n");
+  out.key_material =
+      absl::StrCat("target=", out.target.to_string(), " f64=", options.float64,
+                   " plain=", options.plain_schedule, " layout=", LayoutChoiceName(options.layout),
+                   " example_blocks=", options.example_blocks, "\n");
   for (const auto* list : {&program.inputs, &program.outputs}) {
     for (const auto& [id, spec] : *list) {
       absl::StrAppend(&out.key_material, "arg ", id, " ", spec.name, " ", ArgRoleName(spec.role),
@@ -282,8 +283,14 @@ absl::StatusOr<Prepared> PrepareProgram(Graph& g, StepProgram program,
     if (!program.layouts) plan = PlanProgramLayouts(g, program, options.layout, ctx);
     if (options.dump_graphs) std::cerr << LayoutPlanString(g, plan, ctx);
     ctx.set_layouts(std::move(plan));
+    if (options.dump_graphs && options.example_blocks) {
+      if (const int64_t block = ExampleBlock(g, program, ctx); block > 0) {
+        std::cerr << "computed in blocks of " << block << " examples\n";
+      }
+    }
   }
-  KILN_ASSIGN_OR_RETURN(out.lowered, LowerStep(g, program, ctx, options.plain_schedule));
+  KILN_ASSIGN_OR_RETURN(out.lowered,
+                        LowerStep(g, program, ctx, options.plain_schedule, options.example_blocks));
   if (!options.stmt_path.empty()) {
     try {
       out.lowered.pipeline.compile_to_lowered_stmt(

@@ -26,10 +26,14 @@ ABSL_FLAG(std::string, dot, "",
           "<dot>_forward.dot and <dot>_train.dot");
 ABSL_FLAG(std::string, stmt, "", "write the training step's Halide loop nest (text) to this file");
 ABSL_FLAG(bool, dump_graph, false,
-          "print the training graph after each compiler pass, and each step's layout plan");
+          "print the training graph after each compiler pass, and each step's layout plan and "
+          "example blocks");
 ABSL_FLAG(std::string, layout, "auto",
           "intermediates' layout: auto (batch-inner convolution activations where the batch fills "
           "vectors), row_major (every intermediate row-major), batch_inner");
+ABSL_FLAG(bool, example_blocks, true,
+          "compute evaluation in cache-sized blocks of examples where every example is computed "
+          "on its own (false: each op over the whole batch at once)");
 ABSL_FLAG(int64_t, memory_limit_mb, -1,
           "refuse to compile a step whose estimated memory exceeds this (-1: 90% of the "
           "machine's physical memory; 0: no limit)");
@@ -80,6 +84,7 @@ int Run(const DriverOptions& o, const Example& e, Communicator& comm) {
   absl::StatusOr<LayoutChoice> layout = ParseLayoutChoice(absl::GetFlag(FLAGS_layout));
   if (!layout.ok()) return DriverFail(layout.status());
   options.layout = *layout;
+  options.example_blocks = absl::GetFlag(FLAGS_example_blocks);
   // Data-parallel training sums the gradients between the two phases.
   options.two_phase = absl::GetFlag(FLAGS_two_phase) || comm.size() > 1;
   options.cache_dir = absl::GetFlag(FLAGS_cache_dir);

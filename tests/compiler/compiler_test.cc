@@ -556,6 +556,90 @@ TEST(LayoutTest, SegmentsPassBatchInnerActivationsAsStored) {
   for (const Shape& s : row_major) EXPECT_EQ(s.front(), 32) << ShapeString(s);
 }
 
+// An evaluation model whose conv1 output (8 x 28 x 28 floats, 25 KB per example) at batch 400
+// is 10 MB: about ten 1 MB blocks. `batch_mean` subtracts the batch's mean image first, which
+// mixes the examples.
+ModelDef BlockableCnn(Graph& g, bool batch_mean = false) {
+  const int64_t batch = 400;
+  Value x = g.Input("x", {batch, 784});
+  Value y = g.Input("y", {batch}, DType::kInt32);
+  Value image = batch_mean ? x - Mean(x, {0}, true) : x;
+  Conv2D::Options same;
+  same.padding = 2;
+  Conv2D c1(g, "conv1", 1, 8, 5, same), c2(g, "conv2", 8, 8, 5, same);
+  Linear fc(g, "fc", 8 * 7 * 7, 10);
+  Value h = MaxPool2d(Relu(c1(Reshape(image, {batch, 1, 28, 28}))), 2);
+  Value logits = fc(Flatten(MaxPool2d(Relu(c2(h)), 2)));
+  ModelDef m;
+  m.inputs = {x, y};
+  m.loss = Mean(SoftmaxCrossEntropy(logits, y));
+  m.eval_outputs = {{"logits", logits}};
+  return m;
+}
+
+// The eval step's output on fixed inputs and parameters.
+std::vector<float> EvalLogits(bool example_blocks) {
+  Graph g(Mode::kEval);
+  CompileOptions o;
+  o.example_blocks = example_blocks;
+  auto step = CompileEvalStep(g, BlockableCnn(g), o);
+  EXPECT_TRUE(step.ok()) << step.status();
+  if (!step.ok()) return {};
+  const Signature& sig = (*step)->signature();
+  std::vector<Tensor> in, out;
+  std::vector<TensorRef> ir, orf;
+  for (size_t i = 0; i < sig.inputs.size(); ++i) {
+    in.emplace_back(sig.inputs[i].type, sig.inputs[i].shape);
+    for (int64_t e = 0; e < in[i].size(); ++e) {
+      in[i].data<float>()[e] = static_cast<float>(0.5 * std::sin(0.37 * e + 3 * i));
+    }
+  }
+  for (const ArgSpec& a : sig.outputs) out.emplace_back(a.type, a.shape);
+  for (Tensor& t : in) ir.push_back(t.ref());
+  for (Tensor& t : out) orf.push_back(t.ref());
+  absl::Status st = (*step)->Run(ir, orf);
+  EXPECT_TRUE(st.ok()) << st;
+  return std::vector<float>(out[0].data<float>(), out[0].data<float>() + out[0].size());
+}
+
+TEST(ExampleBlocksTest, EvaluationInBlocksComputesWhatTheWholeBatchComputes) {
+  Graph g(Mode::kEval);
+  auto program = BuildEvalProgram(g, BlockableCnn(g), {});
+  ASSERT_TRUE(program.ok()) << program.status();
+  auto t = ToHalideTarget({});
+  ASSERT_TRUE(t.ok());
+  LowerCtx ctx(Halide::Float(32), *t);
+  const int64_t block = ExampleBlock(g, *program, ctx);
+  EXPECT_GE(block, 32);  // 1 MB of conv1 output: 41 examples, rounded to whole vectors
+  EXPECT_LE(block, 56);
+  EXPECT_EQ(block % ctx.BatchLanes(400), 0);
+  // The same loops over each example, blocked or not: the same bits.
+  std::vector<float> blocked = EvalLogits(true), whole = EvalLogits(false);
+  ASSERT_EQ(blocked.size(), 4000u);
+  EXPECT_EQ(blocked, whole);
+}
+
+TEST(ExampleBlocksTest, StepsThatMixExamplesOrTrainAreNotBlocked) {
+  auto t = ToHalideTarget({});
+  ASSERT_TRUE(t.ok());
+  LowerCtx ctx(Halide::Float(32), *t);
+  Graph mixed(Mode::kEval), train;
+  auto mixes = BuildEvalProgram(mixed, BlockableCnn(mixed, /*batch_mean=*/true), {});
+  ASSERT_TRUE(mixes.ok()) << mixes.status();
+  EXPECT_EQ(ExampleBlock(mixed, *mixes, ctx), 0);
+  auto trains = BuildTrainProgram(train, BlockableCnn(train), Sgd(0.1), {});
+  ASSERT_TRUE(trains.ok()) << trains.status();
+  EXPECT_EQ(ExampleBlock(train, *trains, ctx), 0);
+  TargetSpec cuda;
+  cuda.device = Device::kCuda;
+  auto c = ToHalideTarget(cuda);
+  ASSERT_TRUE(c.ok());
+  Graph gpu(Mode::kEval);
+  auto on_gpu = BuildEvalProgram(gpu, BlockableCnn(gpu), {});
+  ASSERT_TRUE(on_gpu.ok());
+  EXPECT_EQ(ExampleBlock(gpu, *on_gpu, LowerCtx(Halide::Float(32), *c)), 0);
+}
+
 TEST(CompileTest, ASegmentedStepComputesWhatOnePipelineComputes) {
   size_t one = 0, many = 0;
   std::vector<std::vector<float>> a = MlpAdamSteps(0, &one);
