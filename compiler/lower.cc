@@ -192,6 +192,8 @@ constexpr int64_t kMinBlocks = 8;
 void ComputeInBlocks(std::map<int, Lowered>& lowered, const Halide::Func& out,
                      const Halide::Var& block) {
   auto move = [&](Halide::Func f) {
+    // Halide 14 answers is_root() only for a locked level; locking this handle's shared contents
+    // is harmless, since compute_at below installs a new level rather than mutating this one.
     Halide::LoopLevel level = f.function().schedule().compute_level();
     if (!level.lock().is_root()) return;
     f.compute_at(out, block);

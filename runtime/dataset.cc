@@ -109,7 +109,7 @@ int64_t BatchFeeder::FillT(int64_t b, T* examples, int32_t* labels) const {
     if (labels != nullptr) labels[row] = data_.labels[static_cast<size_t>(idx)];
     ++real;
   }
-  Prefetch(b + 1);
+  if (shuffle_) Prefetch(b + 1);  // in file order, the hardware prefetcher keeps up alone
   return real;
 }
 

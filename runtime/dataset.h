@@ -54,7 +54,8 @@ class BatchFeeder {
   int64_t Fill(int64_t b, uint8_t* examples, int32_t* labels) const;
   // Starts moving batch `b`'s examples and labels into the cache (software prefetch), so that
   // Fill(b) copies from cache instead of waiting on memory for each randomly placed example.
-  // Fill(b) calls it for batch b + 1, which then loads while the step runs. Out-of-range b: no-op.
+  // Fill(b) of a shuffled feeder calls it for batch b + 1, which then loads while the step runs
+  // (in file order, evaluation's sequential reads need no help). Out-of-range b: no-op.
   void Prefetch(int64_t b) const;
   // Batch `b`'s regression targets [batch, target_size] (padding rows zero).
   void FillTargets(int64_t b, float* targets) const;
