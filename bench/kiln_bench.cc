@@ -265,11 +265,11 @@ int FirstStep(const Bench& b, const Dataset& train, const std::string& cache_dir
   o.cache_dir = cache_dir;
   Graph tg, eg(Mode::kEval);
   const double t0 = SinceStart();
-  auto step = CompileTrainStep(tg, b.build(tg, b.batch), *OptimizerOf(b), o);
-  auto eval = CompileEvalStep(eg, b.build(eg, 1000), o);
-  if (!step.ok() || !eval.ok()) return 1;
+  auto steps = CompileTrainAndEvalSteps(tg, b.build(tg, b.batch), *OptimizerOf(b), o, eg,
+                                        b.build(eg, 1000), o);
+  if (!steps.ok()) return 1;
   const double ready = SinceStart() - t0;
-  Trainer t(step->get(), eval->get());
+  Trainer t(steps->train.get(), steps->eval.get());
   if (!t.Initialize(1).ok()) return 1;
   TrainConfig one = TrainConfig::Silent(1);
   one.max_steps = 1;
@@ -278,7 +278,7 @@ int FirstStep(const Bench& b, const Dataset& train, const std::string& cache_dir
       "{\"peer\": \"kiln\", \"model\": \"%s\", \"probe\": \"first_step\", \"cached\": %s, "
       "\"data_load_s\": %.3f, \"steps_ready_s\": %.3f, \"first_step_done_s\": %.3f, "
       "\"process_age_s\": %.2f}\n",
-      b.name.c_str(), (*step)->compile_seconds() == 0 ? "true" : "false", data_s, ready,
+      b.name.c_str(), steps->train->compile_seconds() == 0 ? "true" : "false", data_s, ready,
       SinceStart(), ProcessAge());
   return 0;
 }

@@ -99,6 +99,10 @@ struct CompileOptions {
   // evaluation at batch 1000 ran 1.8x as fast. The same results, bit for bit. Part of the
   // compile cache's key. false: the whole batch, each op at once.
   bool example_blocks = true;
+  // A step compiled as several pipelines (max_pipeline_stages) compiles them on up to this many
+  // threads at once; 0: one per core. The compiled code is the same either way (not part of the
+  // compile cache's key); only the wall time to compile changes.
+  int compile_threads = 0;
 };
 
 // Builds the training graph (adds gradient and update nodes to `g`), runs the passes, lowers and
@@ -111,6 +115,19 @@ absl::StatusOr<std::unique_ptr<Executable>> CompileTrainStep(Graph& g, const Mod
 // The evaluation step: inputs and parameters in, eval_outputs (and metrics) out.
 absl::StatusOr<std::unique_ptr<Executable>> CompileEvalStep(Graph& g, const ModelDef& model,
                                                             const CompileOptions& options);
+
+// Both steps of one model, from two graphs (the evaluation graph in Mode::kEval). On a CPU target
+// they compile at the same time, the evaluation step on a thread of its own (the graphs lower to
+// Funcs and Exprs neither shares with the other): the time to both steps is about the longer of
+// the two, not their sum. One after the other on a GPU target or when graphs are dumped. The first
+// error, the training step's first.
+struct TrainAndEvalSteps {
+  std::unique_ptr<Executable> train, eval;
+};
+absl::StatusOr<TrainAndEvalSteps> CompileTrainAndEvalSteps(
+    Graph& train_graph, const ModelDef& train_model, const Optimizer& optimizer,
+    const CompileOptions& train_options, Graph& eval_graph, const ModelDef& eval_model,
+    const CompileOptions& eval_options);
 
 // Lower-level entry used by the two above and by tests: compiles the nodes `outputs` of `g` with
 // `inputs` as arguments, in signature order.

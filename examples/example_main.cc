@@ -144,29 +144,30 @@ int Run(const DriverOptions& o, const Example& e, Communicator& comm) {
   }
   // On a GPU the training set, parameters and optimizer state stay on the device.
   if (options.target.device == Device::kCuda) options.resident_examples = data->train.count;
-  absl::StatusOr<std::unique_ptr<Executable>> train_step =
-      CompileTrainStep(train_graph, model, *optimizer, options);
-  if (!train_step.ok()) return DriverFail(train_step.status());
-  options.resident_examples = 0;
-  options.two_phase = false;
-  options.dot_path.clear();
-  options.stmt_path.clear();
-  absl::StatusOr<std::unique_ptr<Executable>> eval_step =
-      CompileEvalStep(eval_graph, e.build(eval_graph, eval_batch), options);
-  if (!eval_step.ok()) return DriverFail(eval_step.status());
+  CompileOptions eval_options = options;
+  eval_options.resident_examples = 0;
+  eval_options.two_phase = false;
+  eval_options.dot_path.clear();
+  eval_options.stmt_path.clear();
+  absl::StatusOr<TrainAndEvalSteps> steps =
+      CompileTrainAndEvalSteps(train_graph, model, *optimizer, options, eval_graph,
+                               e.build(eval_graph, eval_batch), eval_options);
+  if (!steps.ok()) return DriverFail(steps.status());
+  Executable* train_step = steps->train.get();
+  Executable* eval_step = steps->eval.get();
   auto how = [](const Executable& x) {
     return x.compile_seconds() > 0 ? absl::StrFormat("compiled in %.2f s", x.compile_seconds())
                                    : std::string("loaded from the compile cache");
   };
   std::printf("training step (batch %lld) %s, evaluation step (batch %lld) %s\n",
-              static_cast<long long>(batch), how(**train_step).c_str(),
-              static_cast<long long>(eval_batch), how(**eval_step).c_str());
+              static_cast<long long>(batch), how(*train_step).c_str(),
+              static_cast<long long>(eval_batch), how(*eval_step).c_str());
   DriverInfo info;
   info.name = e.name;
   info.optimizer = optimizer->name();
   info.batch = batch;
-  info.compile_s = (*train_step)->compile_seconds();  // 0 when loaded from the cache
-  return RunDriver(o, info, *data, train_step->get(), eval_step->get(), &comm, device_comm.get());
+  info.compile_s = train_step->compile_seconds();  // 0 when loaded from the cache
+  return RunDriver(o, info, *data, train_step, eval_step, &comm, device_comm.get());
 }
 
 }  // namespace

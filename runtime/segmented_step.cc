@@ -131,6 +131,7 @@ absl::Status SegmentedStep::Run(const std::vector<TensorRef>& inputs,
 }
 
 double SegmentedStep::compile_seconds() const {
+  if (compile_s_ >= 0) return compile_s_;
   double s = 0;
   for (const auto& step : steps_) s += step->compile_seconds();
   return s;

@@ -48,6 +48,9 @@ class SegmentedStep : public Executable {
   absl::Status Run(const std::vector<TensorRef>& inputs,
                    const std::vector<TensorRef>& outputs) override;
   double compile_seconds() const override;
+  // The wall time the segments took to compile together (they may compile concurrently); unset,
+  // compile_seconds() is the sum of theirs.
+  void set_compile_seconds(double s) { compile_s_ = s; }
   size_t segments() const { return steps_.size(); }
   const SegmentPlan& plan() const { return plan_; }
 
@@ -57,6 +60,7 @@ class SegmentedStep : public Executable {
   SegmentPlan plan_;
   std::vector<std::unique_ptr<Executable>> steps_;
   std::vector<Tensor> intermediates_;  // allocated by the first Run
+  double compile_s_ = -1;              // set_compile_seconds; negative: unset
 };
 
 }  // namespace kiln

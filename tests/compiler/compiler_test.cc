@@ -358,9 +358,12 @@ void ExpectSameSteps(const std::vector<std::vector<float>>& a,
 
 // A small MLP compiled as one pipeline or split into segments (CompileOptions::max_pipeline_stages)
 // with intermediates between them.
-std::vector<std::vector<float>> MlpAdamSteps(int64_t max_stages, size_t* segments) {
+// `compile_threads`: CompileOptions::compile_threads (0: one per core).
+std::vector<std::vector<float>> MlpAdamSteps(int64_t max_stages, size_t* segments,
+                                             int compile_threads = 0) {
   CompileOptions o;
   o.max_pipeline_stages = max_stages;
+  o.compile_threads = compile_threads;
   return AdamSteps(
       [](Graph& g) {
         Value x = g.Input("x", {8, 12});
@@ -663,6 +666,18 @@ TEST(CompileTest, ASegmentedStepComputesWhatOnePipelineComputes) {
   EXPECT_NE(std::string(bad.status().message()).find("no segment writes the step's output 'loss'"),
             std::string::npos)
       << bad.status();
+}
+
+// The segments of a split step compile on several threads at once (CompileOptions::
+// compile_threads) into the same code as one after the other: the same bits, step after step.
+TEST(CompileTest, SegmentsCompiledConcurrentlyComputeTheSameBits) {
+  size_t serial = 0, concurrent = 0;
+  std::vector<std::vector<float>> a = MlpAdamSteps(6, &serial, 1);
+  std::vector<std::vector<float>> b = MlpAdamSteps(6, &concurrent, 4);
+  EXPECT_GE(serial, 4u);
+  EXPECT_EQ(serial, concurrent);
+  ASSERT_GE(a.size(), 5u);  // 5 losses, then the parameters
+  EXPECT_EQ(a, b);
 }
 
 TEST(CompileTest, ShapeErrorsComeBackFromCompile) {
