@@ -44,6 +44,9 @@ ABSL_FLAG(bool, fuse_relu_pool, true,
           "max_pool2d(relu(x)) as relu(max_pool2d(x)) (CompileOptions::fuse_relu_pool)");
 ABSL_FLAG(bool, example_blocks, true,
           "evaluation in cache-sized blocks of examples (CompileOptions::example_blocks)");
+ABSL_FLAG(int32_t, compile_threads, 0,
+          "threads that compile a step split into pipelines (CompileOptions::compile_threads; "
+          "0: one per core)");
 ABSL_FLAG(std::string, target, "host",
           "host or portable (x86-64 AVX2 + FMA), as kiln::ParseTarget");
 ABSL_FLAG(int32_t, steps, 0,
@@ -171,6 +174,7 @@ int Run(const Bench& b, const Dataset& train, const Dataset& test, int epochs) {
   o.layout = *ParseLayoutChoice(absl::GetFlag(FLAGS_layout));  // checked in main
   o.fuse_relu_pool = absl::GetFlag(FLAGS_fuse_relu_pool);
   o.example_blocks = absl::GetFlag(FLAGS_example_blocks);
+  o.compile_threads = absl::GetFlag(FLAGS_compile_threads);
   o.target = *ParseTarget(absl::GetFlag(FLAGS_target));  // checked in main
   const int steps = absl::GetFlag(FLAGS_steps);
   auto step = CompileTrainStep(tg, tm, *OptimizerOf(b), o);
@@ -263,6 +267,7 @@ int TwoPhaseCost(const Bench& b, const Dataset& train, int epochs) {
 int FirstStep(const Bench& b, const Dataset& train, const std::string& cache_dir, double data_s) {
   CompileOptions o;
   o.cache_dir = cache_dir;
+  o.compile_threads = absl::GetFlag(FLAGS_compile_threads);
   Graph tg, eg(Mode::kEval);
   const double t0 = SinceStart();
   auto steps = CompileTrainAndEvalSteps(tg, b.build(tg, b.batch), *OptimizerOf(b), o, eg,

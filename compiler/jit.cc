@@ -7,6 +7,7 @@
 #include "runtime/cuda_device.h"
 #include "runtime/native_step.h"
 #include "runtime/step_allocator.h"
+#include "runtime/step_threads.h"
 
 namespace kiln {
 namespace {
@@ -156,6 +157,12 @@ absl::StatusOr<std::unique_ptr<Executable>> JitCompile(LoweredStep step, Signatu
     Halide::JITHandlers& h = step.pipeline.jit_handlers();
     h.custom_malloc = [](Halide::JITUserContext* c, size_t n) { return StepMalloc(c, n); };
     h.custom_free = [](Halide::JITUserContext* c, void* p) { StepFree(c, p); };
+    // Parallel loops on Kiln's threads (runtime/step_threads.h), as in cached steps and AOT.
+    h.custom_do_par_for = [](Halide::JITUserContext* c,
+                             int (*f)(Halide::JITUserContext*, int, uint8_t*), int min, int size,
+                             uint8_t* closure) {
+      return StepDoParFor(c, reinterpret_cast<StepTask>(f), min, size, closure);
+    };
     if (target.has_feature(Halide::Target::CUDA) && SharedCudaContext() != nullptr) {
       // NCCL works in this context: Halide's kernels and buffers must live in it too. The
       // process-wide handlers serve buffer copies and frees made outside a pipeline call.

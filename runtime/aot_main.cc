@@ -12,6 +12,7 @@
 #include "runtime/driver.h"
 #include "runtime/manifest.h"
 #include "runtime/step_allocator.h"
+#include "runtime/step_threads.h"
 #include "runtime/two_phase_step.h"
 
 // The CUDA runtime's hook for the context it uses: weak, since only GPU binaries link that
@@ -86,6 +87,7 @@ int Train(const kiln::DriverOptions& o, const kiln::AotManifest& manifest,
   // The steps' scratch memory comes from the pool (the runtime is linked in statically).
   halide_set_custom_malloc(StepMalloc);
   halide_set_custom_free(StepFree);
+  halide_set_custom_do_par_for(StepDoParFor);  // parallel loops on Kiln's threads
   absl::StatusOr<std::unique_ptr<Executable>> train;
   if (m->two_phase) {  // the gradient and update phases, run as one step
     auto gradient = MakeAotStep(*m, "train_gradient", m->train_gradient, kKilnAotProgram.train);

@@ -105,9 +105,10 @@ std::unique_ptr<Communicator> WithWatchdog(std::unique_ptr<Communicator> inner, 
 absl::Status CheckSameOnEveryRank(Communicator& comm,
                                   const std::vector<std::pair<std::string, std::string>>& fields);
 
-// Each rank of a machine gets its share of the cores: sets HL_NUM_THREADS (Halide's thread pool
-// reads it when a pipeline first runs in parallel) to max(1, cores / local_size) unless it is set
-// already. Returns the number of threads each rank's pipelines will use.
+// Each rank of a machine gets its share of the cores: sets HL_NUM_THREADS (the steps' threads,
+// runtime/step_threads.h, and Halide's pool read it when a pipeline first runs in parallel) to
+// max(1, cores / local_size) unless it is set already. Returns the number of threads each rank's
+// pipelines will use.
 int ShareCores(int local_size, int cores);
 
 // "[rank r] " for ranks > 0 of a job of several (the prefix of their warnings), "" otherwise.

@@ -15,6 +15,7 @@
 #include "runtime/cuda_device.h"
 #include "runtime/device_tensors.h"
 #include "runtime/step_allocator.h"
+#include "runtime/step_threads.h"
 
 namespace kiln {
 namespace {
@@ -255,6 +256,10 @@ absl::Status LoadHalideRuntime(const std::string& path) {
     set_malloc(StepMalloc);
     set_free(StepFree);
   }
+  // Parallel loops run on Kiln's threads (runtime/step_threads.h).
+  using SetParFor = halide_do_par_for_t (*)(halide_do_par_for_t);
+  auto set_par_for = reinterpret_cast<SetParFor>(dlsym(h, "halide_set_custom_do_par_for"));
+  if (set_par_for != nullptr) set_par_for(StepDoParFor);
   // A CUDA runtime acquires the context NCCL works in, when there is one (runtime/nccl.h).
   using AcquireFn = int (*)(void*, void**, bool);
   using SetAcquire = AcquireFn (*)(AcquireFn);

@@ -6,6 +6,7 @@
 #include "Halide.h"
 #include "gtest/gtest.h"
 #include "runtime/communicator.h"
+#include "runtime/step_threads.h"
 
 namespace kiln {
 namespace {
@@ -29,6 +30,8 @@ TEST(ThreadShareTest, EachRankGetsItsShareOfTheCores) {
   auto set_threads = reinterpret_cast<int (*)(int)>(s.address);
   const int threads = set_threads(2);
   EXPECT_EQ(threads, 2);
+  // Kiln's threads for compiled steps (runtime/step_threads.h), started after it too.
+  EXPECT_EQ(StepThreads(), 2);
 }
 
 }  // namespace
