@@ -22,6 +22,8 @@ int ThreadCount() {
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
+constexpr int kMaxThreads = 256;  // as Halide's pool
+
 // The loop on the calling thread alone.
 int Serial(void* uc, StepTask f, int min, int size, uint8_t* closure) {
   const bool was = in_task;
@@ -36,6 +38,19 @@ inline void Pause() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
+}
+
+// Waits until done() while the other threads finish: spins briefly, then yields the core (the
+// thread waited for may need it, when the machine has other work).
+template <typename Done>
+void WaitUntil(Done done) {
+  for (int spins = 0; !done(); ++spins) {
+    if (spins < 4096) {
+      Pause();
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
 // One loop at a time: the caller and the workers take tasks from per-thread ranges.
@@ -54,7 +69,6 @@ class Pool {
     f_ = f;
     min_ = min;
     closure_ = closure;
-    size_ = size;
     error_.store(0);
     done_.store(0);
     for (int t = 0; t < threads_; ++t) {
@@ -68,9 +82,9 @@ class Pool {
       if (sleepers_ > 0) wake_.notify_all();
     }
     TakeTasks(0);
-    while (done_.load() < size) Pause();  // tasks other threads have started
+    WaitUntil([&] { return done_.load() >= size; });  // tasks other threads have started
     finished_.store(gen);
-    while (active_.load() != 0) Pause();  // a worker that saw this loop lets go of it
+    WaitUntil([&] { return active_.load() == 0; });  // a worker that saw this loop lets go of it
     return error_.load();
   }
 
@@ -130,7 +144,7 @@ class Pool {
   std::mutex run_mu_;
   void* uc_ = nullptr;
   StepTask f_ = nullptr;
-  int min_ = 0, size_ = 0;
+  int min_ = 0;
   uint8_t* closure_ = nullptr;
   std::atomic<int> error_{0};
   std::atomic<int> done_{0};
@@ -143,7 +157,8 @@ class Pool {
 };
 
 Pool* ThePool() {
-  static Pool* pool = new Pool(ThreadCount());  // never destroyed: its threads live as long
+  // Never destroyed: its threads live as long as the process.
+  static Pool* pool = new Pool(std::min(ThreadCount(), kMaxThreads));
   return pool;
 }
 
