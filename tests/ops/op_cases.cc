@@ -71,6 +71,19 @@ std::vector<OpCase> MakeCases() {
        {F({2, 3, 1}), F({3, 4})},
        [](const V& x) { return x[0] * x[1]; },
        [](const N& x) { return Zip(x[0], x[1], [](double a, double b) { return a * b; }); }});
+  // Trailing axes of extent 1: the axis before them is the vectorized one (with a tail).
+  c.push_back(
+      {"mul_column_vector",
+       {OpKind::kMul},
+       {F({40, 1}), F({40, 1})},
+       [](const V& x) { return x[0] * x[1]; },
+       [](const N& x) { return Zip(x[0], x[1], [](double a, double b) { return a * b; }); }});
+  c.push_back(
+      {"mul_columns_of_a_batch",
+       {OpKind::kMul},
+       {F({3, 20, 1}), F({3, 20, 1})},
+       [](const V& x) { return x[0] * x[1]; },
+       [](const N& x) { return Zip(x[0], x[1], [](double a, double b) { return a * b; }); }});
   c.push_back(
       {"div_broadcast",
        {OpKind::kDiv},
@@ -381,6 +394,15 @@ std::vector<OpCase> MakeCases() {
                "inner dimensions differ"});
   c.push_back({"matmul_edge_tiles", {OpKind::kMatMul}, {F({33, 20}), F({20, 37})}, mm, mm_ref});
   c.push_back({"matmul_matrix_vector", {OpKind::kMatMul}, {F({16, 50}), F({50, 1})}, mm, mm_ref});
+  // K a multiple of the vector width: partial sums in several vectors (7 for K = 112 at 16 or 8
+  // lanes, 4 or 8 for K = 64), then lane by lane, then across the lanes.
+  c.push_back({"matmul_matrix_vector_lane_sums",
+               {OpKind::kMatMul},
+               {F({6, 112}), F({112, 1})},
+               mm,
+               mm_ref});
+  c.push_back(
+      {"matmul_matrix_vector_pow2", {OpKind::kMatMul}, {F({5, 64}), F({64, 1})}, mm, mm_ref});
   c.push_back({"matmul_parallel_tiles",
                {OpKind::kMatMul, OpKind::kParameter},
                {F({64, 96}), P({96, 40})},
