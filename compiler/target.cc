@@ -133,6 +133,22 @@ absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
   asserts = true;
 #endif
   if (!asserts) t = t.with_feature(Halide::Target::NoAsserts);
+  if (spec.device == Device::kCpu) {
+    // Kiln calls a step with every buffer allocated, never to ask for bounds: without the
+    // bounds-query branch the tutorial CNN's Adam step compiled in 1.88-1.96 s instead of
+    // 2.04-2.14 s, LeNet-5's in 3.18-3.29 s instead of 3.60-3.73 s (mnist_* compile_s, 2026-12-04).
+    t = t.with_feature(Halide::Target::NoBoundsQuery);
+    // Halide 14 runs LLVM's loop vectorizer, interleaver and unroller over the loops it has
+    // already vectorized and unrolled, unless told not to (Halide 15 turned them off by default).
+    // Kiln's schedules vectorize and unroll what they need themselves (the matmul's tile vectors,
+    // its matrix-vector partial sums, a [784, 1] weight's update, a 3-wide conv tap row), so they
+    // are off. Interleaved runs (2026-12-04): the same step rates within noise (CNN 17.6k vs 17.8k
+    // images/s, LeNet-5 57.6k vs 57.9k, ResNet 2,704 / 2,667 vs 2,549 / 2,667; ViT 6,174 / 6,039 vs
+    // 6,258 / 6,160), and 15-40% less compilation: the CNN's Adam step 1.54 s instead of 1.90 s,
+    // LeNet-5's 2.74 s instead of 3.19 s, their evaluation steps 0.62 s and 0.75 s instead of 0.91
+    // and 1.19 s (mnist_* compile_s).
+    t = t.with_feature(Halide::Target::DisableLLVMLoopOpt);
+  }
   if (spec.device == Device::kCuda) {
     if (host.os != Halide::Target::Linux || host.arch != Halide::Target::X86 || host.bits != 64) {
       return absl::UnimplementedError(

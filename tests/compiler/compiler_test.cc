@@ -741,6 +741,23 @@ TEST(TargetTest, CpuCodeLeavesOutHalideAssertsUnlessAsked) {
   EXPECT_FALSE(c->has_feature(Halide::Target::NoAsserts)) << c->to_string();
 }
 
+// CPU code has no bounds-query branch (Kiln never asks a step for bounds) and no LLVM loop passes
+// over Halide's own loops (the schedules vectorize and unroll): both cut compilation. A CUDA
+// target keeps Halide's defaults.
+TEST(TargetTest, CpuTargetsLeaveOutBoundsQueriesAndLlvmLoopPasses) {
+  TargetSpec cpu, portable, cuda;
+  portable.portable = true;
+  cuda.device = Device::kCuda;
+  auto t = ToHalideTarget(cpu), p = ToHalideTarget(portable), c = ToHalideTarget(cuda);
+  ASSERT_TRUE(t.ok() && p.ok() && c.ok());
+  for (const Halide::Target& x : {*t, *p}) {
+    EXPECT_TRUE(x.has_feature(Halide::Target::NoBoundsQuery)) << x.to_string();
+    EXPECT_TRUE(x.has_feature(Halide::Target::DisableLLVMLoopOpt)) << x.to_string();
+  }
+  EXPECT_FALSE(c->has_feature(Halide::Target::NoBoundsQuery)) << c->to_string();
+  EXPECT_FALSE(c->has_feature(Halide::Target::DisableLLVMLoopOpt)) << c->to_string();
+}
+
 TEST(CompileTest, PortableTargetCompilesAndRuns) {
   Graph g;
   CompileOptions o;
