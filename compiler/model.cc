@@ -307,12 +307,6 @@ absl::StatusOr<Prepared> PrepareProgram(Graph& g, StepProgram program,
 
 }  // namespace
 
-int64_t PipelineSegments(int64_t stages, int64_t budget) {
-  if (budget <= 0 || stages * 10 <= budget * 7) return 1;
-  const int64_t half = std::max<int64_t>(1, budget / 2);
-  return std::max<int64_t>(2, (stages + half - 1) / half);
-}
-
 namespace {
 
 absl::StatusOr<std::unique_ptr<Executable>> CompileOne(Graph& g, StepProgram program,
@@ -372,7 +366,8 @@ SplitPrograms SplitProgram(const Graph& g, const StepProgram& p, const CompileOp
   }
   for (const auto& [id, spec] : p.outputs) ++weight[id];
   for (const auto& [id, w] : weight) total += w;
-  const int64_t n = can ? PipelineSegments(total, budget) : 1;
+  const int64_t half = std::max<int64_t>(1, budget / 2);
+  const int64_t n = can && total > budget ? (total + half - 1) / half : 1;
   if (n <= 1) {
     s.parts = {p};
     return s;

@@ -67,11 +67,10 @@ struct CompileOptions {
   // estimate (ResourceExhausted) before anything is compiled.
   int64_t memory_limit_bytes = 0;
   // Halide 14 lowers a pipeline in time that grows faster than linearly with its stages, so a
-  // CPU step larger than 70% of this many stages (a matmul or convolution counts two, a reduction
-  // one, an output one) is compiled as several pipelines of at most about half this size, run in
-  // sequence with buffers between them (runtime/segmented_step.h; PipelineSegments below). The
-  // tutorial CNN (under 60) stays one pipeline; LeNet-5 (about 75) is 2, the ResNet (236) 5, the
-  // ViT (526) 11. 0: always one pipeline.
+  // CPU step larger than this many stages (a matmul or convolution counts two, a reduction one,
+  // an output one) is compiled as several pipelines of at most about half this size, run in
+  // sequence with buffers between them (runtime/segmented_step.h). The tutorial's models (up to
+  // 75) stay one pipeline; the ResNet (236) is 5, the ViT (526) 11. 0: always one pipeline.
   int64_t max_pipeline_stages = 100;
   // Resident training (the CUDA path; CPU tests use it too): if positive, the training step
   // takes the whole training set of this many examples (role kDataset, per model input) plus
@@ -105,13 +104,6 @@ struct CompileOptions {
   // compile cache's key); only the wall time to compile changes.
   int compile_threads = 0;
 };
-
-// How many pipelines a CPU step of `stages` compiles as under CompileOptions::max_pipeline_stages
-// `budget`: one up to 70% of the budget; above, segments of at most about half the budget, and at
-// least two. A step near the budget is cut in two because its halves lower in less than half the
-// time and compile at the same time: LeNet-5's Adam step compiled in 2.8-3.5 s as one pipeline,
-// 1.55-1.81 s as two, at the same step rate (interleaved runs, 2-core Zen 4, 2026-12-04).
-int64_t PipelineSegments(int64_t stages, int64_t budget);
 
 // Builds the training graph (adds gradient and update nodes to `g`), runs the passes, lowers and
 // JIT-compiles it. Errors: the graph's first shape error; autodiff errors; Halide errors

@@ -513,19 +513,6 @@ TEST(LayoutTest, ThreeByThreeConvolutionsTrainAlikeInBothLayouts) {
                   1e-4);
 }
 
-// One pipeline up to 70% of the budget, then at least two, then segments of about half the budget.
-TEST(CompileTest, PipelineSegmentsCutNearTheBudgetInTwo) {
-  EXPECT_EQ(PipelineSegments(50, 100), 1);
-  EXPECT_EQ(PipelineSegments(70, 100), 1);
-  EXPECT_EQ(PipelineSegments(71, 100), 2);
-  EXPECT_EQ(PipelineSegments(100, 100), 2);
-  EXPECT_EQ(PipelineSegments(101, 100), 3);
-  EXPECT_EQ(PipelineSegments(236, 100), 5);   // the small ResNet
-  EXPECT_EQ(PipelineSegments(526, 100), 11);  // the ViT
-  EXPECT_EQ(PipelineSegments(526, 0), 1);     // 0: always one
-  EXPECT_EQ(PipelineSegments(8, 1), 8);
-}
-
 // A split step's batch-inner activations cross between its segments as they are stored (the batch
 // innermost, buffers of shape [C, H, W, N]): the same results as one pipeline.
 TEST(LayoutTest, SegmentsPassBatchInnerActivationsAsStored) {
