@@ -144,7 +144,7 @@ absl::StatusOr<Halide::Target> ToHalideTarget(const TargetSpec& spec) {
     // its matrix-vector partial sums, a [784, 1] weight's update, a 3-wide conv tap row), so they
     // are off. Interleaved runs (2026-12-04): the same step rates within noise (CNN 17.6k vs 17.8k
     // images/s, LeNet-5 57.6k vs 57.9k, ResNet 2,704 / 2,667 vs 2,549 / 2,667; ViT 6,174 / 6,039 vs
-    // 6,258 / 6,160), and 15-40% less compilation: the CNN's Adam step 1.54 s instead of 1.90 s,
+    // 6,258 / 6,160), and 14-37% less compilation: the CNN's Adam step 1.54 s instead of 1.90 s,
     // LeNet-5's 2.74 s instead of 3.19 s, their evaluation steps 0.62 s and 0.75 s instead of 0.91
     // and 1.19 s (mnist_* compile_s).
     t = t.with_feature(Halide::Target::DisableLLVMLoopOpt);
