@@ -215,6 +215,50 @@ void ComputeInBlocks(std::map<int, Lowered>& lowered, const Halide::Func& out,
   }
 }
 
+// The step outputs that can compute a complex op's value in their own loop nest
+// (OpDef::epilogue): output i -> that op's node. The output's value must reach the op only
+// through inlined elementwise nodes of the output's shape, each read once (by the chain), and the
+// op, of the same shape and read only there, must be the one such producer; the outputs an
+// optimizer fuses with compute_with (a parameter and its state) keep their own loops.
+std::map<size_t, int> EpilogueProducers(const Graph& g, const StepProgram& program,
+                                        const std::set<int>& fed,
+                                        const std::map<int, bool>& materialize,
+                                        const std::map<int, int>& reads) {
+  std::set<int> with_state;  // the parameters (input indices) whose update has optimizer state
+  for (const auto& [id, spec] : program.outputs) {
+    if (spec.role == ArgRole::kNewState)
+      with_state.insert(program.inputs[spec.updates].second.param);
+  }
+  auto read_once = [&](int id) {
+    auto it = reads.find(id);
+    return it != reads.end() && it->second == 1;
+  };
+  std::map<size_t, int> out;
+  for (size_t i = 0; i < program.outputs.size(); ++i) {
+    const auto& [id, spec] = program.outputs[i];
+    if (spec.role == ArgRole::kNewState || spec.shape.empty()) continue;
+    if (spec.role == ArgRole::kNewParam && with_state.count(spec.updates)) continue;
+    std::vector<int> producers;
+    const bool ok = read_once(id);
+    std::vector<int> stack = {id};
+    while (ok && !stack.empty()) {
+      const Node& n = g.node(stack.back());
+      stack.pop_back();
+      const OpDef& def = DefOf(n);
+      if (fed.count(n.id) || n.shape != spec.shape || (n.id != id && !read_once(n.id))) {
+        continue;  // read from a buffer, or broadcast: not part of the chain
+      }
+      if (def.pattern == Pattern::kElementwise && !materialize.count(n.id)) {
+        for (int in : n.inputs) stack.push_back(in);
+      } else if (def.pattern == Pattern::kComplex && def.epilogue != nullptr) {
+        producers.push_back(n.id);
+      }
+    }
+    if (ok && producers.size() == 1) out[i] = producers[0];
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<int> ProgramNodes(const Graph& g, const StepProgram& program) {
@@ -449,8 +493,16 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
       }
       inline_nodes[id] = size;
     }
+    const int64_t block = example_blocks && !plain ? ExampleBlock(g, program, ctx) : 0;
+    // Outputs that compute a complex op's value tile by tile (OpDef::epilogue): output i -> node.
+    std::map<size_t, int> epilogue;
+    if (!plain && !ctx.gpu() && block == 0) {
+      epilogue = EpilogueProducers(g, program, fed, materialize, reads);
+    }
+    std::set<int> in_epilogue;
+    for (const auto& [i, id] : epilogue) in_epilogue.insert(id);
     for (int id : order) {
-      if (fed.count(id)) continue;
+      if (fed.count(id) || in_epilogue.count(id)) continue;
       const Node& n = g.node(id);
       const OpDef& def = DefOf(n);
       Lowered& l = lowered[id];
@@ -487,8 +539,8 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
       }
     }
 
-    const int64_t block = example_blocks && !plain ? ExampleBlock(g, program, ctx) : 0;
-    for (const auto& [id, spec] : program.outputs) {
+    for (size_t i = 0; i < program.outputs.size(); ++i) {
+      const auto& [id, spec] = program.outputs[i];
       Halide::Func f("out_" + Sanitize(spec.name) + "_" + ArgRoleName(spec.role));
       std::vector<Halide::Var> v = ctx.Vars(static_cast<int>(spec.shape.size()));
       if (program.batch_inner_args.count(id)) {
@@ -504,6 +556,13 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
             .split(v[0], bo, bi, static_cast<int>(block), Halide::TailStrategy::ShiftInwards)
             .parallel(bo);
         ComputeInBlocks(lowered, f, bo);
+      } else if (auto it = epilogue.find(i); it != epilogue.end()) {
+        const Node& p = g.node(it->second);
+        Lowered& l = lowered.at(p.id);
+        if (!DefOf(p).epilogue(ctx, p, l, f)) {
+          DefOf(p).schedule(ctx, p, l);
+          ctx.ScheduleMaterialized(f, spec.shape, 1);
+        }
       } else if (!plain) {
         ctx.ScheduleMaterialized(f, spec.shape, 1);
       }

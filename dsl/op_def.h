@@ -97,6 +97,12 @@ using FoldFn = double (*)(const std::vector<double>& x, const Attrs& attrs);
 // per output column). The lowering computes an elementwise producer of an input read more than
 // once into a buffer of its own, and inlines it into an input read once.
 using ReadsFn = int64_t (*)(const Node& n, int i);
+// Schedules a complex op's value tile by tile inside `consumer`, a step output of the node's shape
+// that reads it elementwise and is its only reader (a weight gradient's optimizer update, a
+// product copied into an output buffer): the consumer gets the op's loop nest and its accumulator
+// tile, the node's Func stays inlined, and the value is never stored whole. False when the op's
+// schedule cannot (the caller then schedules both as usual).
+using EpilogueFn = bool (*)(LowerCtx& ctx, const Node& n, Lowered& l, Halide::Func consumer);
 
 struct OpDef {
   const char* name;
@@ -112,6 +118,7 @@ struct OpDef {
   // (compiler/layout.h) may store it batch-innermost, and the op's lowering and schedule then read
   // LowerCtx::layout() (convolutions, pooling and their backward ops).
   bool batch_activation = false;
+  EpilogueFn epilogue = nullptr;  // nullptr: the value is always stored whole
 };
 
 // The definition of a library op (not kCustom).

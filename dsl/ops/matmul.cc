@@ -138,11 +138,77 @@ void ScheduleMatMulGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
   acc.update().reorder(nv, m, k).unroll(m);
 }
 
+// A matrix-vector product whose dot products run along rows of A (ScheduleMatMul's first case).
+bool RowDotProducts(const LowerCtx& ctx, const Node& n) {
+  const int vs = ctx.vector_width();
+  const size_t r = n.shape.size();
+  const int64_t k_ext = ctx.input_shape(n, 0)[r - 1];
+  return r == 2 && n.shape[r - 1] == 1 && k_ext % vs == 0 && k_ext >= 2 * vs &&
+         ctx.input_op(n, 0) != OpKind::kTranspose;
+}
+
+void TileMatMul(LowerCtx& ctx, const Node& n, Lowered& l, Func target);
+
 void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
   if (ctx.gpu()) {
     ScheduleMatMulGpu(ctx, n, l);
     return;
   }
+  if (!RowDotProducts(ctx, n)) {
+    TileMatMul(ctx, n, l, l.f);
+    return;
+  }
+  const int vs = ctx.vector_width();
+  const int r = static_cast<int>(n.shape.size());
+  const int64_t m_ext = n.shape[r - 2];
+  const int64_t k_ext = ctx.input_shape(n, 0)[r - 1];
+  std::vector<Var> v = ctx.Vars(r);
+  Var m = v[r - 2];
+  const auto guard = Halide::TailStrategy::GuardWithIf;
+  // A matrix-vector product (the tutorial's 784 -> 1 layer): each row of A is read once, so
+  // it is a dot product along K, contiguous in A: vs partial sums per row (rfactor), added
+  // once at the end. Vectorizing along M instead gathers A with a stride of K (2026-12-02:
+  // linear evaluation 1000 x 784 went from 0.5 to 0.06 ms per batch). Not for a transposed A
+  // (the weight gradient X^T dy), whose K is the strided axis.
+  Func f = l.f, acc = l.helpers.Get("acc");
+  const Halide::RVar k = l.rdoms.Get("k").x;
+  Halide::RVar ko("ko"), ki("ki");
+  Var u("u"), mo("mo"), mi("mi");
+  f.compute_root();
+  Var at = m;
+  if (m_ext >= 64 && 2 * m_ext * k_ext >= (1 << 20)) {
+    f.split(m, mo, mi, 32, guard).parallel(mo);
+    at = mi;
+  }
+  // c vectors of partial sums (the largest divisor of K / vs up to 8: 784 = 7 x 7 x 16) are c
+  // independent FMA chains, unrolled, so one chain's latency does not bound the product: the
+  // linear model's evaluation (1000 x 784 x 1) at 41-44M images/s instead of 31-34M, its
+  // training step at 6.7-7.1M instead of 6.1-6.5M (interleaved kiln_bench runs, 2026-12-04).
+  int64_t c = 1;
+  for (int64_t d = 8; d >= 1 && c == 1; --d) {
+    if ((k_ext / vs) % d == 0) c = d;
+  }
+  // The c vectors are then added lane by lane (a second rfactor), and the vs lanes at the end.
+  Halide::RVar kio("kio"), kii("kii");
+  Var uo("uo");
+  acc.compute_at(f, at);
+  Func part = acc.update()
+                  .split(k, ko, ki, static_cast<int>(c) * vs)
+                  .split(ki, kio, kii, vs)
+                  .rfactor({{kio, uo}, {kii, u}});
+  part.compute_at(f, at).vectorize(u).unroll(uo);
+  part.update().reorder(u, uo, ko).vectorize(u).unroll(uo);
+  if (c > 1) {
+    Var w("w");
+    Func lanes = acc.update().rfactor(kii, w);
+    lanes.compute_at(f, at).vectorize(w);
+    lanes.update().vectorize(w);
+  }
+}
+
+// The register-tiled loop nest over the product's output, on `target`: the product's own Func, or
+// an elementwise consumer of it (MatMulEpilogue) that then computes each accumulator tile in place.
+void TileMatMul(LowerCtx& ctx, const Node& n, Lowered& l, Func target) {
   const int vs = ctx.vector_width();
   const int r = static_cast<int>(n.shape.size());
   const int64_t m_ext = n.shape[r - 2], n_ext = n.shape[r - 1];
@@ -151,49 +217,6 @@ void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
   std::vector<Var> v = ctx.Vars(r);
   Var m = v[r - 2], nv = v[r - 1];
   const auto guard = Halide::TailStrategy::GuardWithIf;
-  if (r == 2 && n_ext == 1 && k_ext % vs == 0 && k_ext >= 2 * vs &&
-      ctx.input_op(n, 0) != OpKind::kTranspose) {
-    // A matrix-vector product (the tutorial's 784 -> 1 layer): each row of A is read once, so
-    // it is a dot product along K, contiguous in A: vs partial sums per row (rfactor), added
-    // once at the end. Vectorizing along M instead gathers A with a stride of K (2026-12-02:
-    // linear evaluation 1000 x 784 went from 0.5 to 0.06 ms per batch). Not for a transposed A
-    // (the weight gradient X^T dy), whose K is the strided axis.
-    Func f = l.f, acc = l.helpers.Get("acc");
-    const Halide::RVar k = l.rdoms.Get("k").x;
-    Halide::RVar ko("ko"), ki("ki");
-    Var u("u"), mo("mo"), mi("mi");
-    f.compute_root();
-    Var at = m;
-    if (m_ext >= 64 && 2 * m_ext * k_ext >= (1 << 20)) {
-      f.split(m, mo, mi, 32, guard).parallel(mo);
-      at = mi;
-    }
-    // c vectors of partial sums (the largest divisor of K / vs up to 8: 784 = 7 x 7 x 16) are c
-    // independent FMA chains, unrolled, so one chain's latency does not bound the product: the
-    // linear model's evaluation (1000 x 784 x 1) at 41-44M images/s instead of 31-34M, its
-    // training step at 6.7-7.1M instead of 6.1-6.5M (interleaved kiln_bench runs, 2026-12-04).
-    int64_t c = 1;
-    for (int64_t d = 8; d >= 1 && c == 1; --d) {
-      if ((k_ext / vs) % d == 0) c = d;
-    }
-    // The c vectors are then added lane by lane (a second rfactor), and the vs lanes at the end.
-    Halide::RVar kio("kio"), kii("kii");
-    Var uo("uo");
-    acc.compute_at(f, at);
-    Func part = acc.update()
-                    .split(k, ko, ki, static_cast<int>(c) * vs)
-                    .split(ki, kio, kii, vs)
-                    .rfactor({{kio, uo}, {kii, u}});
-    part.compute_at(f, at).vectorize(u).unroll(uo);
-    part.update().reorder(u, uo, ko).vectorize(u).unroll(uo);
-    if (c > 1) {
-      Var w("w");
-      Func lanes = acc.update().rfactor(kii, w);
-      lanes.compute_at(f, at).vectorize(w);
-      lanes.update().vectorize(w);
-    }
-    return;
-  }
   bool vec_n = n_ext * 4 >= vs || n_ext >= m_ext;
   Var vd = vec_n ? nv : m, od = vec_n ? m : nv;
   int64_t vd_ext = vec_n ? n_ext : m_ext, od_ext = vec_n ? m_ext : n_ext;
@@ -209,7 +232,7 @@ void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
   }
   if (Func* b = l.helpers.Find("b")) b->compute_root();  // the transposed weight's copy
   Var vo("vo"), vi("vi"), oo("oo"), oi("oi"), wv("wv");
-  Func f = l.f, acc = l.helpers.Get("acc");
+  Func f = target, acc = l.helpers.Get("acc");
   const Halide::RVar k = l.rdoms.Get("k").x;
   // The last tile along each axis shifts inwards (recomputing a few outputs of the one before,
   // with the same sums) instead of running guarded: every tile is whole, so the loop nest and
@@ -247,6 +270,15 @@ void ScheduleMatMul(LowerCtx& ctx, const Node& n, Lowered& l) {
       .unroll(od, to, guard);
 }
 
+// The product computed tile by tile inside its only consumer, a step output (OpDef::epilogue):
+// a weight gradient's SGD update reads each accumulator tile from registers instead of the whole
+// gradient from memory after the product has stored it.
+bool MatMulEpilogue(LowerCtx& ctx, const Node& n, Lowered& l, Func consumer) {
+  if (ctx.gpu() || RowDotProducts(ctx, n)) return false;
+  TileMatMul(ctx, n, l, consumer);
+  return true;
+}
+
 // Each element of A is read once per column of the result, each element of B once per row.
 int64_t MatMulReads(const Node& n, int i) {
   const size_t r = n.shape.size();
@@ -255,7 +287,8 @@ int64_t MatMulReads(const Node& n, int i) {
 
 }  // namespace
 
-extern const OpDef kMatMulOp = {"matmul",    Pattern::kComplex, 2,       InferMatMul, MatMulVjp,
-                                LowerMatMul, ScheduleMatMul,    nullptr, MatMulReads};
+extern const OpDef kMatMulOp = {"matmul",      Pattern::kComplex, 2,       InferMatMul, MatMulVjp,
+                                LowerMatMul,   ScheduleMatMul,    nullptr, MatMulReads, false,
+                                MatMulEpilogue};
 
 }  // namespace kiln

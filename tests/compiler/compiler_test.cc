@@ -253,6 +253,17 @@ TEST(CompileTest, RunRejectsAnInputThatAliasesAnOutput) {
 // Attention's Q K^T and every transpose its gradients take (dA = dC B^T, dB = A^T dC, the heads'
 // views) are read in place by the batched matmuls: the training step's lowered statement has no
 // loop nest producing a transpose node, while each matmul has its own.
+// Whether a loop nest produces `func` in a lowered statement (Halide appends "$<k>" to a Func it
+// computes inside another's loops).
+bool Produces(const std::string& stmt, const std::string& func) {
+  const std::string key = "produce " + func;
+  for (size_t at = stmt.find(key); at != std::string::npos; at = stmt.find(key, at + 1)) {
+    const char next = at + key.size() < stmt.size() ? stmt[at + key.size()] : '\0';
+    if (next == ' ' || next == '$') return true;
+  }
+  return false;
+}
+
 TEST(CompileTest, TransposesFeedingBatchedMatMulsAreNotMaterialized) {
   Graph g;
   Value x = g.Input("x", {2, 5, 8});
@@ -276,25 +287,31 @@ TEST(CompileTest, TransposesFeedingBatchedMatMulsAreNotMaterialized) {
       if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
     }
     func += "_n" + std::to_string(id);
-    const bool produced = stmt.find("produce " + func + " ") != std::string::npos;
+    const bool produced = Produces(stmt, func);
     if (n.op == OpKind::kTranspose) {
       ++transposes;
       EXPECT_FALSE(produced) << "transpose node '" << n.name << "' is materialized";
-    } else if (n.op == OpKind::kMatMul && stmt.find(func) != std::string::npos) {
+    } else if (n.op == OpKind::kMatMul) {
+      // Its own loop nest, or its accumulator tiles inside the parameter update that reads it.
+      const std::string acc = func.substr(0, func.rfind("_n")) + "_acc_n" + std::to_string(id);
+      if (stmt.find(func) == std::string::npos && !Produces(stmt, acc)) continue;
       ++matmuls;
-      EXPECT_TRUE(produced) << "matmul node '" << n.name << "' has no loop nest of its own";
+      EXPECT_TRUE(produced || Produces(stmt, acc))
+          << "matmul node '" << n.name << "' is computed nowhere";
     }
   }
   EXPECT_GE(transposes, 6);  // the heads' views, K^T and the gradients' transposes
   EXPECT_GE(matmuls, 12);    // forward, and two per matmul backward
 }
 
-// Losses and parameters of 5 Adam steps on the model `build` makes, from deterministic inputs.
+// Losses and parameters of 5 steps of `opt` (Adam by default) on the model `build` makes, from
+// deterministic inputs.
 std::vector<std::vector<float>> AdamSteps(const std::function<ModelDef(Graph&)>& build,
-                                          const CompileOptions& o, size_t* segments) {
+                                          const CompileOptions& o, size_t* segments,
+                                          const Optimizer& opt = Adam(0.01)) {
   Graph g;
   ModelDef m = build(g);
-  auto step = CompileTrainStep(g, m, Adam(0.01), o);
+  auto step = CompileTrainStep(g, m, opt, o);
   EXPECT_TRUE(step.ok()) << step.status();
   if (!step.ok()) return {};
   auto* split = dynamic_cast<SegmentedStep*>(step->get());
@@ -375,6 +392,51 @@ std::vector<std::vector<float>> MlpAdamSteps(int64_t max_stages, size_t* segment
         return m;
       },
       o, segments);
+}
+
+// SGD on an MLP whose widths fill no register tile evenly: each weight gradient (X^T dy) is
+// computed tile by tile inside its parameter's update (OpDef::epilogue), never stored whole, and
+// the steps agree with the plain schedule's, where every product is stored.
+TEST(CompileTest, WeightGradientsComputedInsideTheirUpdatesTrainAsStoredOnes) {
+  auto build = [](Graph& g) {
+    Value x = g.Input("x", {8, 12});
+    Value y = g.Input("y", {8}, DType::kInt32);
+    Linear fc1(g, "fc1", 12, 20), fc2(g, "fc2", 20, 36), fc3(g, "fc3", 36, 10);
+    ModelDef m;
+    m.inputs = {x, y};
+    m.loss = Mean(SoftmaxCrossEntropy(fc3(Relu(fc2(Relu(fc1(x))))), y));
+    return m;
+  };
+  size_t segments = 0;
+  CompileOptions fused, plain;
+  plain.plain_schedule = true;
+  std::vector<std::vector<float>> a = AdamSteps(build, fused, &segments, Sgd(0.5));
+  std::vector<std::vector<float>> b = AdamSteps(build, plain, &segments, Sgd(0.5));
+  ExpectSameSteps(a, b, 1e-5);
+  // The step's loop nests: the three weight gradients' accumulators, and no buffer of their own.
+  Graph g;
+  ModelDef m = build(g);
+  CompileOptions o;
+  o.stmt_path = ::testing::TempDir() + "/fused_updates.stmt";
+  ASSERT_TRUE(CompileTrainStep(g, m, Sgd(0.5), o).ok());
+  std::ifstream in(o.stmt_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string stmt = text.str();
+  int fused_products = 0;
+  for (int id = 0; id < g.size(); ++id) {
+    const Node& n = g.node(id);
+    if (n.op != OpKind::kMatMul) continue;
+    std::string name = n.name;
+    for (char& c : name) {
+      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+    }
+    const std::string id_suffix = "_n" + std::to_string(id);
+    if (Produces(stmt, name + "_acc" + id_suffix) && !Produces(stmt, name + id_suffix)) {
+      ++fused_products;
+    }
+  }
+  EXPECT_EQ(fused_products, 3);
 }
 
 // A two-convolution CNN (the tutorial's, narrower and on 12x12 images) over a batch of `batch`.
