@@ -4,7 +4,7 @@
 # the machine's ceiling (a peak-FMA Halide kernel and OpenBLAS sgemm) and the compile cache's time
 # to a first step. Prints Markdown tables (medians; Kiln over the faster peer) and writes them to
 # bench/results.md. Run it on an otherwise idle machine: the peers' OpenMP threads spin and
-# collapse when the cores are shared.
+# collapse when the cores are shared. EPOCHS is the number of rounds (below).
 #   bench/run.sh [EPOCHS] [MODELS]     e.g. bench/run.sh 3 "linear mlp cnn lenet5"
 #   bench/run.sh 1 "resnet vit layernorm"   the residual network and the vision transformer
 #                                           (their examples' optimizers) and the LayerNorm probe
@@ -42,29 +42,38 @@ out=$(mktemp)
 export HL_NUM_THREADS=2 OMP_NUM_THREADS=2
 ./build/bench/ceiling 2 >>"$out"
 has() { case " $models " in *" $1 "*) return 0 ;; esac; return 1; }
-for m in $models; do
-  if [ "$m" = layernorm ]; then  # forward + backward of one LayerNorm on [1088, 64]
-    ./build/bench/kiln_bench --models=layernorm >>"$out" || echo "bench: Kiln failed on $m"
-    [ "$peer_ok" = 1 ] && { /usr/bin/python3 bench/pytorch_peer.py data/mnist 1 layernorm >>"$out" ||
-      echo "bench: the PyTorch peer failed on $m"; }
-    continue
-  fi
-  ./build/bench/kiln_bench --data_dir=data/mnist --epochs="$epochs" --models="$m" >>"$out" ||
-    echo "bench: Kiln failed on $m"
-  if [ "$peer_ok" = 1 ]; then
-    /usr/bin/python3 bench/pytorch_peer.py data/mnist "$epochs" "$m" >>"$out" ||
-      echo "bench: the PyTorch peer failed on $m"
-  fi
-  if [ "$libtorch_ok" = 1 ]; then
-    ./build/bench/libtorch_peer data/mnist "$epochs" "$m" >>"$out" ||
-      echo "bench: the LibTorch peer failed on $m"
+# Rounds: each timed epoch is a round of its own, Kiln's then the peers' (each in a fresh process
+# after the same warm-up), so that a machine whose speed drifts for minutes at a time (a shared
+# VM: the tutorial CNN trained at 15.4k and at 25.4k images/s in runs two minutes apart,
+# 2026-12-04) meets every side in the same state. Each row's rate is the median of its rounds, and
+# "Kiln / faster peer" the median of the rounds' own ratios.
+round_tag() { sed "s/^{/{\"round\": $1, /"; }
+for round in $(seq "$epochs"); do
+  for m in $models; do
+    if [ "$m" = layernorm ]; then  # forward + backward of one LayerNorm on [1088, 64]
+      [ "$round" = 1 ] || continue
+      ./build/bench/kiln_bench --models=layernorm >>"$out" || echo "bench: Kiln failed on $m"
+      [ "$peer_ok" = 1 ] && { /usr/bin/python3 bench/pytorch_peer.py data/mnist 1 layernorm >>"$out" ||
+        echo "bench: the PyTorch peer failed on $m"; }
+      continue
+    fi
+    ./build/bench/kiln_bench --data_dir=data/mnist --epochs=1 --models="$m" | round_tag "$round" \
+      >>"$out" || echo "bench: Kiln failed on $m"
+    if [ "$peer_ok" = 1 ]; then
+      /usr/bin/python3 bench/pytorch_peer.py data/mnist 1 "$m" | round_tag "$round" >>"$out" ||
+        echo "bench: the PyTorch peer failed on $m"
+    fi
+    if [ "$libtorch_ok" = 1 ]; then
+      ./build/bench/libtorch_peer data/mnist 1 "$m" | round_tag "$round" >>"$out" ||
+        echo "bench: the LibTorch peer failed on $m"
+    fi
+  done
+  # The CNN step for the portable target (x86-64 AVX2 + FMA), against the AVX2 FMA ceiling.
+  if has cnn; then
+    ./build/bench/kiln_bench --data_dir=data/mnist --epochs=1 --models=cnn --target=portable |
+      round_tag "$round" >>"$out" || echo "bench: Kiln failed on the portable cnn"
   fi
 done
-# The CNN step for the portable target (x86-64 AVX2 + FMA), against the AVX2 FMA ceiling.
-if has cnn; then
-  ./build/bench/kiln_bench --data_dir=data/mnist --epochs="$epochs" --models=cnn \
-    --target=portable >>"$out" || echo "bench: Kiln failed on the portable cnn"
-fi
 # Scaling: does the ratio hold as the work grows?
 if has cnn && [ "${BENCH_SCALING:-1}" != 0 ]; then
   for m in cnn-b16 cnn-b32 cnn-b64 cnn-b128 cnn-b256 cnn-w32 cnn-w64; do
@@ -112,15 +121,46 @@ dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && e
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 /usr/bin/python3 - "$out" "$commit$dirty" "$cpu" <<'PY' | tee "${BENCH_RESULTS:-bench/results.md}"
 import json, sys, platform, datetime
+import statistics
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 main_row = lambda r: ("probe" not in r and not r["model"].startswith("cnn-")
                       and r.get("target", "host") == "host")
-by = lambda peer: {r["model"]: r for r in rows if r["peer"] == peer and main_row(r)}
+def merge(rs):
+    # A peer's rounds of one model as one row: the round of the median training rate, with the
+    # medians of the evaluation rate and the compile time over all rounds.
+    rs = sorted(rs, key=lambda r: r.get("train_images_per_s") or 0)
+    m = dict(rs[(len(rs) - 1) // 2])
+    for key in ("eval_images_per_s", "eval_gflops", "compile_s"):
+        vals = [r[key] for r in rs if r.get(key) is not None]
+        if vals:
+            m[key] = statistics.median(vals)
+    m["rounds"] = len(rs)
+    return m
+def by(peer, keep=main_row):
+    groups = {}
+    for r in rows:
+        if r["peer"] == peer and keep(r):
+            groups.setdefault(r["model"], []).append(r)
+    return {m: merge(rs) for m, rs in groups.items()}
 kiln, torch, libtorch = by("kiln"), by("pytorch"), by("libtorch")
+def round_ratios(model, key):
+    # Kiln's rate over the faster peer's, round by round.
+    out = []
+    for r in sorted({x.get("round") for x in rows if x.get("round") is not None}):
+        side = lambda peer: next((x.get(key) for x in rows if x["peer"] == peer and main_row(x)
+                                  and x["model"] == model and x.get("round") == r), None)
+        best = max([v for v in (side("pytorch"), side("libtorch")) if v] or [0])
+        k = side("kiln")
+        if k and best:
+            out.append(k / best)
+    return out
 ceil = {r["kernel"]: r for r in rows if r["peer"] == "ceiling"}
 peak = ceil.get("halide_fma", {}).get("gflops", 0)
 fmt = lambda v, d=0: f"{v:,.{d}f}" if v else "n/a"
 def ratio(k, key):
+    rr = round_ratios(k["model"], key)
+    if rr:
+        return f"{statistics.median(rr):.2f}x" + (f" ({min(rr):.2f}-{max(rr):.2f})" if len(rr) > 1 else "")
     best = max([v for v in (torch.get(k["model"], {}).get(key), libtorch.get(k["model"], {}).get(key)) if v] or [0])
     return f"{k[key] / best:.2f}x" if best else "n/a"
 print(f"# Kiln benchmark, {datetime.date.today()}, commit {sys.argv[2]}, {platform.machine()}, 2 threads\n")
@@ -135,7 +175,8 @@ if drift:
     if moved:
         print(f"**Warning: the machine's speed changed during the run ({', '.join(moved)} moved by more "
               "than 15%): the ratios and the shares of the ceiling carry that drift; run it again.**\n")
-print("## Training (images/s, median of the timed epochs)\n")
+print("## Training (images/s, median of the rounds: one timed epoch per process, Kiln and the peers "
+      "in turn; the ratio is the median of the rounds' own ratios, their range in brackets)\n")
 print("| model | batch | Kiln | PyTorch | LibTorch | Kiln / faster peer | Kiln GFLOP/s | % of ceiling | Kiln compile s |")
 print("|---|---|---|---|---|---|---|---|---|")
 for m, k in kiln.items():
@@ -143,7 +184,7 @@ for m, k in kiln.items():
     print(f"| {m} | {k['batch']} | {fmt(k['train_images_per_s'])} | {fmt(torch.get(m, {}).get('train_images_per_s'))} "
           f"| {fmt(libtorch.get(m, {}).get('train_images_per_s'))} | {ratio(k, 'train_images_per_s')} "
           f"| {g:.1f} | {f'{100 * g / peak:.0f}%' if peak else 'n/a'} | {k['compile_s']:.2f} |")
-print("\n## Evaluation on the 10,000 test images (images/s, batches of 1000, median of 3) and memory\n")
+print("\n## Evaluation on the 10,000 test images (images/s, batches of 1000, median of 3 per round, then of the rounds) and memory\n")
 print("| model | Kiln | PyTorch | LibTorch | Kiln / faster peer | Kiln eval GFLOP/s | peak RSS MB Kiln / PyTorch / LibTorch | test acc Kiln / PyTorch / LibTorch |")
 print("|---|---|---|---|---|---|---|---|")
 for m, k in kiln.items():
@@ -152,7 +193,7 @@ for m, k in kiln.items():
     print(f"| {m} | {fmt(k['eval_images_per_s'])} | {fmt(p.get('eval_images_per_s'))} | {fmt(l.get('eval_images_per_s'))} "
           f"| {ratio(k, 'eval_images_per_s')} | {k['eval_gflops']:.1f} "
           f"| {fmt(k['peak_rss_mb'])} / {fmt(p.get('peak_rss_mb'))} / {fmt(l.get('peak_rss_mb'))} | {acc(k)} / {acc(p)} / {acc(l)} |")
-port = [r for r in rows if r["peer"] == "kiln" and r.get("target") == "portable"]
+port = list(by("kiln", lambda r: r.get("target") == "portable" and "probe" not in r).values())
 avx2 = ceil.get("halide_fma_avx2", {}).get("gflops", 0)
 if port and "cnn" in kiln and avx2 and peak:
     p, h = port[0], kiln["cnn"]
@@ -205,7 +246,6 @@ if ln:
     print(f"| {fmt(k, 1)} | {fmt(p, 1)} | {f'{k / p:.2f}' if k and p else 'n/a'} |")
 per = [r for r in rows if r.get("probe") == "per_step"]
 if per:
-    import statistics
     print("\n## Per-step time, tutorial linear model, batch 16 (whole loop: batch feed + step)\n")
     print("| program | median us per step | images/s |")
     print("|---|---|---|")
@@ -221,10 +261,10 @@ if per:
             print(f"| {label} (bench loop) | {16e6 / m:.2f} | {m:,.0f} |")
 peers = [next(iter(d.values()))["config"] for d in (torch, libtorch) if d]
 print("\nPeers: " + "; ".join(peers) + ". Data preloaded as tensors, batches gathered through a "
-      "per-epoch permutation; medians of the timed epochs after a 200-step warm-up; SGD for every "
+      "per-epoch permutation; each round one timed epoch after a 200-step warm-up; SGD for every "
       "model on every side (the ResNet: Adam; the ViT: AdamW, as in their examples). GFLOP/s count the matmuls and convolutions on the model's own shapes "
       "(forward, weight gradients, input gradients except the image's). Test accuracy is after "
-      "the timed epochs (SGD), not a tuned result.")
+      "the median round's warm-up and timed epoch (SGD), not a tuned result.")
 formats = [f"{m}: {r['memory_format']} ({', '.join(f'{k} {v:,}' for k, v in r['train_images_per_s_by_format'].items())} images/s)"
            for m, r in torch.items() if "train_images_per_s_by_format" in r]
 if formats:
