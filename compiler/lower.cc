@@ -384,6 +384,10 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
       if (DefOf(g.node(id)).pattern != Pattern::kSource) fed.insert(id);
     }
     std::map<int, Lowered> lowered;
+    ctx.set_helper_fn([&](int id, std::string_view role) -> Halide::Func* {
+      auto it = lowered.find(id);
+      return it == lowered.end() || fed.count(id) ? nullptr : it->second.helpers.Find(role);
+    });
     const std::set<int> strict(program.strict.begin(), program.strict.end());
     for (int id : order) {
       const Node& n = g.node(id);

@@ -192,6 +192,18 @@ class LowerCtx {
   // Source nodes (inputs, parameters) are provided by the compiler.
   void set_source_fn(std::function<Halide::Func(const Node&)> fn) { source_fn_ = std::move(fn); }
   Halide::Func Source(const Node& n) const { return source_fn_(n); }
+  // A helper Func (by role) of a node lowered before this one, in the same pipeline: null when
+  // the node made none of that role or is read from a buffer (an earlier segment's value). Lets
+  // an op reuse what its producer computed anyway (a max-pool gather reads the window maximum its
+  // argmax found).
+  void set_helper_fn(std::function<Halide::Func*(int id, std::string_view role)> fn) {
+    helper_fn_ = std::move(fn);
+  }
+  Halide::Func* Helper(int id, std::string_view role) const {
+    return helper_fn_ ? helper_fn_(id, role) : nullptr;
+  }
+  const Node& input(const Node& n, int i) const { return graph_->node(n.inputs[i]); }
+  const Graph& graph() const { return *graph_; }
 
   // Default schedule of a materialized Func of logical shape `shape`: vectorize the innermost
   // dimension at the native width, parallelize the outermost when the work is big enough; the
@@ -232,6 +244,7 @@ class LowerCtx {
   Halide::Target target_;
   int vector_width_;
   std::function<Halide::Func(const Node&)> source_fn_;
+  std::function<Halide::Func*(int, std::string_view)> helper_fn_;
   const Graph* graph_ = nullptr;
   std::optional<Halide::Func> step_, example_offset_;
   std::map<int, Layout> layouts_;

@@ -1,5 +1,6 @@
 // 2-D pooling, NCHW. Max pooling is split so its backward pass never repeats the window search:
-// max_pool2d_argmax finds each window's argmax once (int32, offset ky*K + kx in the window),
+// max_pool2d_argmax finds each window's argmax once (int32, offset ky*K + kx in the window; a NaN
+// in the window is its maximum, as in PyTorch),
 // max_pool2d_gather reads the values through it, and the gather's gradient max_pool2d_scatter
 // routes dy back through the same indices. A gather may end in a ReLU (Pool2dAttrs::relu): the
 // compiler rewrites max_pool2d(relu(x)) so, and its gradient then never needs relu's
@@ -71,9 +72,18 @@ Lowered LowerArgmax(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   Halide::Type t = ctx.float_type();
   Expr x = Halide::select(inside, ctx.At(in[0], {v[0], v[1], Clamp(iy, xs[2]), Clamp(ix, xs[3])}),
                           t.min());
+  // Started at tap 0 (not at the lowest float), the maximum is the value at the argmax whenever
+  // tap 0 lies in the image (always without padding), -infinity and NaN included: a gather
+  // (LowerGather) reads it from here instead of from the input again.
+  Expr iy0 = v[2] * a.s - a.p, ix0 = v[3] * a.s - a.p;
+  Expr x0 =
+      Halide::select(iy0 >= 0 && ix0 >= 0,
+                     ctx.At(in[0], {v[0], v[1], Clamp(iy0, xs[2]), Clamp(ix0, xs[3])}), t.min());
   Func best = ctx.NewFunc(n, "best");
-  ctx.Ref(best, v) = Halide::Tuple(t.min(), 0);
-  Expr better = x > ctx.Ref(best, v)[0];
+  ctx.Ref(best, v) = Halide::Tuple(x0, 0);
+  // A NaN in the window wins (PyTorch's max_pool2d also propagates it): a diverged activation
+  // shows in the pooled output instead of being skipped.
+  Expr better = x > ctx.Ref(best, v)[0] || Halide::is_nan(x);
   ctx.Ref(best, v) = Halide::Tuple(Halide::select(better, x, ctx.Ref(best, v)[0]),
                                    Halide::select(better, ky * a.k + kx, ctx.Ref(best, v)[1]));
   Func f = ctx.NewFunc(n);
@@ -127,7 +137,16 @@ Lowered LowerGather(LowerCtx& ctx, const Node& n, const std::vector<Func>& in) {
   std::vector<Var> v = ctx.Vars(4);
   Expr idx = ctx.At(in[1], v);
   Expr y;
-  if (ctx.layout(n) == Layout::kBatchInner) {
+  // The argmax of this input, without padding, computed in this pipeline: its window maximum is
+  // the value at the index (LowerArgmax), read there instead of the K*K taps of the input again
+  // (the tutorial CNN: a pass over conv1's 4 MB output fewer per step).
+  const Node& arg = ctx.input(n, 1);
+  Func* best = arg.op == OpKind::kMaxPool2DArgmax && arg.inputs[0] == n.inputs[0] && a.p == 0
+                   ? ctx.Helper(arg.id, "best")
+                   : nullptr;
+  if (best != nullptr) {
+    y = ctx.Ref(*best, v)[0];
+  } else if (ctx.layout(n) == Layout::kBatchInner) {
     // A vector holds images whose argmax taps differ: a select over the window's taps (K*K
     // dense vector loads) instead of a gather with a different address in every lane.
     y = Halide::cast(ctx.float_type(), 0);

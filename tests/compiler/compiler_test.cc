@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -468,6 +469,42 @@ std::vector<Shape> ReluShapes(const Graph& g, int root) {
 
 // compiler/passes.h FuseReluIntoMaxPool: max_pool2d(relu(x)) as relu(max_pool2d(x)) changes no
 // bit of the losses or parameters, also where the ReLU's output has another reader.
+// Max pooling, where the gather reads the window maximum its argmax found: a NaN anywhere in a
+// window is that window's output, and a window of -infinity pools to -infinity, in both layouts
+// (a batch of 16 fills an AVX-512 vector, the batch-inner layout; a batch of 1 stays row-major).
+TEST(CompileTest, MaxPoolPropagatesNaNAndKeepsInfinity) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t batch : {1, 16}) {
+    SCOPED_TRACE(batch);
+    Graph g(Mode::kEval);
+    Value x = g.Input("x", {batch, 1, 4, 4});
+    Value y = MaxPool2d(x, 2);
+    StepProgram p;
+    p.inputs.push_back({x.id(), ArgSpec{"x", ArgRole::kData, ScalarType::kF32, x.shape(), {}}});
+    p.outputs.push_back({y.id(), ArgSpec{"y", ArgRole::kOutput, ScalarType::kF32, y.shape(), {}}});
+    auto step = CompileProgram(g, p, CompileOptions());
+    ASSERT_TRUE(step.ok()) << step.status();
+    Tensor in(ScalarType::kF32, x.shape()), out(ScalarType::kF32, y.shape());
+    float* xs = in.data<float>();
+    for (int64_t e = 0; e < in.size(); ++e) xs[e] = static_cast<float>((e * 7) % 11) - 5;
+    float* last = xs + (batch - 1) * 16;            // the last image: rows of 4
+    last[0] = nan;                                  // window (0, 0), its first tap
+    last[7] = nan;                                  // window (0, 1), its last tap
+    for (int k : {10, 11, 14, 15}) last[k] = -inf;  // window (1, 1)
+    ASSERT_TRUE((*step)->Run({in.ref()}, {out.ref()}).ok());
+    const float* ys = out.data<float>() + (batch - 1) * 4;
+    EXPECT_TRUE(std::isnan(ys[0]));
+    EXPECT_TRUE(std::isnan(ys[1]));
+    EXPECT_EQ(ys[2], std::max({last[8], last[9], last[12], last[13]}));
+    EXPECT_EQ(ys[3], -inf);
+    for (int64_t i = 0; i + 1 < batch; ++i) {  // the other images: plain maxima
+      const float* xi = xs + i * 16;
+      EXPECT_EQ(out.data<float>()[i * 4], std::max({xi[0], xi[1], xi[4], xi[5]}));
+    }
+  }
+}
+
 TEST(CompileTest, ReluFusedIntoMaxPoolChangesNoBit) {
   for (double penalty : {0.0, 0.5}) {
     SCOPED_TRACE(penalty);
@@ -496,6 +533,34 @@ TEST(CompileTest, ReluFusedIntoMaxPoolChangesNoBit) {
   ModelDef m2 = SmallCnn(g2, 32, 0.5);
   EXPECT_EQ(FuseReluIntoMaxPool(g2, {m2.loss.id()}), 2);
   EXPECT_EQ(ReluShapes(g2, m2.loss.id()), (std::vector<Shape>{r1}));
+}
+
+// A convolution's weight gradient reads the padded copy of its input that the forward convolution
+// made (batch-inner): the step holds one padded copy per padded input, not two.
+TEST(LayoutTest, WeightGradientsShareTheForwardPaddedCopy) {
+  Graph g;
+  ModelDef m = SmallCnn(g, 32);
+  CompileOptions o;
+  o.layout = LayoutChoice::kBatchInner;
+  o.stmt_path = ::testing::TempDir() + "/shared_pad.stmt";
+  ASSERT_TRUE(CompileTrainStep(g, m, Sgd(0.1), o).ok());
+  std::ifstream in(o.stmt_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string stmt = text.str();
+  int forward_pads = 0, gradient_pads = 0;
+  for (int id = 0; id < g.size(); ++id) {
+    const Node& n = g.node(id);
+    std::string name = n.name;
+    for (char& c : name) {
+      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+    }
+    const std::string pad = name + "_pad_n" + std::to_string(id);
+    if (n.op == OpKind::kConv2D) forward_pads += Produces(stmt, pad);
+    if (n.op == OpKind::kConv2DBackwardWeight) gradient_pads += Produces(stmt, pad);
+  }
+  EXPECT_EQ(forward_pads, 2);  // conv1's image (a batch-inner copy) and conv2's padded input
+  EXPECT_EQ(gradient_pads, 0);
 }
 
 std::set<std::string> PlannedOps(int64_t batch, LayoutChoice choice, const TargetSpec& target) {

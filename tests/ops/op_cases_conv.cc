@@ -236,6 +236,21 @@ std::vector<OpCase> MakeConvCases() {
   };
   fused.error = "relu is an attribute of max_pool2d_gather only";
   c.push_back(fused);
+  // Without padding the gather reads the window maximum its argmax computed (LowerGather), then
+  // the fused ReLU.
+  const Pool q2{2, 2, 0};
+  c.push_back(
+      {"max_pool2d_gather_relu_unpadded",
+       {OpKind::kMaxPool2DArgmax, OpKind::kMaxPool2DGather},
+       {F({2, 3, 6, 8})},
+       [](const V& v) {
+         Value idx = AddRaw(v[0], {}, OpKind::kMaxPool2DArgmax, Attrs{Pool2dAttrs{2, 2, 0}});
+         return AddRaw(v[0], {idx}, OpKind::kMaxPool2DGather,
+                       Attrs{Pool2dAttrs{2, 2, 0, /*relu=*/true}});
+       },
+       [q2](const N& v) {
+         return Map(MaxPoolRef(v[0], q2), [](double a) { return a > 0 ? a : 0; });
+       }});
   c.push_back({"max_pool2d_argmax",
                {OpKind::kMaxPool2DArgmax},
                {F({2, 2, 7, 6})},
