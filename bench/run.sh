@@ -166,11 +166,11 @@ def ratio(k, key):
 print(f"# Kiln benchmark, {datetime.date.today()}, commit {sys.argv[2]}, {platform.machine()}, 2 threads\n")
 print(f"CPU: {sys.argv[3]}\n")
 print("Machine ceiling (same run): " + "; ".join(
-    f"{n} {c['gflops']:.0f} GFLOP/s" if "gflops" in c else f"{n}: {c['error']}" for n, c in ceil.items()) + "\n")
+    f"{n} {c['gflops']:.1f} GFLOP/s" if "gflops" in c else f"{n}: {c['error']}" for n, c in ceil.items()) + "\n")
 end = {r["kernel"]: r.get("gflops") for r in rows if r["peer"] == "ceiling_end"}
 drift = {n: (c["gflops"], end[n]) for n, c in ceil.items() if c.get("gflops") and end.get(n)}
 if drift:
-    print("Ceiling at the end of the run: " + "; ".join(f"{n} {e:.0f} GFLOP/s" for n, (b, e) in drift.items()) + "\n")
+    print("Ceiling at the end of the run: " + "; ".join(f"{n} {e:.1f} GFLOP/s" for n, (b, e) in drift.items()) + "\n")
     moved = [n for n, (b, e) in drift.items() if abs(e - b) > 0.15 * max(b, e)]
     if moved:
         print(f"**Warning: the machine's speed changed during the run ({', '.join(moved)} moved by more "
@@ -183,7 +183,7 @@ for m, k in kiln.items():
     g = k["train_gflops"]
     print(f"| {m} | {k['batch']} | {fmt(k['train_images_per_s'])} | {fmt(torch.get(m, {}).get('train_images_per_s'))} "
           f"| {fmt(libtorch.get(m, {}).get('train_images_per_s'))} | {ratio(k, 'train_images_per_s')} "
-          f"| {g:.1f} | {f'{100 * g / peak:.0f}%' if peak else 'n/a'} | {k['compile_s']:.2f} |")
+          f"| {g:.1f} | {f'{100 * g / peak:.1f}%' if peak else 'n/a'} | {k['compile_s']:.2f} |")
 print("\n## Evaluation on the 10,000 test images (images/s, batches of 1000, median of 3 per round, then of the rounds) and memory\n")
 print("| model | Kiln | PyTorch | LibTorch | Kiln / faster peer | Kiln eval GFLOP/s | peak RSS MB Kiln / PyTorch / LibTorch | test acc Kiln / PyTorch / LibTorch |")
 print("|---|---|---|---|---|---|---|---|")
@@ -201,8 +201,8 @@ if port and "cnn" in kiln and avx2 and peak:
     print("\n## Portable target (x86-64 AVX2 + FMA): the CNN step against its own ceiling\n")
     print("| target | train images/s | GFLOP/s | FMA ceiling GFLOP/s | share of ceiling |")
     print("|---|---|---|---|---|")
-    print(f"| host | {fmt(h['train_images_per_s'])} | {h['train_gflops']:.1f} | {peak:.0f} | {100 * share_h:.0f}% |")
-    print(f"| portable | {fmt(p['train_images_per_s'])} | {p['train_gflops']:.1f} | {avx2:.0f} | {100 * share_p:.0f}% |")
+    print(f"| host | {fmt(h['train_images_per_s'])} | {h['train_gflops']:.1f} | {peak:.0f} | {100 * share_h:.1f}% |")
+    print(f"| portable | {fmt(p['train_images_per_s'])} | {p['train_gflops']:.1f} | {avx2:.0f} | {100 * share_p:.1f}% |")
     print(f"\nPortable share / host share: {share_p / share_h:.2f}")
 scale = [r for r in rows if r.get("model", "").startswith("cnn-") and "probe" not in r]
 if scale:
@@ -218,7 +218,7 @@ if scale:
         g = k["train_gflops"]
         r = f"{k['train_images_per_s'] / best:.2f}x" if best else "n/a"
         print(f"| {m} | {k['batch']} | {ms(k):.2f} | {fmt(ms(p), 2)} | {fmt(ms(l), 2)} | {r} | {g:.1f} "
-              f"| {f'{100 * g / peak:.0f}%' if peak else 'n/a'} |")
+              f"| {f'{100 * g / peak:.1f}%' if peak else 'n/a'} |")
     print("\nPyTorch's row is the faster of its NCHW and channels-last formats.")
 probes = [r for r in rows if r.get("probe") == "first_step"]
 if probes:
