@@ -117,7 +117,7 @@ done
 # The ceiling again at the end: a machine whose speed drifted during the run (a shared VM) shows.
 ./build/bench/ceiling 2 | sed 's/"peer": "ceiling"/"peer": "ceiling_end"/' >>"$out"
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (uncommitted changes)" || true)
+dirty=$(git status --porcelain --untracked-files=no -- . ':!bench/results*.md' 2>/dev/null | grep -q . && echo " (uncommitted changes)" || true)
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 /usr/bin/python3 - "$out" "$commit$dirty" "$cpu" <<'PY' | tee "${BENCH_RESULTS:-bench/results.md}"
 import json, sys, platform, datetime
