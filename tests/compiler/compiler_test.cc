@@ -265,6 +265,23 @@ bool Produces(const std::string& stmt, const std::string& func) {
   return false;
 }
 
+// The Halide name of node `n`'s Func (`suffix`: a helper's role), as LowerCtx::NewFunc makes it.
+std::string FuncName(const Node& n, const std::string& suffix = "") {
+  std::string name = n.name + (suffix.empty() ? "" : "_" + suffix);
+  for (char& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return name + "_n" + std::to_string(n.id);
+}
+
+// The lowered statement CompileOptions::stmt_path made.
+std::string ReadStmt(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 TEST(CompileTest, TransposesFeedingBatchedMatMulsAreNotMaterialized) {
   Graph g;
   Value x = g.Input("x", {2, 5, 8});
@@ -276,25 +293,18 @@ TEST(CompileTest, TransposesFeedingBatchedMatMulsAreNotMaterialized) {
   o.stmt_path = ::testing::TempDir() + "/attention_step.stmt";
   auto step = CompileTrainStep(g, m, Sgd(0.1), o);
   ASSERT_TRUE(step.ok()) << step.status();
-  std::ifstream in(o.stmt_path);
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string stmt = text.str();
+  const std::string stmt = ReadStmt(o.stmt_path);
   int transposes = 0, matmuls = 0;
   for (int id = 0; id < g.size(); ++id) {
     const Node& n = g.node(id);
-    std::string func = n.name;
-    for (char& c : func) {
-      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-    }
-    func += "_n" + std::to_string(id);
+    const std::string func = FuncName(n);
     const bool produced = Produces(stmt, func);
     if (n.op == OpKind::kTranspose) {
       ++transposes;
       EXPECT_FALSE(produced) << "transpose node '" << n.name << "' is materialized";
     } else if (n.op == OpKind::kMatMul) {
       // Its own loop nest, or its accumulator tiles inside the parameter update that reads it.
-      const std::string acc = func.substr(0, func.rfind("_n")) + "_acc_n" + std::to_string(id);
+      const std::string acc = FuncName(n, "acc");
       if (stmt.find(func) == std::string::npos && !Produces(stmt, acc)) continue;
       ++matmuls;
       EXPECT_TRUE(produced || Produces(stmt, acc))
@@ -420,22 +430,12 @@ TEST(CompileTest, WeightGradientsComputedInsideTheirUpdatesTrainAsStoredOnes) {
   CompileOptions o;
   o.stmt_path = ::testing::TempDir() + "/fused_updates.stmt";
   ASSERT_TRUE(CompileTrainStep(g, m, Sgd(0.5), o).ok());
-  std::ifstream in(o.stmt_path);
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string stmt = text.str();
+  const std::string stmt = ReadStmt(o.stmt_path);
   int fused_products = 0;
   for (int id = 0; id < g.size(); ++id) {
     const Node& n = g.node(id);
     if (n.op != OpKind::kMatMul) continue;
-    std::string name = n.name;
-    for (char& c : name) {
-      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-    }
-    const std::string id_suffix = "_n" + std::to_string(id);
-    if (Produces(stmt, name + "_acc" + id_suffix) && !Produces(stmt, name + id_suffix)) {
-      ++fused_products;
-    }
+    fused_products += Produces(stmt, FuncName(n, "acc")) && !Produces(stmt, FuncName(n));
   }
   EXPECT_EQ(fused_products, 3);
 }
@@ -544,18 +544,11 @@ TEST(LayoutTest, WeightGradientsShareTheForwardPaddedCopy) {
   o.layout = LayoutChoice::kBatchInner;
   o.stmt_path = ::testing::TempDir() + "/shared_pad.stmt";
   ASSERT_TRUE(CompileTrainStep(g, m, Sgd(0.1), o).ok());
-  std::ifstream in(o.stmt_path);
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string stmt = text.str();
+  const std::string stmt = ReadStmt(o.stmt_path);
   int forward_pads = 0, gradient_pads = 0;
   for (int id = 0; id < g.size(); ++id) {
     const Node& n = g.node(id);
-    std::string name = n.name;
-    for (char& c : name) {
-      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-    }
-    const std::string pad = name + "_pad_n" + std::to_string(id);
+    const std::string pad = FuncName(n, "pad");
     if (n.op == OpKind::kConv2D) forward_pads += Produces(stmt, pad);
     if (n.op == OpKind::kConv2DBackwardWeight) gradient_pads += Produces(stmt, pad);
   }
