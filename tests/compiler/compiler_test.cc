@@ -387,37 +387,30 @@ void ExpectSameSteps(const std::vector<std::vector<float>>& a,
 // A small MLP compiled as one pipeline or split into segments (CompileOptions::max_pipeline_stages)
 // with intermediates between them.
 // `compile_threads`: CompileOptions::compile_threads (0: one per core).
+// A 12 -> h1 -> h2 -> 10 MLP over a batch of 8.
+ModelDef SmallMlp(Graph& g, int64_t h1, int64_t h2) {
+  Value x = g.Input("x", {8, 12});
+  Value y = g.Input("y", {8}, DType::kInt32);
+  Linear fc1(g, "fc1", 12, h1), fc2(g, "fc2", h1, h2), fc3(g, "fc3", h2, 10);
+  ModelDef m;
+  m.inputs = {x, y};
+  m.loss = Mean(SoftmaxCrossEntropy(fc3(Relu(fc2(Relu(fc1(x))))), y));
+  return m;
+}
+
 std::vector<std::vector<float>> MlpAdamSteps(int64_t max_stages, size_t* segments,
                                              int compile_threads = 0) {
   CompileOptions o;
   o.max_pipeline_stages = max_stages;
   o.compile_threads = compile_threads;
-  return AdamSteps(
-      [](Graph& g) {
-        Value x = g.Input("x", {8, 12});
-        Value y = g.Input("y", {8}, DType::kInt32);
-        Linear fc1(g, "fc1", 12, 16), fc2(g, "fc2", 16, 16), fc3(g, "fc3", 16, 10);
-        ModelDef m;
-        m.inputs = {x, y};
-        m.loss = Mean(SoftmaxCrossEntropy(fc3(Relu(fc2(Relu(fc1(x))))), y));
-        return m;
-      },
-      o, segments);
+  return AdamSteps([](Graph& g) { return SmallMlp(g, 16, 16); }, o, segments);
 }
 
 // SGD on an MLP whose widths fill no register tile evenly: each weight gradient (X^T dy) is
 // computed tile by tile inside its parameter's update (OpDef::epilogue), never stored whole, and
 // the steps agree with the plain schedule's, where every product is stored.
 TEST(CompileTest, WeightGradientsComputedInsideTheirUpdatesTrainAsStoredOnes) {
-  auto build = [](Graph& g) {
-    Value x = g.Input("x", {8, 12});
-    Value y = g.Input("y", {8}, DType::kInt32);
-    Linear fc1(g, "fc1", 12, 20), fc2(g, "fc2", 20, 36), fc3(g, "fc3", 36, 10);
-    ModelDef m;
-    m.inputs = {x, y};
-    m.loss = Mean(SoftmaxCrossEntropy(fc3(Relu(fc2(Relu(fc1(x))))), y));
-    return m;
-  };
+  auto build = [](Graph& g) { return SmallMlp(g, 20, 36); };
   size_t segments = 0;
   CompileOptions fused, plain;
   plain.plain_schedule = true;
