@@ -226,8 +226,9 @@ std::map<size_t, int> EpilogueProducers(const Graph& g, const StepProgram& progr
                                         const std::map<int, int>& reads) {
   std::set<int> with_state;  // the parameters (input indices) whose update has optimizer state
   for (const auto& [id, spec] : program.outputs) {
-    if (spec.role == ArgRole::kNewState)
+    if (spec.role == ArgRole::kNewState) {
       with_state.insert(program.inputs[spec.updates].second.param);
+    }
   }
   auto read_once = [&](int id) {
     auto it = reads.find(id);

@@ -443,22 +443,6 @@ absl::StatusOr<TypeAndShape> InferConvBackwardWeight(const std::vector<const Nod
   return TypeAndShape{DType::kFloat, {dy[1], x[1], a->kernel_h, a->kernel_w}};
 }
 
-// Output columns of the weight gradient's partial sums: OW rounded up to whole vectors (dy is
-// zero-padded there), so every load and accumulator is a full, aligned vector.
-int64_t PaddedColumns(int64_t ow, int vs) { return (ow + vs - 1) / vs * vs; }
-
-// dw(o, c, ky, kx) = sum_{n, oy, ox} dy(n, o, oy, ox) * xpad(n, c, oy*sh + ky*dh, ox*sw + kx*dw),
-// as a fixed split (deterministic for any thread count): part(o, c, ky, kx, ox) sums over
-// (n, oy) with ox a vector lane (OW padded to whole vectors with zeros of dy); dw sums part
-// over ox. part_acc is part's accumulator tile (see the schedule).
-// Batch-inner layout (the output gradient dy planned batch-inner): the vector lanes are images.
-// part(o, c, ky, kx, lane) sums over (oy, ox, image block b) the products of dy and the input at
-// image b * lanes + lane; dw sums part over its lanes. A fixed split, the same for any thread
-// count. The image block is the innermost step of the reduction: a batch-inner buffer stores the
-// blocks of one (channel, y, x) next to each other, so each operand is read as one dense stream
-// (with the block outermost, every stream skipped all but one of each `blocks` cache lines). dy
-// is read where it is stored (a planned node: a buffer of its own, batch-inner); the input
-// through a batch-inner padded copy when it is padded or stored otherwise.
 // The batch-inner padded copy a forward convolution of the same input with the same padding made
 // in this pipeline (the Func a weight gradient's PadZero would define again), or null.
 Func* ForwardPad(const LowerCtx& ctx, const Node& n, const ConvInts& a) {
@@ -475,6 +459,22 @@ Func* ForwardPad(const LowerCtx& ctx, const Node& n, const ConvInts& a) {
   return nullptr;
 }
 
+// Output columns of the weight gradient's partial sums: OW rounded up to whole vectors (dy is
+// zero-padded there), so every load and accumulator is a full, aligned vector.
+int64_t PaddedColumns(int64_t ow, int vs) { return (ow + vs - 1) / vs * vs; }
+
+// dw(o, c, ky, kx) = sum_{n, oy, ox} dy(n, o, oy, ox) * xpad(n, c, oy*sh + ky*dh, ox*sw + kx*dw),
+// as a fixed split (deterministic for any thread count): part(o, c, ky, kx, ox) sums over
+// (n, oy) with ox a vector lane (OW padded to whole vectors with zeros of dy); dw sums part
+// over ox. part_acc is part's accumulator tile (see the schedule).
+// Batch-inner layout (the output gradient dy planned batch-inner): the vector lanes are images.
+// part(o, c, ky, kx, lane) sums over (oy, ox, image block b) the products of dy and the input at
+// image b * lanes + lane; dw sums part over its lanes. A fixed split, the same for any thread
+// count. The image block is the innermost step of the reduction: a batch-inner buffer stores the
+// blocks of one (channel, y, x) next to each other, so each operand is read as one dense stream
+// (with the block outermost, every stream skipped all but one of each `blocks` cache lines). dy
+// is read where it is stored (a planned node: a buffer of its own, batch-inner); the input
+// through a batch-inner padded copy when it is padded or stored otherwise.
 Lowered LowerConvBackwardWeightBatchInner(LowerCtx& ctx, const Node& n,
                                           const std::vector<Func>& in) {
   const ConvInts a(n.attrs.Get<Conv2dBackwardWeightAttrs>().conv);
