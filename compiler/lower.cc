@@ -105,6 +105,83 @@ absl::Status CheckGpuPlacement(const std::vector<Halide::Func>& outputs) {
   return absl::OkStatus();
 }
 
+// CUDA's launch limits, checked on the lowered loop nest (a custom lowering pass: it runs after
+// Halide has fused each kernel's thread loops, whose extents are then the launch's block
+// dimensions): at most 1024 threads per block (x and y at most 1024, z at most 64), at most
+// 65535 blocks along y and z, at most 48 KiB of shared memory where its size is constant. A
+// launch beyond them fails on the device (CUDA_ERROR_INVALID_VALUE, for every step) and nowhere
+// else; here it is a compile error naming the kernel.
+class GpuLaunchCheck : public Halide::Internal::IRMutator {
+ public:
+  using IRMutator::mutate;
+  Halide::Internal::Stmt mutate(const Halide::Internal::Stmt& s) override {
+    s.accept(&finder_);
+    if (!finder_.error.empty()) throw Halide::CompileError("GPU schedule: " + finder_.error);
+    return s;
+  }
+
+ private:
+  struct Finder : Halide::Internal::IRVisitor {
+    using IRVisitor::visit;
+    std::string error;
+    std::string kernel;  // the outermost block loop of the kernel being walked
+    int64_t threads[3] = {1, 1, 1}, shared = 0;
+
+    static int Axis(const std::string& name, const std::string& kind) {
+      for (int a = 0; a < 3; ++a) {
+        if (Halide::Internal::ends_with(name, kind + "_" + "xyz"[a])) return a;
+      }
+      return -1;
+    }
+    void visit(const Halide::Internal::For* op) override {
+      using Halide::Internal::ForType;
+      const int64_t* extent = Halide::Internal::as_const_int(op->extent);
+      if (op->for_type == ForType::GPUBlock) {
+        const int a = Axis(op->name, "__block_id");
+        if (a >= 1 && extent && *extent > 65535 && error.empty()) {
+          error = absl::StrCat("kernel '", op->name, "' launches ", *extent, " blocks along ",
+                               std::string(1, "xyz"[a]), " (at most 65535)");
+        }
+        if (kernel.empty()) {
+          kernel = op->name;
+          threads[0] = threads[1] = threads[2] = 1;
+          shared = 0;
+          IRVisitor::visit(op);
+          const int64_t total = threads[0] * threads[1] * threads[2];
+          if (error.empty() &&
+              (total > 1024 || threads[0] > 1024 || threads[1] > 1024 || threads[2] > 64)) {
+            error = absl::StrCat("kernel '", kernel, "' has blocks of ", threads[0], " x ",
+                                 threads[1], " x ", threads[2], " = ", total,
+                                 " threads (CUDA allows at most 1024)");
+          }
+          if (error.empty() && shared > 48 * 1024) {
+            error = absl::StrCat("kernel '", kernel, "' uses ", shared,
+                                 " bytes of shared memory (at most 49152)");
+          }
+          kernel.clear();
+          return;
+        }
+      } else if (op->for_type == ForType::GPUThread && !kernel.empty()) {
+        const int a = Axis(op->name, "__thread_id");
+        if (a >= 0 && extent) threads[a] = std::max(threads[a], *extent);
+      }
+      IRVisitor::visit(op);
+    }
+    void visit(const Halide::Internal::Allocate* op) override {
+      if (!kernel.empty() && op->memory_type == Halide::MemoryType::GPUShared) {
+        int64_t bytes = op->type.bytes();
+        for (const Halide::Expr& e : op->extents) {
+          const int64_t* c = Halide::Internal::as_const_int(e);
+          bytes = c ? bytes * *c : 0;
+        }
+        shared += bytes;
+      }
+      IRVisitor::visit(op);
+    }
+  };
+  Finder finder_;
+};
+
 // Whether every row of every value the program computes reads the rows of one example only.
 // Values computed from the examples keep them leading and whole: a leading axis of k x batch
 // rows, k per example in order (k > 1 after a reshape such as [N, 16, 49] -> [16 N, 49], a
@@ -599,6 +676,7 @@ absl::StatusOr<LoweredStep> LowerStep(const Graph& g, const StepProgram& program
       if (absl::Status st = CheckGpuPlacement(out.outputs); !st.ok()) return st;
     }
     out.pipeline = Halide::Pipeline(out.outputs);
+    if (ctx.gpu()) out.pipeline.add_custom_lowering_pass(new GpuLaunchCheck);
     return out;
   } catch (const Halide::Error& e) {
     return absl::InternalError(absl::StrCat("lowering to Halide failed: ", e.what()));

@@ -147,13 +147,17 @@ void ScheduleConvLikeGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
   if (slab * 4 <= 32 * 1024) {
     Func wsh = l.helpers.Get("weights").in(acc);
     std::vector<Var> wv = ctx.Vars(4);
-    Var t("t"), to("to"), ti("ti");
+    // The block's own tx x ty threads copy it, tx * ty elements at a time: Halide launches a
+    // kernel with the largest extent of each thread axis over its loops, so a 1-D copy over
+    // tx * ty threads made blocks of (tx * ty) x ty threads, 2048 or 4096, which CUDA refuses.
+    Var t("t"), to("to"), ti("ti"), tix("tix"), tiy("tiy");
     wsh.compute_at(f, xo)
         .fuse(wv[3], wv[2], t)
         .fuse(t, wv[1], t)
         .fuse(t, wv[0], t)
         .split(t, to, ti, tx * ty, guard)
-        .gpu_threads(ti);
+        .split(ti, tiy, tix, tx)
+        .gpu_threads(tix, tiy);
   }
   if (Func* pad = l.helpers.Find("pad")) ctx.GpuTileAll(*pad, ctx.input_shape(n, 0));
 }
