@@ -7,6 +7,7 @@
 #include <fstream>
 #include <mutex>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "HalideRuntime.h"
@@ -45,6 +46,43 @@ absl::Status CheckMetadata(const Signature& sig, const halide_filter_metadata_t*
     }
   }
   return absl::OkStatus();
+}
+
+// Halide's runtime reports an error (a failed CUDA call, an allocation that failed) through its
+// error handler, which by default prints the message and aborts the process. Kiln's handler
+// keeps the message instead: the step returns its error code and Run() returns the message as
+// a status, which the caller reports with the step's name (an AOT binary exits non-zero, a
+// checkpoint written before it stays whole).
+std::mutex halide_error_mu;
+std::string* halide_error_text = new std::string;  // never destroyed: workers may report late
+
+extern "C" void KilnHalideError(void*, const char* msg) {
+  std::lock_guard<std::mutex> lock(halide_error_mu);
+  std::string m = msg ? msg : "";
+  while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+  if (!halide_error_text->empty()) *halide_error_text += "; ";
+  *halide_error_text += m;
+}
+
+std::string TakeHalideError() {
+  std::lock_guard<std::mutex> lock(halide_error_mu);
+  std::string m;
+  m.swap(*halide_error_text);
+  return m;
+}
+
+extern "C" halide_error_handler_t halide_set_error_handler(halide_error_handler_t)
+    __attribute__((weak));
+
+// Installs KilnHalideError in the runtime linked into this program (an AOT binary), once.
+void KeepHalideErrors() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    using Fn = halide_error_handler_t (*)(halide_error_handler_t);
+    Fn fn = &halide_set_error_handler;
+    if (fn == nullptr) fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "halide_set_error_handler"));
+    if (fn != nullptr) fn(KilnHalideError);
+  });
 }
 
 class NativeExecutable : public Executable {
@@ -101,10 +139,13 @@ class NativeExecutable : public Executable {
       b.set_host_dirty(on_device_ && !out);  // a device step uploads it
       argv_[i] = &b;
     }
+    TakeHalideError();  // a message left by an earlier call is not this call's
     const int rc = fn_(argv_.data());
     absl::Status status;
     if (rc != 0) {
-      status = absl::InternalError(absl::StrCat("the compiled step failed with Halide error ", rc));
+      const std::string why = TakeHalideError();
+      status = absl::InternalError(absl::StrCat("the compiled step failed with Halide error ", rc,
+                                                why.empty() ? "" : ": ", why));
     }
     for (size_t i = 0; i < n_in + outputs.size(); ++i) {
       const bool out = i >= n_in;
@@ -224,6 +265,7 @@ absl::StatusOr<std::unique_ptr<Executable>> MakeNativeExecutable(Signature sig, 
   }
   const halide_filter_metadata_t* md = metadata();
   if (absl::Status s = CheckMetadata(sig, md); !s.ok()) return s;
+  KeepHalideErrors();
   auto exe =
       std::make_unique<NativeExecutable>(std::move(sig), fn, std::move(keepalive), compile_seconds);
   // The target the step was compiled for, e.g. "x86-64-linux-avx2-cuda-cuda_capability_70".
@@ -255,6 +297,11 @@ absl::Status LoadHalideRuntime(const std::string& path) {
   if (set_malloc && set_free) {
     set_malloc(StepMalloc);
     set_free(StepFree);
+  }
+  // Errors come back as statuses (KilnHalideError above), not as an abort.
+  using SetError = halide_error_handler_t (*)(halide_error_handler_t);
+  if (auto set_error = reinterpret_cast<SetError>(dlsym(h, "halide_set_error_handler"))) {
+    set_error(KilnHalideError);
   }
   // Parallel loops run on Kiln's threads (runtime/step_threads.h).
   using SetParFor = halide_do_par_for_t (*)(halide_do_par_for_t);

@@ -144,6 +144,7 @@ int main(int argc, char** argv) {
       ++failed;
       std::printf("  FAIL %-36s %s\n", c.name, problem.c_str());
     }
+    std::fflush(stdout);  // a case that kills the process leaves the lines before it
   }
   std::printf("GPU OP TESTS (%s): %d passed, %d failed\n", cpu_only ? "cpu only" : "device", passed,
               failed);
