@@ -199,8 +199,12 @@ void LowerCtx::ScheduleMaterialized(Halide::Func f, const Shape& shape, int64_t 
     if (rank == 0) return;
     int64_t inner = shape[static_cast<size_t>(inner_axis)];
     if (inner >= vector_width_) {
-      s.vectorize(v[static_cast<size_t>(inner_axis)], vector_width_,
-                  Halide::TailStrategy::GuardWithIf);
+      // Halide 14 drops the last element of a Tuple's update (an argmax) vectorized with
+      // GuardWithIf over exactly one more element than the vector width (9 rows at 8 lanes, 17
+      // at 16: seen for every width from 4 to 16 and no other extent up to 5 widths): such an
+      // extent takes half-width vectors, three of them.
+      const int lanes = inner == vector_width_ + 1 ? vector_width_ / 2 : vector_width_;
+      s.vectorize(v[static_cast<size_t>(inner_axis)], lanes, Halide::TailStrategy::GuardWithIf);
     }
     if (inner_axis == 0 && rank >= 2) return;  // the outer axis is the vectorized one
     // Parallel tasks should be worth a thread wake-up (tens of microseconds): rows of the
