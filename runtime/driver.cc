@@ -762,13 +762,26 @@ int RunDriver(const DriverOptions& options, const DriverInfo& info, DriverData& 
   if (stats.interrupted) {
     const std::string path =
         o.checkpoint.empty() ? info.name + "_interrupted.safetensors" : o.checkpoint;
-    if (absl::Status s = end.Checkpoint(path); !s.ok()) return DriverFail(s);
-    std::printf(
-        "interrupted (%s) in epoch %d at batch %lld, step %lld: the full training state is in %s; "
-        "continue with --resume=%s\n",
-        g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT", trainer.epoch() + 1,
-        static_cast<long long>(trainer.batch_in_epoch()), static_cast<long long>(trainer.step()),
-        path.c_str(), path.c_str());
+    const absl::Status saved = end.Checkpoint(path);  // rank 0 writes it
+    if (saved.ok()) {
+      std::printf(
+          "interrupted (%s) in epoch %d at batch %lld, step %lld: the full training state is in "
+          "%s; continue with --resume=%s\n",
+          g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT", trainer.epoch() + 1,
+          static_cast<long long>(trainer.batch_in_epoch()), static_cast<long long>(trainer.step()),
+          path.c_str(), path.c_str());
+      std::fflush(stdout);
+    }
+    if (ranks > 1) {
+      // No rank exits before rank 0 has written the checkpoint: Open MPI's mpirun answers the
+      // first rank that exits non-zero by sending SIGTERM to the others, and rank 0, its stop
+      // handler spent on the first signal, was killed mid-write (a test saw no message and no
+      // file about one run in four).
+      const char done = 1;
+      std::vector<char> all(static_cast<size_t>(ranks));
+      (void)comm->AllGather(&done, 1, all.data());
+    }
+    if (!saved.ok()) return DriverFail(saved);
     return g_stop_signal == SIGTERM ? 143 : 130;
   }
   if (stats.best_epoch >= 0) {
