@@ -140,6 +140,37 @@ void LowerCtx::GpuTileAll(Halide::Func f, const Shape& shape) const {
   for (int i = 0; i < f.num_update_definitions(); ++i) GpuTile(f.update(i), shape);
 }
 
+Halide::RVar LowerCtx::GpuSplitReduction(Halide::Func f, const Shape& shape, Halide::RVar r,
+                                         int64_t r_extent, int chunk) const {
+  Halide::RVar ro(r.name() + "_chunk"), ri(r.name() + "_in");
+  Halide::Var u("chunk");
+  Halide::Func part = f.update().split(r, ro, ri, chunk).rfactor(ro, u);
+  Halide::Func w = part.in();
+  w.compute_root();
+  // w's arguments innermost first: f's (its logical axes reversed), then the chunk index.
+  const std::vector<Halide::Var> a = w.args();
+  const int rank = static_cast<int>(shape.size());
+  auto extent = [&](int i) {
+    return i < rank ? shape[static_cast<size_t>(rank - 1 - i)] : (r_extent + chunk - 1) / chunk;
+  };
+  const auto guard = Halide::TailStrategy::GuardWithIf;
+  Halide::Var bx("gbx"), tx("gtx"), by("gby"), ty("gty");
+  const int tw = GpuExtent(extent(0), 32);
+  const int th = GpuExtent(extent(1), 256 / tw);
+  w.gpu_tile(a[0], a[1], bx, by, tx, ty, tw, th, guard);
+  if (a.size() > 2) {
+    Halide::Var outer = a[2];
+    for (size_t i = 3; i < a.size(); ++i) {
+      Halide::Var fused(absl::StrCat("gbz", i));
+      w.fuse(outer, a[i], fused);
+      outer = fused;
+    }
+    w.gpu_blocks(outer);
+  }
+  part.compute_at(w, tx);
+  return ro;
+}
+
 void LowerCtx::StoreAs(Halide::Func f, int rank, Layout layout) const {
   if (layout == Layout::kRowMajor || rank < 2) return;  // Halide's default order is row-major
   std::vector<Halide::Var> v = Vars(rank);

@@ -225,6 +225,13 @@ class LowerCtx {
   // kernel per stage.
   void GpuTileAll(Halide::Func f, const Shape& shape) const;
   void GpuTile(Halide::Stage s, const Shape& shape) const;
+  // GPU: the reduction `r` (extent `r_extent`) of f's one update, split into chunks of `chunk`
+  // summed in parallel: an intermediate over f's logical shape `shape` and the chunk index
+  // (Halide's rfactor) is one thread per element, its chunk's sum in a register; f's update then
+  // sums the chunks. Returns the RVar f's update now runs over (the chunk index). For reductions
+  // long against their output, which a thread per output element runs nearly serially.
+  Halide::RVar GpuSplitReduction(Halide::Func f, const Shape& shape, Halide::RVar r,
+                                 int64_t r_extent, int chunk) const;
 
   // The layout planner's decisions (node id -> layout; a node not listed is row-major).
   void set_layouts(std::map<int, Layout> layouts) { layouts_ = std::move(layouts); }

@@ -571,7 +571,11 @@ void ScheduleConvBackwardWeightGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
   const Shape& dys = ctx.input_shape(n, 1);
   Shape part = n.shape;
   part.push_back(PaddedColumns(dys[3], ctx.vector_width()));
-  ctx.GpuTileAll(l.helpers.Get("part_acc"), part);  // part itself is inlined into the sum
+  // The batch in chunks of 16 images summed in parallel (each thread summed the whole batch x
+  // output rows: 256 x 28 FMAs in a row for conv1's, 403 us per step at batch 256 on an H200).
+  Func acc = l.helpers.Get("part_acc");
+  if (dys[0] > 16) ctx.GpuSplitReduction(acc, part, ctx.RVars(l.rdoms.Get("r"))[0], dys[0], 16);
+  ctx.GpuTileAll(acc, part);  // part itself is inlined into the sum
   ctx.GpuTileAll(l.helpers.Get("dypad"), dys);
   ctx.GpuTileAll(l.f, n.shape);
   if (Func* pad = l.helpers.Find("pad")) ctx.GpuTileAll(*pad, ctx.input_shape(n, 0));

@@ -412,6 +412,11 @@ std::vector<OpCase> MakeCases() {
                mm_ref});
   c.push_back(
       {"matmul_matrix_vector_pow2", {OpKind::kMatMul}, {F({5, 64}), F({64, 1})}, mm, mm_ref});
+  // A long reduction into few outputs (k = 300, not a multiple of 32): on a GPU, k is summed in
+  // chunks in parallel (LowerCtx::GpuSplitReduction), the last one ragged; its gradients
+  // include one over the 6 rows.
+  c.push_back(
+      {"matmul_long_reduction", {OpKind::kMatMul}, {F({6, 300}), F({300, 10})}, mm, mm_ref});
   c.push_back({"matmul_parallel_tiles",
                {OpKind::kMatMul, OpKind::kParameter},
                {F({64, 96}), P({96, 40})},
