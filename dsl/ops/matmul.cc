@@ -126,9 +126,7 @@ void ScheduleMatMulGpu(LowerCtx& ctx, const Node& n, Lowered& l) {
   // 4,000 threads, each 980 FMAs in a row, 196 us per batch on an H200, a fifth of the CNN's
   // evaluation): k in chunks of 32 summed in parallel, then the chunks per output element.
   const int64_t* k_ext = Halide::Internal::as_const_int(l.rdoms.Get("k").x.extent());
-  int64_t outputs = 1;
-  for (int64_t d : n.shape) outputs *= d;
-  if (k_ext != nullptr && *k_ext >= 128 && outputs / rows < 32768) {
+  if (k_ext != nullptr && *k_ext >= 128 && NumElements(n.shape) / rows < 32768) {
     k = ctx.GpuSplitReduction(acc, n.shape, k, *k_ext, 32);
   }
   f.compute_root()
