@@ -3,6 +3,7 @@
 // anything that changes the code.
 #include "compiler/cache.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -197,6 +198,42 @@ TEST_F(CacheTest, AFileCompiledForAnotherModelIsRefusedByItsMetadata) {
       << wrong.status();
   auto right = LoadCachedStep(f.string(), train->signature());
   EXPECT_TRUE(right.ok()) << right.status();
+}
+
+// A Halide runtime error inside a cached (native) step comes back as the step's status with
+// Halide's message: here an allocation the process cannot get (the [16384, 16384] product, 1 GiB,
+// under an address-space limit 256 MiB above what the process has mapped), in a step compiled
+// with Halide's checks (`halide_asserts`; CUDA steps always have them). Halide's default handler
+// would print the message and abort the process.
+TEST_F(CacheTest, AHalideRuntimeErrorIsAStatusNotAnAbort) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // the child compiles (a cache hit) and runs it
+  Graph g;
+  ModelDef m;
+  Value x = g.Input("x", {16384, 4});
+  m.inputs = {x};
+  m.eval_outputs = {{"s", Sum(Relu(Linear(g, "fc", 4, 16384)(x)), {1})}};
+  CompileOptions o;
+  o.cache_dir = dir_.string();
+  o.example_blocks = false;  // the whole product at once
+  o.target.halide_asserts = true;
+  auto step = CompileEvalStep(g, m, o);
+  ASSERT_TRUE(step.ok()) << step.status();
+  Args a = MakeArgs((*step)->signature());
+  auto run_limited = [&] {
+    long pages = 0;
+    std::ifstream("/proc/self/statm") >> pages;
+    const rlim_t cap =
+        static_cast<rlim_t>(pages) * static_cast<rlim_t>(getpagesize()) + (rlim_t{256} << 20);
+    const rlimit limit = {cap, cap};
+    setrlimit(RLIMIT_AS, &limit);
+    const absl::Status s = (*step)->Run(a.In(), a.Out());
+    std::fprintf(stderr, "status: %s\n", s.ToString().c_str());
+    std::fflush(stderr);
+    _exit(s.ok() ? 1 : 0);
+  };
+  EXPECT_EXIT(run_limited(), ::testing::ExitedWithCode(0),
+              "status: INTERNAL: the compiled step failed with Halide error -?[0-9]+: .*Out of "
+              "memory");
 }
 
 TEST_F(CacheTest, AnUnusableCompilerFallsBackToTheJit) {
