@@ -97,31 +97,44 @@ int GpuExtent(int64_t extent, int cap) {
   return p;
 }
 
+namespace {
+
+// GpuTile over explicit dimensions, innermost first, with their extents: the two innermost over
+// threads (up to 32 x 8, 256 along a single one), every outer one fused into the third block index.
+void TileOverThreads(Halide::Stage s, const std::vector<Halide::Var>& inner_first,
+                     const std::vector<int64_t>& extents) {
+  const auto guard = Halide::TailStrategy::GuardWithIf;
+  Halide::Var bx("gbx"), tx("gtx"), by("gby"), ty("gty");
+  const size_t n = inner_first.size();
+  if (n == 1) {
+    s.gpu_tile(inner_first[0], bx, tx, GpuExtent(extents[0], 256), guard);
+    return;
+  }
+  const int tw = GpuExtent(extents[0], 32);
+  const int th = GpuExtent(extents[1], 256 / tw);
+  s.gpu_tile(inner_first[0], inner_first[1], bx, by, tx, ty, tw, th, guard);
+  if (n >= 3) {
+    Halide::Var outer = inner_first[2];
+    for (size_t j = 3; j < n; ++j) {
+      Halide::Var fused(absl::StrCat("gbz", n - 1 - j));
+      s.fuse(outer, inner_first[j], fused);
+      outer = fused;
+    }
+    s.gpu_blocks(outer);
+  }
+}
+
+}  // namespace
+
 void LowerCtx::GpuTile(Halide::Stage s, const Shape& shape) const {
   const int rank = static_cast<int>(shape.size());
   if (rank == 0) {
     s.gpu_single_thread();
     return;
   }
-  std::vector<Halide::Var> v = Vars(rank);
-  const auto guard = Halide::TailStrategy::GuardWithIf;
-  Halide::Var bx("gbx"), tx("gtx"), by("gby"), ty("gty");
-  if (rank == 1) {
-    s.gpu_tile(v[0], bx, tx, GpuExtent(shape[0], 256), guard);
-    return;
-  }
-  const int tw = GpuExtent(shape[rank - 1], 32);
-  const int th = GpuExtent(shape[rank - 2], 256 / tw);
-  s.gpu_tile(v[rank - 1], v[rank - 2], bx, by, tx, ty, tw, th, guard);
-  if (rank >= 3) {
-    Halide::Var outer = v[rank - 3];
-    for (int i = rank - 4; i >= 0; --i) {
-      Halide::Var fused(absl::StrCat("gbz", i));
-      s.fuse(outer, v[i], fused);
-      outer = fused;
-    }
-    s.gpu_blocks(outer);
-  }
+  const std::vector<Halide::Var> v = Vars(rank);
+  TileOverThreads(s, std::vector<Halide::Var>(v.rbegin(), v.rend()),
+                  std::vector<int64_t>(shape.rbegin(), shape.rend()));
 }
 
 void LowerCtx::GpuTileAll(Halide::Func f, const Shape& shape) const {
@@ -148,26 +161,10 @@ Halide::RVar LowerCtx::GpuSplitReduction(Halide::Func f, const Shape& shape, Hal
   Halide::Func w = part.in();
   w.compute_root();
   // w's arguments innermost first: f's (its logical axes reversed), then the chunk index.
-  const std::vector<Halide::Var> a = w.args();
-  const int rank = static_cast<int>(shape.size());
-  auto extent = [&](int i) {
-    return i < rank ? shape[static_cast<size_t>(rank - 1 - i)] : (r_extent + chunk - 1) / chunk;
-  };
-  const auto guard = Halide::TailStrategy::GuardWithIf;
-  Halide::Var bx("gbx"), tx("gtx"), by("gby"), ty("gty");
-  const int tw = GpuExtent(extent(0), 32);
-  const int th = GpuExtent(extent(1), 256 / tw);
-  w.gpu_tile(a[0], a[1], bx, by, tx, ty, tw, th, guard);
-  if (a.size() > 2) {
-    Halide::Var outer = a[2];
-    for (size_t i = 3; i < a.size(); ++i) {
-      Halide::Var fused(absl::StrCat("gbz", i));
-      w.fuse(outer, a[i], fused);
-      outer = fused;
-    }
-    w.gpu_blocks(outer);
-  }
-  part.compute_at(w, tx);
+  std::vector<int64_t> extents(shape.rbegin(), shape.rend());
+  extents.push_back((r_extent + chunk - 1) / chunk);
+  TileOverThreads(w, w.args(), extents);
+  part.compute_at(w, Halide::Var("gtx"));
   return ro;
 }
 

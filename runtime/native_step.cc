@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -55,6 +56,7 @@ absl::Status CheckMetadata(const Signature& sig, const halide_filter_metadata_t*
 // checkpoint written before it stays whole).
 std::mutex halide_error_mu;
 std::string* halide_error_text = new std::string;  // never destroyed: workers may report late
+std::atomic<bool> halide_error_pending{false};     // a step call reads only this when all is well
 
 extern "C" void KilnHalideError(void*, const char* msg) {
   std::lock_guard<std::mutex> lock(halide_error_mu);
@@ -62,10 +64,13 @@ extern "C" void KilnHalideError(void*, const char* msg) {
   while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
   if (!halide_error_text->empty()) *halide_error_text += "; ";
   *halide_error_text += m;
+  halide_error_pending.store(true);
 }
 
 std::string TakeHalideError() {
+  if (!halide_error_pending.load()) return "";
   std::lock_guard<std::mutex> lock(halide_error_mu);
+  halide_error_pending.store(false);
   std::string m;
   m.swap(*halide_error_text);
   return m;
